@@ -1,0 +1,31 @@
+"""badsmtp: the reliably unreliable SMTP server, for testing SMTP clients.
+
+    from badsmtp import BadSMTP
+    with BadSMTP(ports=[0]) as server:
+        ...  # send mail to 127.0.0.1:server.port
+        server.wait_for_messages(1)
+"""
+
+import logging
+
+from .api import BadSMTP
+from .config import Config, ConfigError, Listener, Role
+from .storage import MailboxUnavailable, Message, QuotaExceeded, StorageError
+
+__version__ = "0.1.0"
+
+# A library never configures logging; the CLI does (badsmtp.log).
+logging.getLogger("badsmtp").addHandler(logging.NullHandler())
+
+__all__ = [
+    "BadSMTP",
+    "Config",
+    "ConfigError",
+    "Listener",
+    "Role",
+    "Message",
+    "StorageError",
+    "MailboxUnavailable",
+    "QuotaExceeded",
+    "__version__",
+]

@@ -1,0 +1,267 @@
+"""The embedding API: ``BadSMTP(ports=...)``, a server you can start in a
+thread from any synchronous test harness, as a context manager or by hand."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import fields, replace
+from types import TracebackType
+from typing import Any, Callable
+
+from . import auth, protocol, replies
+from .config import Config, ConfigError, Listener, Role, listener_for_port, plan_listeners
+from .server import Acceptor, ListenerServer, Runtime
+from .storage import MaildirStore, MemoryStore, Message, MessageStore, TeeStore
+
+__all__ = ["BadSMTP"]
+
+log = logging.getLogger("badsmtp.server")
+_CONFIG_KEYS = frozenset(f.name for f in fields(Config))
+
+
+def _default_authenticate(credentials: auth.Credentials) -> auth.User | None:
+    return auth.pattern_authenticate(credentials.username, credentials.password)
+
+
+class BadSMTP:
+    """A badsmtp server.
+
+    ``ports`` takes port numbers (each gets the role the README's port plan
+    gives it; any other number, ``0`` included, is a normal SMTP listener) and
+    :class:`Listener` descriptions (``Listener(0, "greeting_delay", 0.2)``).
+    Without ``ports`` the whole default plan of 304 listeners is opened.
+
+    Every configuration key is a keyword argument (``tls_hostname=``,
+    ``mailbox_dir=``, ``max_recipients=``…).  Accepted messages are kept in
+    :attr:`messages` unless ``capture=False``.
+    """
+
+    def __init__(
+        self,
+        ports: Iterable[int | Listener] | None = None,
+        *,
+        config: Config | None = None,
+        capture: bool = True,
+        message_store: MessageStore | None = None,
+        authenticator: Callable[[str, str | None], Any] | None = None,
+        **settings: Any,
+    ) -> None:
+        if "mailbox" in settings:
+            settings["mailbox_dir"] = settings.pop("mailbox")
+        unknown = set(settings) - _CONFIG_KEYS
+        if unknown:
+            raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        self.config = replace(config or Config(), **settings)
+        if ports is None:
+            self._requested = plan_listeners(self.config)
+            self._required = {0}  # only the main listener must bind (spec 1.4)
+        else:
+            self._requested = [
+                p if isinstance(p, Listener) else listener_for_port(p, self.config) for p in ports
+            ]
+            self._required = set(range(len(self._requested)))
+        if not self._requested:
+            raise ConfigError("no listener requested")
+        self._capture = MemoryStore() if capture else None
+        stores: list[MessageStore] = [s for s in (message_store, self._capture) if s is not None]
+        if self.config.mailbox_dir:
+            stores.insert(0, MaildirStore(self.config.mailbox_dir))
+        self._store: MessageStore | None = (
+            None if not stores else stores[0] if len(stores) == 1 else TeeStore(stores)
+        )
+        self._authenticator = authenticator
+        self._tls: Any = None
+        self._servers: list[ListenerServer] = []
+        self._acceptor: Acceptor | None = None
+        self._runtime: Runtime | None = None
+        self._state_lock = threading.Lock()
+        self._stopped = threading.Event()
+        self.listeners: list[Listener] = []
+
+    # -- lifecycle --------------------------------------------------------------------
+    def serve_in_thread(self) -> BadSMTP:
+        """Bind every listener and start accepting in a background thread.
+        Returns once connections can be made; bind errors raise here."""
+        with self._state_lock:
+            if self._acceptor is not None:
+                return self
+            self._runtime = Runtime(
+                self._context(), self._store, self.config.idle_timeout, self._tls_provider(),
+                self._authenticate,
+            )
+            servers: list[ListenerServer] = []
+            try:
+                for index, listener in enumerate(self._requested):
+                    try:
+                        servers.append(
+                            ListenerServer(listener, self.config.listen_address, self._runtime)
+                        )
+                    except OSError as exc:
+                        if index in self._required:
+                            raise OSError(
+                                exc.errno,
+                                f"cannot listen on {self.config.listen_address} port "
+                                f"{listener.port}: {exc.strerror}",
+                            ) from exc
+                        log.warning(
+                            "Port already in use; skipping listener",
+                            extra={"fields": {"port": listener.port, "desc": listener.role.value,
+                                              "addr": self.config.listen_address}},
+                        )
+            except BaseException:
+                for server in servers:
+                    server.server_close()
+                raise
+            self._servers = servers
+            self.listeners = [s.bound for s in servers]
+            self._runtime.ctx = self._context()  # HELP shows the ports actually bound
+            self._acceptor = Acceptor(servers)
+            self._acceptor.start()
+            self._stopped.clear()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve until :meth:`stop` is called (from another thread or a signal)."""
+        self.serve_in_thread()
+        self._stopped.wait()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Graceful shutdown (spec 21.3): stop accepting, 421 every live
+        session, wait for them up to ``shutdown_timeout``.  Idempotent."""
+        with self._state_lock:
+            acceptor, runtime = self._acceptor, self._runtime
+            self._acceptor = None
+            if acceptor is None or runtime is None:
+                return
+            runtime.stopping.set()
+            acceptor.stop()
+            if runtime.interrupt_all():
+                log.info("Shutting down: notifying active sessions")
+            deadline = self.config.shutdown_timeout if timeout is None else timeout
+            self._join(runtime, deadline)
+            self._stopped.set()
+
+    @staticmethod
+    def _join(runtime: Runtime, timeout: float) -> None:
+        import time
+
+        end = time.monotonic() + timeout
+        while True:
+            with runtime._lock:
+                threads = [t for t in runtime.threads if t.is_alive()]
+            if not threads:
+                return
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                runtime.force_close_all()
+                for t in threads:
+                    t.join(1.0)
+                return
+            threads[0].join(remaining)
+
+    def __enter__(self) -> BadSMTP:
+        return self.serve_in_thread()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- what a test looks at ---------------------------------------------------------
+    @property
+    def ports(self) -> list[int]:
+        """The actual port numbers, in the order requested."""
+        return [listener.port for listener in self.listeners]
+
+    @property
+    def port(self) -> int:
+        """The first listener's actual port (the main one for the default plan)."""
+        if not self.listeners:
+            raise RuntimeError("the server is not listening: call serve_in_thread() first")
+        return self.listeners[0].port
+
+    def port_for(self, role: Role | str) -> int:
+        """The actual port of the first listener with ``role``."""
+        role = Role(role)
+        for listener in self.listeners:
+            if listener.role is role:
+                return listener.port
+        raise LookupError(f"no {role.value} listener")
+
+    @property
+    def host(self) -> str:
+        return self.config.listen_address
+
+    @property
+    def messages(self) -> list[Message]:
+        """Messages accepted so far (the in-memory capture)."""
+        if self._capture is None:
+            raise RuntimeError("message capture is off (capture=False)")
+        return list(self._capture.messages)
+
+    def wait_for_messages(self, count: int = 1, timeout: float = 5.0) -> list[Message]:
+        """Block until ``count`` messages were accepted; TimeoutError otherwise."""
+        if self._capture is None:
+            raise RuntimeError("message capture is off (capture=False)")
+        return self._capture.wait_for(count, timeout)
+
+    @property
+    def errors(self) -> list[BaseException]:
+        """Internal errors seen while serving (each also answered with 421)."""
+        return list(self._runtime.errors) if self._runtime else []
+
+    # -- TLS ------------------------------------------------------------------------
+    def _tls_provider(self) -> Any:
+        if self._tls is None:
+            from .tls import TLSProvider
+
+            self._tls = TLSProvider(
+                self.config.tls_hostname,
+                self.config.listen_address,
+                self.config.tls_cert_file,
+                self.config.tls_key_file,
+            )
+        return self._tls
+
+    def certificate_pem(self, name: str | None = None) -> str:
+        """PEM of the certificate the server presents for ``name``."""
+        return str(self._tls_provider().certificate_pem(name))
+
+    def client_ssl_context(self, name: str | None = None) -> Any:
+        """A client ``ssl.SSLContext`` that trusts this server's certificate,
+        with certificate and host-name verification on."""
+        return self._tls_provider().client_context(name)
+
+    # -- internals ------------------------------------------------------------------
+    def _context(self) -> protocol.Context:
+        c = self.config
+        bound = {l.role: l.port for l in reversed(self.listeners)}
+
+        def single(role: Role, configured: int) -> str:
+            return str(bound.get(role, configured))
+
+        ranges = c.ranges()
+        fmt = "{}-{}".format
+        return protocol.Context(
+            identity=c.tls_hostname,
+            max_recipients=c.max_recipients,
+            help=replies.help_reply(
+                fmt(*ranges["greeting delay"]),
+                fmt(*ranges["command delay"]),
+                fmt(*ranges["drop delay"]),
+                single(Role.IMMEDIATE_DROP, c.immediate_drop_port),
+                single(Role.TLS, c.tls_port),
+                single(Role.STARTTLS, c.starttls_port),
+            ),
+        )
+
+    def _authenticate(self, credentials: auth.Credentials) -> Any:
+        if self._authenticator is not None:
+            return self._authenticator(credentials.username, credentials.password)
+        return _default_authenticate(credentials)
+
+    def __repr__(self) -> str:
+        state = "serving" if self._acceptor else "stopped"
+        return f"<BadSMTP {state} on {self.config.listen_address} ports={self.ports}>"

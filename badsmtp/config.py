@@ -1,0 +1,133 @@
+"""Server settings, listener descriptions and the README's port conventions.
+
+A port's behaviour belongs to a :class:`Listener`, never to its number: one
+pure function (:func:`listener_for_port`) maps the conventions of spec 1.1 to
+listeners, and embedders can describe any role on any port, port 0 included,
+with sub-second delays (spec 0.8, 1.3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from enum import Enum
+
+__all__ = ["Role", "Listener", "Config", "ConfigError", "listener_for_port", "plan_listeners"]
+
+RANGE = 100  # every range is exactly 100 ports long (spec 1.2)
+STEP = 10.0  # seconds of delay per port of offset
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; the message is one line, fit for a user."""
+
+
+class Role(str, Enum):
+    MAIN = "main"
+    STARTTLS = "starttls"
+    TLS = "tls"  # implicit TLS: handshake first (RFC 8314)
+    GREETING_DELAY = "greeting_delay"
+    COMMAND_DELAY = "command_delay"
+    DROP = "drop_delay"
+    IMMEDIATE_DROP = "immediate_drop"
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """One listening port and what a connection to it gets.
+
+    ``delay`` is in seconds, fractions allowed: the greeting delay, the delay
+    before each command, or the time before the connection is dropped."""
+
+    port: int = 0
+    role: Role = Role.MAIN
+    delay: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "role", Role(self.role))
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port {self.port} is out of range (0-65535)")
+        if self.delay < 0:
+            raise ConfigError(f"delay {self.delay} must not be negative")
+
+    @property
+    def tls(self) -> bool:
+        return self.role is Role.TLS
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Every setting of spec 20.2 that the server itself uses, with its default."""
+
+    port: int = 2525
+    listen_address: str = "127.0.0.1"
+    mailbox_dir: str | None = None
+    greeting_delay_port_start: int = 3000
+    command_delay_port_start: int = 4000
+    drop_delay_port_start: int = 5000
+    immediate_drop_port: int = 6000
+    tls_port: int = 25465
+    starttls_port: int = 25587
+    tls_hostname: str = "badsmtp.test"
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    idle_timeout: float = 300.0
+    max_recipients: int = 1000
+    shutdown_timeout: float = 10.0
+    extra: dict[str, object] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.max_recipients < 1:
+            raise ConfigError(f"max_recipients must be at least 1, not {self.max_recipients}")
+        if self.idle_timeout < 0:
+            raise ConfigError(f"idle_timeout must not be negative, not {self.idle_timeout}")
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [f.name for f in fields(cls) if f.name != "extra"]
+
+    def ranges(self) -> dict[str, tuple[int, int]]:
+        return {
+            "greeting delay": (self.greeting_delay_port_start, self.greeting_delay_port_start + RANGE - 1),
+            "command delay": (self.command_delay_port_start, self.command_delay_port_start + RANGE - 1),
+            "drop delay": (self.drop_delay_port_start, self.drop_delay_port_start + RANGE - 1),
+        }
+
+
+def listener_for_port(port: int, config: Config) -> Listener:
+    """The role spec 1.1 gives ``port`` under ``config``'s plan; any other
+    number (0 included) is a main-role listener (spec 21.1)."""
+    if port == 0:
+        return Listener(0)
+    singles = {
+        config.tls_port: Role.TLS,
+        config.starttls_port: Role.STARTTLS,
+        config.immediate_drop_port: Role.IMMEDIATE_DROP,
+    }
+    if port in singles and port != config.port:
+        return Listener(port, singles[port])
+    for start, role in (
+        (config.greeting_delay_port_start, Role.GREETING_DELAY),
+        (config.command_delay_port_start, Role.COMMAND_DELAY),
+        (config.drop_delay_port_start, Role.DROP),
+    ):
+        if start <= port < start + RANGE:
+            return Listener(port, role, (port - start) * STEP)
+    return Listener(port)
+
+
+def plan_listeners(config: Config) -> list[Listener]:
+    """The default listener plan (spec 1.1): main first, then the single
+    ports, then the three ranges — 304 listeners with the defaults."""
+    plan = [
+        Listener(config.port, Role.MAIN),
+        Listener(config.starttls_port, Role.STARTTLS),
+        Listener(config.tls_port, Role.TLS),
+    ]
+    for start, role in (
+        (config.greeting_delay_port_start, Role.GREETING_DELAY),
+        (config.command_delay_port_start, Role.COMMAND_DELAY),
+        (config.drop_delay_port_start, Role.DROP),
+    ):
+        plan.extend(Listener(start + o, role, o * STEP) for o in range(RANGE))
+    plan.append(Listener(config.immediate_drop_port, Role.IMMEDIATE_DROP))
+    return plan

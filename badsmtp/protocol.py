@@ -1,0 +1,323 @@
+"""The pure command dispatcher: ``dispatch(state, verb, args, ctx)`` returns the
+new state and what to do (replies and effects).  No sockets, clocks or files.
+
+Preconditions are checked once, from the ``ALLOWED`` table (spec 4.2); each
+verb's handler is a small function in ``HANDLERS``.  Handlers signal failure by
+raising :class:`ReplyError`; the one conversion to a reply is in ``dispatch``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from typing import Callable, Union
+
+from . import commands, replies, triggers
+from .replies import Reply, ReplyError
+from .triggers import HELO_CAPABILITIES, Capabilities, Trigger
+
+__all__ = [
+    "Phase",
+    "State",
+    "Context",
+    "Close",
+    "ReadData",
+    "ReadChunk",
+    "StartTLS",
+    "Authenticate",
+    "Abort",
+    "Wait",
+    "Fired",
+    "Output",
+    "dispatch",
+    "transaction_over",
+    "KNOWN_VERBS",
+    "UNIMPLEMENTED_VERBS",
+]
+
+
+class Phase(Enum):
+    """Session states; the names appear in 503 replies (spec 4.1)."""
+
+    HELO = "HELO"
+    MAIL = "MAIL"
+    RCPT = "RCPT"
+    BDAT = "BDAT"
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What the server tells every session; fixed for a listener's life."""
+
+    identity: str = "badsmtp.test"
+    max_recipients: int = 1000
+    help: Reply = replies.Reply(214, ("BadSMTP - The Reliably Unreliable Mail Server",))
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    phase: Phase = Phase.HELO
+    caps: Capabilities = HELO_CAPABILITIES
+    helo_name: str = ""
+    tls: bool = False
+    user: str | None = None
+    sender: str | None = None
+    recipients: tuple[str, ...] = ()
+    armed: Trigger | None = None
+    messages: int = 0
+
+
+# -- effects: what the session driver must do besides sending replies ---------
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Close the connection after the replies before it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadData:
+    """Read DATA content up to CRLF.CRLF (the 354 has been queued)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadChunk:
+    """Read exactly ``size`` octets of BDAT chunk, then judge (RFC 3030)."""
+
+    size: int
+    last: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StartTLS:
+    """Hand the connection to TLS (after the queued 220)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticate:
+    """Run the SASL exchange for ``mechanism`` (RFC 4954)."""
+
+    mechanism: str
+    initial: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Abort:
+    """Drop any message content received so far (RSET, new HELO/EHLO)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Wait before the next reply (the ``dlay`` keyword on EHLO, 5.4.3)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    """A client-requested error was sent (logged as a WARN, spec 6.6)."""
+
+    trigger: str
+    code: int
+    stage: str
+
+
+Effect = Union[Close, ReadData, ReadChunk, StartTLS, Authenticate, Abort, Wait, Fired]
+Output = Union[Reply, Effect]
+Result = tuple[State, list[Output]]
+Handler = Callable[[State, list[str], Context], Result]
+
+ALL = frozenset(Phase)
+ALLOWED: dict[str, frozenset[Phase]] = {
+    "HELO": frozenset({Phase.HELO, Phase.MAIL, Phase.RCPT, Phase.BDAT}),
+    "EHLO": frozenset({Phase.HELO, Phase.MAIL, Phase.RCPT, Phase.BDAT}),
+    "AUTH": frozenset({Phase.MAIL}),
+    "MAIL": frozenset({Phase.MAIL}),
+    "RCPT": frozenset({Phase.RCPT}),
+    "DATA": frozenset({Phase.RCPT}),
+    "BDAT": frozenset({Phase.RCPT, Phase.BDAT}),
+    "RSET": ALL,
+    "NOOP": ALL,
+    "QUIT": ALL,
+    "STARTTLS": frozenset({Phase.HELO, Phase.MAIL}),
+    "VRFY": ALL,
+    "HELP": ALL,
+}
+KNOWN_VERBS = frozenset(ALLOWED)
+# Well-known verbs we do not implement get 502, not 500 (spec 0.5).
+UNIMPLEMENTED_VERBS = frozenset({"EXPN", "ETRN", "TURN", "ATRN", "VERB", "SEND", "SOML", "SAML"})
+
+
+def _fire(state: State, verb: str, stage: str) -> Result | None:
+    """The armed deferred trigger for ``verb``, if any, as the command's result."""
+    armed = state.armed
+    if armed is None or armed.verb != verb:
+        return None
+    return state, [armed.reply, Fired(armed.source, armed.reply.code, stage)]
+
+
+def transaction_over(state: State) -> State:
+    """End of a transaction by acceptance or by a size/storage failure:
+    envelope and armed trigger cleared (spec 6.5, 10.4)."""
+    return replace(state, phase=Phase.MAIL, sender=None, recipients=(), armed=None)
+
+
+def _reset(state: State) -> State:
+    """RSET's reset: the transaction goes, triggers and capabilities stay (12.1)."""
+    phase = Phase.HELO if state.phase is Phase.HELO else Phase.MAIL
+    return replace(state, phase=phase, sender=None, recipients=())
+
+
+def _helo(state: State, args: list[str], ctx: Context) -> Result:
+    name = args[0]
+    fired = triggers.helo_trigger(name)
+    if fired is not None:
+        return state, [fired, Fired(name, fired.code, "HELO")]
+    new = replace(_reset(state), phase=Phase.MAIL, caps=HELO_CAPABILITIES, helo_name=name)
+    return new, [Abort(), Reply(250, (ctx.identity,))]
+
+
+def _ehlo(state: State, args: list[str], ctx: Context) -> Result:
+    name = args[0]
+    fired = triggers.helo_trigger(name)
+    if fired is not None:
+        return state, [fired, Fired(name, fired.code, "EHLO")]
+    if triggers.ehlo_rejected(name):
+        return state, [replies.EHLO_REJECTED]
+    caps = triggers.ehlo_capabilities(name, state.tls, ctx.identity)
+    new = replace(_reset(state), phase=Phase.MAIL, caps=caps, helo_name=name)
+    assert caps.ehlo is not None
+    out: list[Output] = [Abort()]
+    if caps.delay:
+        out.append(Wait(caps.delay))
+    out.append(caps.ehlo)
+    return new, out
+
+
+def _auth(state: State, args: list[str], ctx: Context) -> Result:
+    if state.user is not None:
+        raise ReplyError(replies.AUTH_ALREADY)
+    fired = _fire(state, "auth", "AUTH")
+    if fired is not None:
+        return fired
+    mechanism = args[0].upper()
+    if mechanism not in triggers.AUTH_ALL:
+        raise ReplyError(replies.AUTH_UNSUPPORTED)
+    return state, [Authenticate(mechanism, args[1] if len(args) > 1 else None)]
+
+
+def _mail(state: State, args: list[str], ctx: Context) -> Result:
+    path, params = commands.extract_path(args, "FROM:")
+    armed: Trigger | None = None
+    if path == "<>":  # the null reverse-path: bounces and DSNs (RFC 5321 §4.5.5)
+        sender = ""
+    else:
+        commands.validate_address(path, state.caps.smtputf8)
+        sender = commands.normalise(path)
+        armed = triggers.address_trigger(sender)
+        if armed is not None and armed.verb == "mail":
+            return state, [armed.reply, Fired(sender, armed.reply.code, "MAIL")]
+    size = commands.size_parameter(params)
+    if size is not None and size > state.caps.size_limit:  # RFC 1870 §6.1
+        raise ReplyError(replies.size_exceeded(state.caps.size_limit))
+    new = replace(state, phase=Phase.RCPT, sender=sender, recipients=(), armed=armed)
+    return new, [replies.MAIL_OK]
+
+
+def _rcpt(state: State, args: list[str], ctx: Context) -> Result:
+    path, _ = commands.extract_path(args, "TO:")
+    if path == "<>":  # the null path is only a reverse-path
+        raise ReplyError(replies.SYNTAX)
+    commands.validate_address(path, state.caps.smtputf8)
+    recipient = commands.normalise(path)
+    if len(state.recipients) >= ctx.max_recipients:
+        raise ReplyError(replies.TOO_MANY_RCPTS)
+    own = triggers.address_trigger(recipient)
+    if own is not None and own.verb == "rcpt":
+        return state, [own.reply, Fired(recipient, own.reply.code, "RCPT")]
+    fired = _fire(state, "rcpt", "RCPT")
+    if fired is not None:
+        return fired
+    return replace(state, recipients=state.recipients + (recipient,)), [replies.RCPT_OK]
+
+
+def _data(state: State, args: list[str], ctx: Context) -> Result:
+    if not state.recipients:
+        raise ReplyError(replies.NO_RECIPIENTS)
+    fired = _fire(state, "data", "DATA")
+    if fired is not None:
+        return fired
+    return state, [replies.DATA_GO, ReadData()]
+
+
+def _bdat(state: State, args: list[str], ctx: Context) -> Result:
+    if not state.recipients:
+        raise ReplyError(replies.NO_RECIPIENTS)
+    size, last = commands.bdat_arguments(args)
+    return state, [ReadChunk(size, last)]
+
+
+def _rset(state: State, args: list[str], ctx: Context) -> Result:
+    return _fire(state, "rset", "RSET") or (_reset(state), [Abort(), replies.OK])
+
+
+def _noop(state: State, args: list[str], ctx: Context) -> Result:
+    return _fire(state, "noop", "NOOP") or (state, [replies.OK])
+
+
+def _quit(state: State, args: list[str], ctx: Context) -> Result:
+    state, out = _fire(state, "quit", "QUIT") or (state, [replies.BYE])
+    return state, [*out, Close()]
+
+
+def _starttls(state: State, args: list[str], ctx: Context) -> Result:
+    fired = _fire(state, "starttls", "STARTTLS")
+    if fired is not None:
+        return fired
+    if state.tls:
+        raise ReplyError(replies.TLS_ALREADY)
+    return state, [replies.TLS_READY, StartTLS()]
+
+
+def _vrfy(state: State, args: list[str], ctx: Context) -> Result:
+    mailbox = commands.vrfy_mailbox(args)
+    commands.validate_address(mailbox, state.caps.smtputf8)
+    return state, [triggers.vrfy_reply(commands.normalise(mailbox))]
+
+
+def _help(state: State, args: list[str], ctx: Context) -> Result:
+    return state, [ctx.help]
+
+
+HANDLERS: dict[str, Handler] = {
+    "HELO": _helo,
+    "EHLO": _ehlo,
+    "AUTH": _auth,
+    "MAIL": _mail,
+    "RCPT": _rcpt,
+    "DATA": _data,
+    "BDAT": _bdat,
+    "RSET": _rset,
+    "NOOP": _noop,
+    "QUIT": _quit,
+    "STARTTLS": _starttls,
+    "VRFY": _vrfy,
+    "HELP": _help,
+}
+# Argument checks of spec 3.5 that are not part of a handler's own parsing.
+_NEEDS_ARGUMENT = frozenset({"HELO", "EHLO", "AUTH", "MAIL", "RCPT", "VRFY"})
+
+
+def dispatch(state: State, verb: str, args: list[str], ctx: Context) -> Result:
+    """Run one command (spec 3.4 steps 3-6).  Never raises for client input."""
+    handler = HANDLERS.get(verb)
+    if handler is None:
+        if verb in UNIMPLEMENTED_VERBS:
+            return state, [replies.NOT_IMPLEMENTED]
+        return state, [replies.UNKNOWN_COMMAND]
+    if state.phase not in ALLOWED[verb]:
+        return state, [replies.bad_sequence(verb, state.phase.value)]
+    if verb in _NEEDS_ARGUMENT and not args:
+        return state, [replies.SYNTAX]
+    try:
+        return handler(state, args, ctx)
+    except ReplyError as exc:
+        return state, [exc.reply]

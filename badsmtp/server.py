@@ -1,0 +1,421 @@
+"""The IO shell: ``socketserver`` listeners, one acceptor thread for all of
+them, and one blocking handler thread per connection that executes the
+session's actions (send, wait, close, TLS, storage, authentication).
+
+No SMTP rule lives here: the handler reads with raw ``recv`` into the
+session, which owns the only buffer (so STARTTLS can discard what was
+pipelined after it), and does what the returned actions say.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import selectors
+import socket
+import socketserver
+import ssl
+import threading
+import time
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable
+
+from . import auth, protocol, replies
+from .config import Listener, Role
+from .session import (
+    AbortDelivery,
+    Action,
+    Begin,
+    Commit,
+    Envelope,
+    Log,
+    Session,
+    Verify,
+    Write,
+)
+from .storage import Delivery, Message, MessageStore, error_reply
+
+if TYPE_CHECKING:
+    from .tls import TLSProvider
+
+__all__ = ["Runtime", "ListenerServer", "Acceptor"]
+
+log = logging.getLogger("badsmtp.server")
+session_log = logging.getLogger("badsmtp.session")
+_LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARN": logging.WARNING, "ERROR": logging.ERROR}
+RECV_SIZE = 65536
+WRITE_DEADLINE = 5.0  # bounded writes during shutdown (spec 21.3)
+HANDSHAKE_TIMEOUT = 30.0
+
+
+class Runtime:
+    """What every connection of one BadSMTP shares."""
+
+    def __init__(
+        self,
+        ctx: protocol.Context,
+        store: MessageStore | None,
+        idle_timeout: float,
+        tls: TLSProvider | None,
+        authenticate: Callable[[auth.Credentials], Any],
+    ) -> None:
+        self.ctx = ctx
+        self.store = store
+        self.idle_timeout = idle_timeout or None
+        self.tls = tls
+        self.authenticate = authenticate
+        self.stopping = threading.Event()
+        self.errors: list[BaseException] = []
+        self._lock = threading.Lock()
+        self.connections: dict[Handler, socket.socket] = {}
+        self.threads: set[threading.Thread] = set()
+        self._pid = os.getpid()
+
+    def challenge(self) -> str:
+        # RFC 2195 §2: "<random.timestamp@host>", never reused.
+        return f"<{secrets.randbelow(10**10)}.{int(time.time())}.{self._pid}@{self.ctx.identity}>"
+
+    def record_error(self, exc: BaseException) -> None:
+        with self._lock:
+            self.errors.append(exc)
+
+    def register(self, handler: Handler, sock: socket.socket) -> bool:
+        with self._lock:
+            if self.stopping.is_set():
+                return False
+            self.connections[handler] = sock
+            return True
+
+    def unregister(self, handler: Handler) -> None:
+        with self._lock:
+            self.connections.pop(handler, None)
+            self.threads.discard(threading.current_thread())
+
+    def interrupt_all(self) -> int:
+        """Wake every handler blocked in ``recv``: the read side is shut, so
+        recv returns at once and the handler sends its 421 (spec 21.3)."""
+        with self._lock:
+            socks = list(self.connections.values())
+        for sock in socks:
+            try:
+                # The plain socket's shutdown: an SSLSocket's own would drop
+                # the TLS state we still need to send the 421.
+                socket.socket.shutdown(sock, socket.SHUT_RD)
+            except OSError:
+                pass
+        return len(socks)
+
+    def force_close_all(self) -> None:
+        with self._lock:
+            socks = list(self.connections.values())
+        for sock in socks:
+            try:
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class Handler(socketserver.BaseRequestHandler):
+    server: ListenerServer
+
+    def setup(self) -> None:
+        self.rt = self.server.runtime
+        self.listener = self.server.listener
+        self.sock: socket.socket = self.request
+        self.session: Session | None = None
+        self.delivery: Delivery | None = None
+        self.client_ip = self.client_address[0] if self.client_address else ""
+        self.started = time.monotonic()
+
+    def handle(self) -> None:
+        if not self.rt.register(self, self.sock):
+            self._send_quietly(replies.SHUTTING_DOWN.render(False))
+            return
+        try:
+            self._serve()
+        except (OSError, ssl.SSLError):
+            pass  # the client went away or the network failed: nothing to answer
+        except Exception as exc:  # a bug in badsmtp: log, 421, keep the listener
+            log.exception("internal error while serving %s", self.client_ip)
+            self.rt.record_error(exc)
+            self._send_quietly(replies.INTERNAL_ERROR.render(False))
+        finally:
+            self._abort()
+            self.rt.unregister(self)
+
+    def finish(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    # -- the connection ------------------------------------------------------------
+    def _serve(self) -> None:
+        role, delay = self.listener.role, self.listener.delay
+        if role is Role.DROP or role is Role.IMMEDIATE_DROP:
+            # Send nothing, read nothing; close after the delay (spec 2.1).
+            if delay and self.rt.stopping.wait(delay):
+                self._send_quietly(replies.SHUTTING_DOWN.render(False))
+            return
+        if role is Role.GREETING_DELAY and delay and self.rt.stopping.wait(delay):
+            self._send_quietly(replies.SHUTTING_DOWN.render(False))
+            return
+        if role is Role.TLS and not self._handshake():
+            return
+        session = self.session = Session(
+            self.rt.ctx,
+            tls=role is Role.TLS,
+            command_delay=delay if role is Role.COMMAND_DELAY else 0.0,
+            stream=self.rt.store is not None,
+            challenge=self.rt.challenge,
+        )
+        self.sock.settimeout(self.rt.idle_timeout)
+        self._run(session.greeting())
+        recv = self.sock.recv
+        while not session.closed:
+            try:
+                data = recv(RECV_SIZE)
+            except TimeoutError:
+                self._run(session.timeout())
+                return
+            except ConnectionError:
+                data = b""
+            if self.rt.stopping.is_set():
+                self._stop(session)
+                return
+            self._run(session.receive_data(data))
+
+    def _stop(self, session: Session) -> None:
+        self.sock.settimeout(WRITE_DEADLINE)
+        self._run(session.shutdown())
+
+    def _send_quietly(self, data: bytes) -> None:
+        try:
+            self.sock.settimeout(WRITE_DEADLINE)
+            self.sock.sendall(data)
+        except OSError:
+            pass
+
+    def _run(self, actions: list[Action] | None) -> None:
+        """Execute actions in order; a pausing action's answer yields the next batch."""
+        session = self.session
+        while actions:
+            following: list[Action] | None = None
+            for action in actions:
+                if type(action) is bytes:
+                    self.sock.sendall(action)
+                elif isinstance(action, Write):
+                    self._write(action.data)
+                elif isinstance(action, protocol.Wait):
+                    if self.rt.stopping.wait(action.seconds):
+                        assert session is not None
+                        self.sock.settimeout(WRITE_DEADLINE)
+                        following = session.shutdown()
+                        break
+                elif isinstance(action, Begin):
+                    self._begin(action.envelope)
+                elif isinstance(action, Commit):
+                    assert session is not None
+                    following = session.commit_done(self._commit(action.envelope))
+                    break
+                elif isinstance(action, AbortDelivery):
+                    self._abort()
+                elif isinstance(action, protocol.StartTLS):
+                    assert session is not None
+                    if not self._handshake():
+                        following = None
+                        session.receive_data(b"")
+                        break
+                    following = session.tls_started()
+                    break
+                elif isinstance(action, Verify):
+                    assert session is not None
+                    following = self._verify(session, action.credentials)
+                    break
+                elif isinstance(action, Log):
+                    self._log(action)
+                elif isinstance(action, protocol.Close):
+                    return
+            actions = following
+
+    # -- TLS (RFC 3207, RFC 8314) ------------------------------------------------------
+    def _handshake(self) -> bool:
+        if self.rt.tls is None:
+            return False
+        raw = self.sock
+        raw.settimeout(min(self.rt.idle_timeout or HANDSHAKE_TIMEOUT, HANDSHAKE_TIMEOUT))
+        try:
+            wrapped = self.rt.tls.server_context().wrap_socket(
+                raw, server_side=True, do_handshake_on_connect=False
+            )
+        except (OSError, ValueError):
+            return False
+        self.sock = wrapped
+        with self.rt._lock:
+            if self in self.rt.connections:
+                self.rt.connections[self] = wrapped
+        try:
+            wrapped.do_handshake()
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            log.info("TLS handshake failed: %s", exc)
+            return False
+        wrapped.settimeout(self.rt.idle_timeout)
+        return True
+
+    # -- storage --------------------------------------------------------------------
+    def _message(self, env: Envelope) -> Message:
+        return Message(
+            sender=env.sender,
+            recipients=env.recipients,
+            size=env.size,
+            client_ip=self.client_ip,
+            hostname=self.rt.ctx.identity,
+            helo=env.helo,
+            tls_used=env.tls,
+            user=env.user,
+            timestamp=datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+        )
+
+    def _begin(self, env: Envelope) -> None:
+        assert self.rt.store is not None and self.session is not None
+        try:
+            self.delivery = self.rt.store.begin(self._message(env))
+        except Exception as exc:
+            self._store_failed(exc)
+
+    def _write(self, data: bytes) -> None:
+        if self.delivery is None:
+            return
+        try:
+            self.delivery.write(data)
+        except Exception as exc:
+            self._abort()
+            self._store_failed(exc)
+
+    def _store_failed(self, exc: Exception) -> None:
+        log.error("SMTP message storage failed: %s", exc)
+        assert self.session is not None
+        self.session.store_failed(error_reply(exc))
+
+    def _commit(self, env: Envelope) -> replies.Reply | None:
+        delivery, self.delivery = self.delivery, None
+        if delivery is None:
+            return None  # storage off: counted and discarded
+        try:
+            delivery.commit(self._message(env))
+        except Exception as exc:
+            log.error("SMTP message storage failed: %s", exc)
+            return error_reply(exc)
+        return None
+
+    def _abort(self) -> None:
+        delivery, self.delivery = self.delivery, None
+        if delivery is not None:
+            try:
+                delivery.abort()
+            except Exception:
+                log.exception("message store failed to abort a delivery")
+
+    def _verify(self, session: Session, credentials: auth.Credentials) -> list[Action]:
+        try:
+            user = self.rt.authenticate(credentials)
+        except Exception:
+            log.exception("authenticator raised")
+            user = None
+        inactive = user is not None and not getattr(user, "active", True)
+        return session.auth_done(user, inactive)
+
+    def _log(self, action: Log) -> None:
+        level = _LEVELS.get(action.level, logging.INFO)
+        if session_log.isEnabledFor(level):
+            session_log.log(level, action.message, extra={"fields": action.fields})
+
+
+class ListenerServer(socketserver.ThreadingTCPServer):
+    """One listening socket.  It never runs its own ``serve_forever``: the
+    :class:`Acceptor` accepts for all listeners from one thread."""
+
+    allow_reuse_address = True
+    daemon_threads = True
+    block_on_close = False
+    # socketserver's default backlog of 5 drops connection bursts (STYLE.md).
+    request_queue_size = 1024
+
+    def __init__(self, listener: Listener, address: str, runtime: Runtime) -> None:
+        self.listener = listener
+        self.runtime = runtime
+        self.address_family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        super().__init__((address, listener.port), Handler)
+        self.bound = Listener(self.server_address[1], listener.role, listener.delay)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        thread = threading.Thread(
+            target=self.process_request_thread,
+            args=(request, client_address),
+            name=f"badsmtp-{self.bound.port}",
+            daemon=True,
+        )
+        with self.runtime._lock:
+            self.runtime.threads.add(thread)
+        thread.start()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.exception("error handling a connection from %s", client_address)
+
+
+class Acceptor:
+    """One thread waiting on every listening socket (``selectors``), so
+    hundreds of listeners cost one thread; ``stop`` wakes it at once."""
+
+    def __init__(self, servers: list[ListenerServer]) -> None:
+        self.servers = servers
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        for server in servers:
+            server.socket.setblocking(False)
+            self._selector.register(server.socket, selectors.EVENT_READ, server)
+        self._thread = threading.Thread(target=self._loop, name="badsmtp-acceptor", daemon=True)
+        self._stopped = False
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            for key, _ in self._selector.select():
+                server = key.data
+                if server is None:
+                    return
+                try:
+                    request, address = server.socket.accept()
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError as exc:  # e.g. EMFILE: keep serving the others
+                    log.warning("accept failed on port %s: %s", server.bound.port, exc)
+                    continue
+                request.setblocking(True)
+                # Replies are small and each one is awaited: never let Nagle hold one back.
+                request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                try:
+                    server.process_request(request, address)
+                except Exception:
+                    log.exception("could not start a handler thread")
+                    request.close()
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+        if self._thread.is_alive():
+            self._thread.join()
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+        for server in self.servers:
+            server.server_close()

@@ -1,0 +1,247 @@
+"""Message stores: the maildir writer (spec 17) and the in-memory capture of
+the embedding API (spec 21.1).  Content streams in through a *delivery*
+(``begin`` → ``write``… → ``commit`` or ``abort``) and is never held whole in
+memory except by the capture (spec 0.6).  Failures are typed (spec 0.7)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesHeaderParser, BytesParser
+from email.utils import formatdate
+from typing import Protocol
+
+from . import replies
+from .replies import Reply
+
+__all__ = [
+    "Message",
+    "Delivery",
+    "MessageStore",
+    "StorageError",
+    "MailboxUnavailable",
+    "QuotaExceeded",
+    "MaildirStore",
+    "MemoryStore",
+    "error_reply",
+]
+
+HEADER_LIMIT = 64 * 1024  # headers are parsed from at most this much content (0.16)
+
+
+class StorageError(Exception):
+    """A store could not keep the message: ``451`` unless a subclass says otherwise."""
+
+
+class MailboxUnavailable(StorageError):
+    """``550`` mailbox unavailable."""
+
+
+class QuotaExceeded(StorageError):
+    """``452`` insufficient system storage."""
+
+
+def error_reply(exc: BaseException) -> Reply:
+    """The reply for a store's exception: by its type, never its text (0.7)."""
+    if isinstance(exc, MailboxUnavailable):
+        return replies.STORE_UNAVAILABLE
+    if isinstance(exc, QuotaExceeded):
+        return replies.STORE_QUOTA
+    return replies.STORE_FAILED
+
+
+@dataclass(frozen=True)
+class Message:
+    """An accepted message with its envelope (spec 18.1).  ``content`` is the
+    message as received (DATA unstuffed, or the BDAT chunks); only the
+    in-memory capture fills it in."""
+
+    sender: str
+    recipients: tuple[str, ...]
+    size: int = 0
+    client_ip: str = ""
+    hostname: str = ""
+    helo: str = ""
+    tls_used: bool = False
+    user: str | None = None
+    timestamp: str = ""
+    content: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def email(self) -> EmailMessage:
+        """The content parsed with the standard library (``email.policy.default``)."""
+        parsed = BytesParser(policy=policy.default).parsebytes(self.content)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
+
+    @property
+    def subject(self) -> str | None:
+        return self.headers.get("Subject")
+
+
+def parse_headers(content: bytes) -> dict[str, str]:
+    """Header name → all its values joined with ``, `` (spec 18.1)."""
+    parsed = BytesHeaderParser(policy=policy.compat32).parsebytes(content[:HEADER_LIMIT])
+    out: dict[str, str] = {}
+    for name in parsed.keys():
+        if name not in out:
+            out[name] = ", ".join(str(v) for v in parsed.get_all(name, []))
+    return out
+
+
+class Delivery(Protocol):
+    def write(self, data: bytes) -> None: ...
+    def commit(self, message: Message) -> None: ...
+    def abort(self) -> None: ...
+
+
+class MessageStore(Protocol):
+    def begin(self, message: Message) -> Delivery: ...
+
+
+# -- the in-memory capture -----------------------------------------------------
+class _MemoryDelivery:
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+        self._chunks: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self._chunks.append(data)
+
+    def commit(self, message: Message) -> None:
+        content = b"".join(self._chunks)
+        self._store.add(replace(message, content=content, headers=parse_headers(content)))
+
+    def abort(self) -> None:
+        self._chunks = []
+
+
+class MemoryStore:
+    """Keeps accepted messages in a list; ``wait_for`` blocks until enough arrived."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self._cond = threading.Condition()
+
+    def begin(self, message: Message) -> _MemoryDelivery:
+        return _MemoryDelivery(self)
+
+    def add(self, message: Message) -> None:
+        with self._cond:
+            self.messages.append(message)
+            self._cond.notify_all()
+
+    def wait_for(self, count: int, timeout: float) -> list[Message]:
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self.messages) >= count, timeout):
+                raise TimeoutError(
+                    f"expected {count} message(s) within {timeout} s, got {len(self.messages)}"
+                )
+            return list(self.messages)
+
+
+# -- maildir (spec 17) -------------------------------------------------------------
+_counter = itertools.count(1)  # process-wide, next() is atomic under the GIL
+
+
+def _host() -> str:
+    name = socket.gethostname() or "badsmtp.test"
+    return name.replace("/", r"\057").replace(":", r"\072")
+
+
+class _MaildirDelivery:
+    def __init__(self, store: MaildirStore, message: Message) -> None:
+        self._store = store
+        now = time.time()
+        self._name = f"{int(now)}.{int(now * 1_000_000)}_{os.getpid()}_{next(_counter)}.{store.host}"
+        store.ensure_dirs()
+        self._tmp = os.path.join(store.path, "tmp", self._name)
+        fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._file = os.fdopen(fd, "wb")
+        prefix = [f"From: {message.sender or '<>'}\r\n"]
+        if message.recipients:
+            prefix.append(f"To: {', '.join(message.recipients)}\r\n")
+        prefix.append(f"Received: by {message.hostname}; {formatdate(now, localtime=True)}\r\n\r\n")
+        self._file.write("".join(prefix).encode("utf-8"))
+
+    def write(self, data: bytes) -> None:
+        self._file.write(data)
+
+    def commit(self, message: Message) -> None:
+        try:
+            self._file.close()
+            final = os.path.join(self._store.path, "new", self._name)
+            os.rename(self._tmp, final)  # atomic on one filesystem: never a partial file in new/
+            self.path = final
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        self._file.close()
+        try:
+            os.unlink(self._tmp)
+        except FileNotFoundError:
+            pass
+
+
+class MaildirStore:
+    """Streams each message into ``tmp/`` and renames it into ``new/`` on commit."""
+
+    def __init__(self, path: str) -> None:
+        self.path = os.path.abspath(path)
+        self.host = _host()
+        try:
+            self.ensure_dirs()
+        except OSError as exc:
+            raise StorageError(f"failed to create mailbox: {exc}") from exc
+
+    def ensure_dirs(self) -> None:
+        # Re-created at the next delivery if they disappear while running (17.1).
+        for sub in ("tmp", "new", "cur"):
+            os.makedirs(os.path.join(self.path, sub), mode=0o750, exist_ok=True)
+
+    def begin(self, message: Message) -> _MaildirDelivery:
+        return _MaildirDelivery(self, message)
+
+
+class _TeeDelivery:
+    def __init__(self, deliveries: list[Delivery]) -> None:
+        self._deliveries = deliveries
+
+    def write(self, data: bytes) -> None:
+        for d in self._deliveries:
+            d.write(data)
+
+    def commit(self, message: Message) -> None:
+        for d in self._deliveries:
+            d.commit(message)
+
+    def abort(self) -> None:
+        for d in self._deliveries:
+            d.abort()
+
+
+class TeeStore:
+    """Several stores at once (maildir and capture): every one gets every message."""
+
+    def __init__(self, stores: list[MessageStore]) -> None:
+        self.stores = stores
+
+    def begin(self, message: Message) -> Delivery:
+        deliveries: list[Delivery] = []
+        try:
+            for store in self.stores:
+                deliveries.append(store.begin(message))
+        except BaseException:
+            for d in deliveries:
+                d.abort()
+            raise
+        return _TeeDelivery(deliveries)

@@ -1,0 +1,154 @@
+"""The special inputs that make badsmtp misbehave on request (spec 5.4, 5.5,
+6, 12.4): ``verb<code>[_x.y.z]@`` addresses, EHLO hostname keywords and the
+VRFY table.  Pure functions of their text."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from . import replies
+from .replies import Reply, trigger_reply
+
+__all__ = [
+    "Trigger",
+    "Capabilities",
+    "HELO_CAPABILITIES",
+    "DEFAULT_SIZE",
+    "address_trigger",
+    "helo_trigger",
+    "ehlo_capabilities",
+    "vrfy_reply",
+]
+
+DEFAULT_SIZE = 10_485_760
+SIZE_MIN, SIZE_MAX = 1_000, 10_000_000
+DLAY_MAX = 605
+AUTH_ALL = ("PLAIN", "LOGIN", "CRAM-MD5", "CRAM-SHA256", "XOAUTH2")
+_AUTH_KEYWORDS = {
+    "authplain": ("PLAIN",),
+    "authlogin": ("LOGIN",),
+    "authcram": ("CRAM-MD5", "CRAM-SHA256"),
+    "authoauth": ("XOAUTH2",),
+}
+
+# Verbs an address can name (spec 6.3); every one but ``mail`` (and ``rcpt`` on a
+# RCPT TO address) is deferred: armed by MAIL FROM, fired by its command later.
+ADDRESS_VERBS = frozenset({"mail", "rcpt", "data", "rset", "noop", "quit", "starttls", "auth"})
+_ADDRESS = re.compile(r"([a-z]+)(\d{3})(?:_(\d+\.\d+\.\d+))?@")
+_HELO = re.compile(r"(?:helo|ehlo)(\d{3})\.")
+_SIZE = re.compile(r"size(\d+)")
+# dlay must stand as its own token: an accidental delay would be costly (5.4.3).
+_DLAY = re.compile(r"(?:^|[._-])dlay(\d+)(?=$|[._-])")
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """An error a client asked for: the verb it answers, the reply, and the
+    text that asked for it (for logs)."""
+
+    verb: str
+    reply: Reply
+    source: str
+
+
+def address_trigger(address: str) -> Trigger | None:
+    """The trigger in a normalised address, if any (spec 6.2)."""
+    m = _ADDRESS.match(address.lower())
+    if m is None or m.group(1) not in ADDRESS_VERBS:
+        return None
+    return Trigger(m.group(1), trigger_reply(int(m.group(2)), m.group(3)), address)
+
+
+def helo_trigger(name: str) -> Reply | None:
+    """``helo<ddd>.`` / ``ehlo<ddd>.`` at the start of a HELO/EHLO name (5.5).
+    Replies to HELO/EHLO never carry an enhanced code (RFC 2034 §3)."""
+    m = _HELO.match(name.lower())
+    return trigger_reply(int(m.group(1)), None) if m else None
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a HELO/EHLO switched on for the session (spec 5.2-5.4)."""
+
+    extended: bool = False
+    enhanced: bool = False
+    smtputf8: bool = False
+    size_limit: int = DEFAULT_SIZE
+    delay: float | None = None  # a dlay keyword; None = the listener's own delay
+    ehlo: Reply | None = None  # the capability list to send
+
+
+HELO_CAPABILITIES = Capabilities()
+
+
+def _size(name: str) -> int | None:
+    m = _SIZE.search(name)
+    if m is None or int(m.group(1)) == 0:
+        return None
+    return min(max(int(m.group(1)), SIZE_MIN), SIZE_MAX)
+
+
+def _auth_mechanisms(name: str) -> tuple[str, ...]:
+    # Several auth<mech> keywords: the one starting furthest right wins (5.4.2).
+    best, mechs = -1, AUTH_ALL
+    for keyword, chosen in _AUTH_KEYWORDS.items():
+        at = name.rfind(keyword)
+        if at > best:
+            best, mechs = at, chosen
+    return mechs
+
+
+def ehlo_capabilities(name: str, tls: bool, identity: str) -> Capabilities:
+    """Capabilities for ``EHLO name``, keywords matched as substrings (5.4).
+    STARTTLS is never offered on an encrypted connection (RFC 3207 §4.2)."""
+    name = name.lower()
+    size = None if "nosize" in name else _size(name)
+    lines = [identity]
+    if "noauth" not in name:
+        lines.append("AUTH " + " ".join(_auth_mechanisms(name)))
+    if "no8bit" not in name:
+        lines.append("8BITMIME")
+    if "nosize" not in name:
+        lines.append(f"SIZE {size or DEFAULT_SIZE}")
+    if "nopipelining" not in name:
+        lines.append("PIPELINING")
+    if "nostarttls" not in name and not tls:
+        lines.append("STARTTLS")
+    if "nochunking" not in name:
+        lines.append("CHUNKING")
+    smtputf8 = "nosmtputf8" not in name
+    if smtputf8:
+        lines.append("SMTPUTF8")
+    enhanced = "noenhancedstatuscodes" not in name
+    if enhanced:
+        lines.append("ENHANCEDSTATUSCODES")
+    lines.append("OK")
+    m = _DLAY.search(name)
+    delay = float(min(int(m.group(1)), DLAY_MAX)) if m and int(m.group(1)) else None
+    return Capabilities(
+        extended=True,
+        enhanced=enhanced,
+        smtputf8=smtputf8,
+        size_limit=size or DEFAULT_SIZE,
+        delay=delay,
+        ehlo=Reply(250, tuple(lines)),
+    )
+
+
+def ehlo_rejected(name: str) -> bool:
+    """``reject``/``noehl`` anywhere in the name: answer EHLO with 502 (5.3)."""
+    name = name.lower()
+    return "reject" in name or "noehl" in name
+
+
+def vrfy_reply(address: str) -> Reply:
+    """The VRFY outcome for a valid, normalised address (spec 12.4)."""
+    local = address.rpartition("@")[0].lower()
+    if local.startswith("exists"):
+        return replies.vrfy_exists(address)
+    if local.startswith("unknown"):
+        return replies.VRFY_UNKNOWN
+    if local.startswith("ambiguous"):
+        return replies.VRFY_AMBIGUOUS
+    return replies.VRFY_UNAVAILABLE
