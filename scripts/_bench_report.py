@@ -1,0 +1,140 @@
+"""Results bookkeeping and plain-text tables for scripts/bench."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from _bench_clients import median, percentile
+
+PEERS = ("smtp-sink", "aiosmtpd")
+
+# (key, label, unit, better)
+ROWS = (
+    ("persist", "1 persistent-connection throughput", "msg/s", "higher"),
+    ("perconn", "2 one message per connection", "msg/s=conn/s", "higher"),
+    ("churn", "3 connection churn (220, QUIT, 221)", "conn/s", "higher"),
+    ("lat50", "4 transaction latency p50", "ms", "lower"),
+    ("lat99", "4 transaction latency p99", "ms", "lower"),
+    ("noop50", "4 NOOP round trip p50 (floor)", "ms", "lower"),
+    ("spawn", "5 spawn to first 220", "ms", "lower"),
+    ("inproc", "6 serve_in_thread()+stop()", "ms", "lower"),
+    ("inproc_total", "6 BadSMTP()+serve_in_thread()+stop()", "ms", "lower"),
+)
+
+
+@dataclass
+class Results:
+    values: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    failed: dict[str, dict[str, int]] = field(default_factory=dict)  # -> note number
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, target: str, key: str, value: float) -> None:
+        self.values.setdefault(target, {}).setdefault(key, []).append(value)
+
+    def fail(self, target: str, keys, reason: str) -> None:
+        try:
+            number = self.notes.index(f"{target}: {reason}") + 1
+        except ValueError:
+            self.notes.append(f"{target}: {reason}")
+            number = len(self.notes)
+        for key in keys:
+            self.failed.setdefault(target, {}).setdefault(key, number)
+            self.values.get(target, {}).pop(key, None)
+
+    def median(self, target: str, key: str) -> float | None:
+        if key in self.failed.get(target, {}):
+            return None
+        samples = self.values.get(target, {}).get(key)
+        return median(samples) if samples else None
+
+
+def _num(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "ms":
+        return f"{value:.3f}" if value < 1 else f"{value:.2f}" if value < 10 else f"{value:.1f}"
+    return f"{value:,.0f}"
+
+
+def _table(rows: list[list[str]], right_from: int = 1) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    out = []
+    for n, row in enumerate(rows):
+        cells = [
+            c.ljust(w) if i < right_from else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths))
+        ]
+        out.append("  ".join(cells).rstrip())
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def _cell(res: Results, target: str, key: str, unit: str) -> str:
+    if key in res.failed.get(target, {}):
+        return f"failed[{res.failed[target][key]}]"
+    return _num(res.median(target, key), unit)
+
+
+def _ratio(res: Results, key: str, peer: str) -> str:
+    ours, theirs = res.median("badsmtp", key), res.median(peer, key)
+    return f"{ours / theirs:.2f}x" if ours is not None and theirs else "-"
+
+
+def main_table(res: Results, targets: list[str]) -> str:
+    header = ["load", "unit", "better", *targets]
+    ratio_peers = [p for p in PEERS if p in targets] if "badsmtp" in targets else []
+    header += [f"badsmtp/{p}" for p in ratio_peers]
+    rows = [header]
+    for key, label, unit, better in ROWS:
+        if key.startswith("inproc") and "badsmtp" not in targets:
+            continue
+        row = [label, unit, better]
+        for target in targets:
+            inproc_row = key.startswith("inproc") and target != "badsmtp"
+            row.append("n/a" if inproc_row else _cell(res, target, key, unit))
+        row += ["-" if key.startswith("inproc") else _ratio(res, key, p) for p in ratio_peers]
+        rows.append(row)
+    return _table(rows, right_from=3)
+
+
+def goals_table(res: Results) -> str:
+    def ratio(peer):
+        ours, theirs = res.median("badsmtp", "persist"), res.median(peer, "persist")
+        return ours / theirs if ours is not None and theirs else None
+
+    goals = [
+        ("persistent throughput vs smtp-sink", ratio("smtp-sink"), ">=", 0.3, "x"),
+        ("persistent throughput vs aiosmtpd", ratio("aiosmtpd"), ">=", 3.0, "x"),
+        ("transaction latency p50", res.median("badsmtp", "lat50"), "<=", 0.4, " ms"),
+        ("spawn to first 220", res.median("badsmtp", "spawn"), "<=", 60.0, " ms"),
+        ("serve_in_thread()+stop()", res.median("badsmtp", "inproc"), "<=", 5.0, " ms"),
+    ]
+    rows = [["badsmtp target (issue)", "goal", "measured", "result"]]
+    for label, value, op, limit, suffix in goals:
+        if value is None:
+            rows.append([label, f"{op} {limit:g}{suffix}", "-", "n/a"])
+            continue
+        ok = value >= limit if op == ">=" else value <= limit
+        shown = f"{value:.2f}x" if suffix == "x" else f"{_num(value, 'ms')}{suffix}"
+        rows.append([label, f"{op} {limit:g}{suffix}", shown, "pass" if ok else "MISS"])
+    return _table(rows, right_from=1)
+
+
+def samples_block(res: Results, targets: list[str]) -> str:
+    lines = []
+    for target in targets:
+        for key, _label, unit, _better in ROWS:
+            samples = res.values.get(target, {}).get(key)
+            if not samples or key in res.failed.get(target, {}):
+                continue
+            if key.startswith("inproc"):
+                shown = (
+                    f"n={len(samples)} min {_num(min(samples), unit)} "
+                    f"p90 {_num(percentile(samples, 90), unit)} "
+                    f"max {_num(max(samples), unit)}"
+                )
+            else:
+                shown = " ".join(_num(v, unit) for v in samples)
+            lines.append(f"  {target:<10} {key:<12} {shown}")
+    return "\n".join(lines)
