@@ -1,0 +1,319 @@
+"""TLS edge: self-signed certificates (``cryptography``) and ``ssl.SSLContext`` factories.
+
+No SMTP knowledge here; the server wraps sockets with :meth:`TLSProvider.server_context` for
+implicit TLS and after STARTTLS alike (spec 14).  Generated certificates (spec 14.4, 0.9,
+0.13) are self-signed end-entity certificates that work as their own trust anchor (RFC 5280
+§6.1), pass OpenSSL 3's ``-x509_strict`` checks and carry every name a test client is likely
+to dial; a client not given the PEM still sees the classic "self-signed certificate" error.
+``cryptography`` is imported on the first generation, never at import or construction: a
+plain-SMTP server must start in milliseconds (house style 9).
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import logging
+import os
+import re
+import ssl
+import tempfile
+import threading
+from dataclasses import dataclass
+
+__all__ = ["TLSConfig", "TLSProvider", "TLSSetupError"]
+
+_log = logging.getLogger("badsmtp.tls")
+
+_IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_BACKDATE = datetime.timedelta(minutes=5)  # absorbs small clock differences (spec 14.4)
+_VALIDITY = datetime.timedelta(days=7)
+_RENEW_BEFORE = datetime.timedelta(hours=1)  # never hand out a certificate about to expire
+_CN_MAX = 64  # RFC 5280 Appendix A: ub-common-name
+_LOOPBACK = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
+# RFC 1123 §2.1 host name label: letters, digits, hyphens; no hyphen at either end.
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
+_PEM_CERT = re.compile(
+    r"-----BEGIN CERTIFICATE-----\r?\n.+?\r?\n-----END CERTIFICATE-----", re.DOTALL
+)
+
+
+class TLSSetupError(Exception):
+    """TLS cannot be set up (unusable certificate/key files or settings); one-line message."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Issued:
+    """One generated certificate and the server context that presents it."""
+
+    pem: str
+    context: ssl.SSLContext
+    not_after: datetime.datetime
+
+
+def _ip(text: str) -> _IPAddress | None:
+    try:
+        return ipaddress.ip_address(text.split("%", 1)[0])  # drop an IPv6 zone id
+    except ValueError:
+        return None
+
+
+def _dns_name(text: str) -> str | None:
+    """``text`` as a lower-case DNS host name, or None if it is not one.
+
+    IP literals are refused: RFC 6066 §3 forbids them in SNI.  One trailing dot is
+    tolerated (a fully qualified name); names compare case-insensitively (RFC 4343).
+    """
+    name = text.lower().removesuffix(".")
+    if not name or len(name) > 253 or _ip(name) is not None:
+        return None
+    if all(_LABEL.match(label) for label in name.split(".")):
+        return name
+    return None
+
+
+def _now() -> datetime.datetime:
+    # X.509 times have one-second resolution (RFC 5280 §4.1.2.5).
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+
+
+def _new_server_context() -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2  # spec 14.1/14.3; RFC 8996 retires 1.0/1.1
+    return context
+
+
+def _refuse_password() -> bytes:
+    # Without a callback OpenSSL would prompt on the terminal and hang a server or a test run.
+    raise TLSSetupError("the TLS key is encrypted; badsmtp needs an unencrypted PEM key")
+
+
+def _load_pem(context: ssl.SSLContext, pem: str) -> None:
+    """Load a certificate + key PEM into ``context``.
+
+    ``load_cert_chain`` only takes paths, so the PEM passes through a private temporary
+    file (mkstemp creates it 0600) that is deleted as soon as it is loaded.
+    """
+    fd, path = tempfile.mkstemp(prefix="badsmtp-", suffix=".pem")
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as file:
+            file.write(pem)
+        context.load_cert_chain(path, password=_refuse_password)
+    finally:
+        os.unlink(path)
+
+
+def _read(path: str, what: str) -> str:
+    try:
+        with open(path, encoding="ascii", errors="replace") as file:
+            return file.read()
+    except OSError as exc:
+        raise TLSSetupError(f"cannot read TLS {what} file {path}: {exc.strerror}") from None
+
+
+def _load_files(cert_file: str, key_file: str) -> tuple[str, ssl.SSLContext]:
+    """Load user-supplied PEM files at start-up (spec 14.4): (leaf PEM, server context)."""
+    leaf = _PEM_CERT.search(_read(cert_file, "certificate"))
+    _read(key_file, "key")
+    if leaf is None:
+        raise TLSSetupError(f"TLS certificate file {cert_file} contains no PEM certificate")
+    leaf_pem = leaf.group(0).replace("\r\n", "\n") + "\n"
+    try:
+        # Parse the leaf on its own first, so a broken certificate is not blamed on the key.
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=leaf_pem)
+    except ssl.SSLError:
+        raise TLSSetupError(
+            f"TLS certificate file {cert_file} is not a valid PEM certificate"
+        ) from None
+    context = _new_server_context()
+    try:
+        context.load_cert_chain(cert_file, key_file, password=_refuse_password)
+    except TLSSetupError as exc:
+        raise TLSSetupError(f"cannot load TLS key file {key_file}: {exc}") from None
+    except ssl.SSLError as exc:
+        # exc.reason is OpenSSL's reason code, not message text.
+        problem = (
+            "it does not match the certificate"
+            if exc.reason == "KEY_VALUES_MISMATCH"
+            else "it holds no usable PEM private key"
+        )
+        raise TLSSetupError(
+            f"cannot load TLS key file {key_file} for {cert_file}: {problem}"
+        ) from None
+    return leaf_pem, context
+
+
+def _generate(
+    name: str, dns_names: list[str], ips: list[_IPAddress], now: datetime.datetime
+) -> tuple[str, str]:
+    """A fresh self-signed certificate for ``name``: (certificate PEM, key PEM)."""
+    # Imported here, not at module level: see the module docstring.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    public = key.public_key()
+    attributes = [
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
+        x509.NameAttribute(NameOID.STATE_OR_PROVINCE_NAME, "Test"),
+        x509.NameAttribute(NameOID.LOCALITY_NAME, "Test"),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "BadSMTP Test Server"),
+        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "Test"),
+    ]
+    if len(name) <= _CN_MAX:  # a longer DNS name (up to 253) lives in the SAN only
+        attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, name))
+    subject = x509.Name(attributes)
+    alt_names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
+    alt_names += [x509.IPAddress(ip) for ip in ips]
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)  # self-signed: subject == issuer
+        .public_key(public)
+        .serial_number(x509.random_serial_number())  # positive, <= 20 octets (RFC 5280 §4.1.2.2)
+        .not_valid_before(now - _BACKDATE)
+        .not_valid_after(now + _VALIDITY)
+        # RFC 6125 §6.4.4: verifiers match the SAN, not the CN; non-critical because the
+        # subject is not empty (RFC 5280 §4.2.1.6).
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        # digitalSignature only: an ECDSA server key only signs its handshakes (RFC 5280
+        # §4.2.1.3, RFC 8446 §4.4.3).  Positional: the other eight flags, all False.
+        .add_extension(x509.KeyUsage(True, *[False] * 8), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        # Strict verifiers (OpenSSL 3 -x509_strict) want both key identifiers (RFC 5280 §4.2.1.1-2).
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM).decode("ascii"), key_pem.decode()
+
+
+class TLSProvider:
+    """Certificates and SSL contexts for one server instance (its own cache and lock).
+
+    With ``cert_file`` and ``key_file`` (empty strings count as unset) the files are loaded
+    now and always presented; otherwise certificates are generated on demand per name.
+    """
+
+    def __init__(
+        self,
+        tls_hostname: str = "badsmtp.test",
+        listen_address: str = "127.0.0.1",
+        cert_file: str | None = None,
+        key_file: str | None = None,
+    ) -> None:
+        ip = _ip(tls_hostname)
+        hostname = _dns_name(tls_hostname) or (str(ip) if ip is not None else None)
+        if hostname is None:
+            raise TLSSetupError(
+                f"tls_hostname {tls_hostname!r} is neither a DNS host name nor an IP address"
+            )
+        self._hostname = hostname
+        self._listen_ip = _ip(listen_address)
+        self._lock = threading.Lock()  # guards _issued: each name is generated once
+        self._context_lock = threading.Lock()
+        self._issued: dict[str, _Issued] = {}
+        self._context: ssl.SSLContext | None = None
+        self._files_pem: str | None = None
+        if cert_file or key_file:
+            if not (cert_file and key_file):
+                given = f"tls_cert_file {cert_file}" if cert_file else f"tls_key_file {key_file}"
+                raise TLSSetupError(f"tls_cert_file and tls_key_file go together; only {given}")
+            self._files_pem, self._context = _load_files(cert_file, key_file)
+
+    def server_context(self) -> ssl.SSLContext:
+        """The context to wrap server sockets with (``server_side=True``); built once.
+
+        For generated certificates it holds no certificate itself: its ``sni_callback``,
+        which OpenSSL runs for every ClientHello (with ``None`` when there is no SNI),
+        switches the connection to the context of the right name.  So building it is cheap
+        and imports nothing; the first handshake generates the first certificate.
+        """
+        with self._context_lock:
+            if self._context is None:
+                context = _new_server_context()
+                context.sni_callback = self._select
+                self._context = context
+            return self._context
+
+    def certificate_pem(self, name: str | None = None) -> str:
+        """PEM of the certificate the server presents for ``name`` (default ``tls_hostname``).
+
+        Generated on demand and cached, so it is the very certificate a handshake with that
+        SNI name (or an IP address / no SNI, for the default) will see.
+        """
+        if self._files_pem is not None:
+            return self._files_pem
+        return self._issue(self._name_for(name)).pem
+
+    def client_context(self, name: str | None = None) -> ssl.SSLContext:
+        """A client context trusting exactly :meth:`certificate_pem` for ``name``."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.check_hostname = True
+        context.verify_mode = ssl.CERT_REQUIRED
+        # STRICT: prove the certificate is well-formed, as Python 3.13's defaults will.
+        # PARTIAL_CHAIN: a user-supplied leaf issued by a CA is an anchor on its own.
+        context.verify_flags |= ssl.VERIFY_X509_STRICT | ssl.VERIFY_X509_PARTIAL_CHAIN
+        context.load_verify_locations(cadata=self.certificate_pem(name))
+        return context
+
+    def _name_for(self, requested: str | None) -> str:
+        """The certificate name for an SNI name (or None): spec 14.4 and 0.13."""
+        name = None if requested is None else _dns_name(requested)
+        # Names the default certificate already carries get that certificate, so one
+        # trusted PEM serves "localhost", 127.0.0.1, ::1 and tls_hostname (spec 14.4).
+        if name is None or name == "localhost":
+            return self._hostname
+        return name
+
+    def _alt_names(self, name: str) -> tuple[list[str], list[_IPAddress]]:
+        dns_names: list[str] = []
+        ips: list[_IPAddress] = []
+        for text in (name, self._hostname, "localhost"):
+            ip = _ip(text)  # only possible when tls_hostname is an IP address
+            if ip is not None and ip not in ips:
+                ips.append(ip)
+            elif ip is None and text not in dns_names:
+                dns_names.append(text)
+        for ip in (*_LOOPBACK, self._listen_ip):
+            if ip is not None and ip not in ips:
+                ips.append(ip)
+        return dns_names, ips
+
+    def _issue(self, name: str) -> _Issued:
+        with self._lock:
+            issued = self._issued.get(name)
+            now = _now()
+            if issued is None or issued.not_after - now < _RENEW_BEFORE:
+                cert_pem, key_pem = _generate(name, *self._alt_names(name), now)
+                context = _new_server_context()
+                _load_pem(context, cert_pem + key_pem)
+                issued = _Issued(cert_pem, context, now + _VALIDITY)
+                self._issued[name] = issued
+                _log.debug("generated TLS certificate for %s", name)
+            return issued
+
+    def _select(
+        self,
+        connection: ssl.SSLObject | ssl.SSLSocket,
+        server_name: str | None,
+        _context: ssl.SSLContext,
+    ) -> int | None:
+        try:
+            connection.context = self._issue(self._name_for(server_name)).context
+        # Anything raised here would only be printed by ssl; fail the handshake cleanly.
+        except Exception:  # noqa: BLE001
+            _log.exception("cannot provide a TLS certificate for %r", server_name)
+            return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
+        return None
+
+
+TLSConfig = TLSProvider  # the brief names the class both ways; one implementation
