@@ -20,8 +20,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="badsmtp",
         description="The reliably unreliable SMTP server: errors, delays, drops, fake AUTH and TLS on demand.",
     )
-    p.add_argument("--port", "-p", "-port", type=int, default=Config.port, help="main port (default 2525)")
-    p.add_argument("--listen-address", default=Config.listen_address, help="address for every listener (default 127.0.0.1)")
+    p.add_argument("--port", "-p", "-port", type=int, default=Config().port, help="main port (default 2525)")
+    p.add_argument("--listen-address", default=Config().listen_address, help="address for every listener (default 127.0.0.1)")
     p.add_argument(
         "--mailbox", "-m", "-mailbox", "--mailbox-dir", dest="mailbox_dir", nargs="?", const="./mailbox",
         default=None, help="store accepted messages in this maildir (default: off; without a value ./mailbox)",

@@ -16,6 +16,7 @@ import selectors
 import socket
 import socketserver
 import ssl
+import struct
 import threading
 import time
 from datetime import datetime, timezone
@@ -170,13 +171,13 @@ class Handler(socketserver.BaseRequestHandler):
             stream=self.rt.store is not None,
             challenge=self.rt.challenge,
         )
-        self.sock.settimeout(self.rt.idle_timeout)
+        self._idle_timeout()
         self._run(session.greeting())
         recv = self.sock.recv
         while not session.closed:
             try:
                 data = recv(RECV_SIZE)
-            except TimeoutError:
+            except (TimeoutError, BlockingIOError, ssl.SSLWantReadError):
                 self._run(session.timeout())
                 return
             except ConnectionError:
@@ -262,6 +263,21 @@ class Handler(socketserver.BaseRequestHandler):
             return False
         wrapped.settimeout(self.rt.idle_timeout)
         return True
+
+    def _idle_timeout(self) -> None:
+        """Bound every wait for the client by the idle timeout (spec 2.4).
+        On a plain socket the kernel does it (SO_RCVTIMEO/SO_SNDTIMEO): a
+        Python-level timeout would cost a poll() before every recv and send,
+        doubling the system calls on the hot path."""
+        sock, timeout = self.sock, self.rt.idle_timeout
+        if isinstance(sock, ssl.SSLSocket) or not timeout:
+            sock.settimeout(timeout)
+            return
+        sock.settimeout(None)
+        seconds = int(timeout)
+        value = struct.pack("ll", seconds, int((timeout - seconds) * 1_000_000))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
 
     # -- storage --------------------------------------------------------------------
     def _message(self, env: Envelope) -> Message:
