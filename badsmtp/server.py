@@ -173,10 +173,9 @@ class Handler(socketserver.BaseRequestHandler):
         )
         self._idle_timeout()
         self._run(session.greeting())
-        recv = self.sock.recv
         while not session.closed:
             try:
-                data = recv(RECV_SIZE)
+                data = self.sock.recv(RECV_SIZE)  # not cached: STARTTLS replaces the socket
             except (TimeoutError, BlockingIOError, ssl.SSLWantReadError):
                 self._run(session.timeout())
                 return
