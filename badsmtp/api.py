@@ -11,7 +11,15 @@ from types import TracebackType
 from typing import Any, Callable
 
 from . import auth, protocol, replies
-from .config import Config, ConfigError, Listener, Role, listener_for_port, plan_listeners
+from .config import (
+    Config,
+    ConfigError,
+    Listener,
+    Role,
+    listener_for_port,
+    plan_listeners,
+    validate_ports,
+)
 from .server import Acceptor, ListenerServer, Runtime
 from .storage import MaildirStore, MemoryStore, Message, MessageStore, TeeStore
 
@@ -55,6 +63,7 @@ class BadSMTP:
             raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         self.config = replace(config or Config(), **settings)
         if ports is None:
+            validate_ports(self.config)  # spec 20.4, before anything is bound
             self._requested = plan_listeners(self.config)
             self._required = {0}  # only the main listener must bind (spec 1.4)
         else:

@@ -11,7 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from enum import Enum
 
-__all__ = ["Role", "Listener", "Config", "ConfigError", "listener_for_port", "plan_listeners"]
+__all__ = [
+    "Role",
+    "Listener",
+    "Config",
+    "ConfigError",
+    "PortConfigError",
+    "listener_for_port",
+    "plan_listeners",
+    "validate_ports",
+]
 
 RANGE = 100  # every range is exactly 100 ports long (spec 1.2)
 STEP = 10.0  # seconds of delay per port of offset
@@ -19,6 +28,11 @@ STEP = 10.0  # seconds of delay per port of offset
 
 class ConfigError(ValueError):
     """A setting that cannot work; the message is one line, fit for a user."""
+
+
+class PortConfigError(ConfigError):
+    """The port plan cannot work (spec 20.4); the CLI prefixes
+    ``port configuration error:``."""
 
 
 class Role(str, Enum):
@@ -131,3 +145,46 @@ def plan_listeners(config: Config) -> list[Listener]:
         plan.extend(Listener(start + o, role, o * STEP) for o in range(RANGE))
     plan.append(Listener(config.immediate_drop_port, Role.IMMEDIATE_DROP))
     return plan
+
+
+def _singles(config: Config) -> list[tuple[str, int]]:
+    # The order of spec 20.4: normal, immediate drop, TLS, STARTTLS.
+    return [
+        ("normal", config.port),
+        ("immediate drop", config.immediate_drop_port),
+        ("TLS", config.tls_port),
+        ("STARTTLS", config.starttls_port),
+    ]
+
+
+def validate_ports(config: Config) -> None:
+    """Check the default plan before anything is bound (spec 20.4): the
+    checks run in the spec's order and the first failure raises
+    :class:`PortConfigError` with the spec's exact text.  A single port of
+    ``0`` is ephemeral: it gets a port of its own, so it conflicts with
+    nothing."""
+    singles = _singles(config)
+    ranges = list(config.ranges().items())
+    for name, port in singles:
+        if not 0 <= port <= 65535:
+            raise PortConfigError(f"{name} port {port} is out of range (0-65535)")
+    for name, (first, last) in ranges:
+        if not (1 <= first <= 65535 and 1 <= last <= 65535):
+            raise PortConfigError(f"{name} range ({first}-{last}) is out of range (1-65535)")
+    for i, (name_a, (a1, a2)) in enumerate(ranges):
+        for name_b, (b1, b2) in ranges[i + 1 :]:
+            if a1 <= b2 and b1 <= a2:
+                raise PortConfigError(
+                    f"port ranges overlap: {name_a} ({a1}-{a2}) and {name_b} ({b1}-{b2})"
+                )
+    fixed = [(name, port) for name, port in singles if port != 0]
+    for name, port in fixed:
+        for range_name, (first, last) in ranges:
+            if first <= port <= last:
+                raise PortConfigError(
+                    f"{name} port {port} conflicts with {range_name} range ({first}-{last})"
+                )
+    for i, (name_a, port_a) in enumerate(fixed):
+        for name_b, port_b in fixed[i + 1 :]:
+            if port_a == port_b:
+                raise PortConfigError(f"{name_a} port {port_a} conflicts with {name_b} port {port_b}")
