@@ -151,6 +151,21 @@ class MemoryStore:
 _counter = itertools.count(1)  # process-wide, next() is atomic under the GIL
 
 
+def _makedirs(path: str) -> None:
+    """``mkdir -p`` with mode 0750 for every directory it creates, parents
+    included (17.1): ``os.makedirs`` gives the mode to the leaf only."""
+    if os.path.isdir(path):
+        return
+    parent = os.path.dirname(path)
+    if parent and parent != path:
+        _makedirs(parent)
+    try:
+        os.mkdir(path, 0o750)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
+
+
 def _host() -> str:
     name = socket.gethostname() or "badsmtp.test"
     return name.replace("/", r"\057").replace(":", r"\072")
@@ -206,7 +221,7 @@ class MaildirStore:
     def ensure_dirs(self) -> None:
         # Re-created at the next delivery if they disappear while running (17.1).
         for sub in ("tmp", "new", "cur"):
-            os.makedirs(os.path.join(self.path, sub), mode=0o750, exist_ok=True)
+            _makedirs(os.path.join(self.path, sub))
 
     def begin(self, message: Message) -> _MaildirDelivery:
         return _MaildirDelivery(self, message)
