@@ -164,7 +164,9 @@ class Session:
     def commit_done(self, error: Reply | None) -> list[Action]:
         """The store committed the message (``error`` None) or failed."""
         self._delivering = False
-        self._finish_message(error)
+        # ``begin``/``write`` may fail while the shell runs the same batch
+        # that ends with this Commit: that error still wins (18.2).
+        self._finish_message(error or self._store_error)
         return self._resume()
 
     def auth_done(self, user: object | None, inactive: bool = False) -> list[Action]:
