@@ -1,0 +1,412 @@
+"""Message storage over real sockets: the maildir layout and file format
+(spec 17), nothing kept for failed transactions (6.8, 18.2), and typed store
+errors turned into replies (0.7, Appendix A)."""
+
+from __future__ import annotations
+
+import mailbox
+import os
+import re
+import socket
+import stat
+import time
+from collections.abc import Callable, Iterator
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+
+import pytest
+from conftest import Client
+from test_server import (
+    ACCEPTED,
+    GO_AHEAD,
+    GREETING,
+    MAIL_OK,
+    OK,
+    RCPT_OK,
+    ehlo,
+    open_transaction,
+    send_one,
+    wait_until,
+)
+
+from badsmtp import BadSMTP, MailboxUnavailable, Message, QuotaExceeded, StorageError
+
+NAME = re.compile(r"^(\d+)\.(\d+)_(\d+)_(\d+)\.(.+)$")  # spec 17.2
+DATE = r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}"
+
+
+@pytest.fixture
+def mb(tmp_path: Path) -> Path:
+    return tmp_path / "mb"
+
+
+@pytest.fixture
+def maildir_server(mb: Path) -> Iterator[BadSMTP]:
+    with BadSMTP(ports=[0], mailbox_dir=str(mb)) as srv:
+        yield srv
+    assert srv.errors == []
+
+
+def listing(mb: Path, sub: str) -> list[str]:
+    return sorted(os.listdir(mb / sub))
+
+
+def test_directories_are_created_at_construction(tmp_path: Path) -> None:
+    path = tmp_path / "parent" / "mb"
+    BadSMTP(ports=[0], mailbox_dir=path)  # not even started (17.1: at start-up)
+    for d in (tmp_path / "parent", path, path / "tmp", path / "new", path / "cur"):
+        assert d.is_dir(), d
+        assert stat.S_IMODE(d.stat().st_mode) & 0o027 == 0, (d, oct(d.stat().st_mode))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o750 & ~_umask()
+    assert listing(path, "tmp") == listing(path, "new") == listing(path, "cur") == []
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def test_a_message_lands_in_new_with_the_exact_prefix(maildir_server: BadSMTP, mb: Path) -> None:
+    content = b"Subject: stored\r\nX-Bin: \xff\xfe\r\n\r\nline\r\n.dot\r\n"
+    with Client(maildir_server.port) as c:
+        assert c.reply() == GREETING
+        ehlo(c)
+        assert c.command(b"MAIL FROM:<alice@Example.COM>") == MAIL_OK
+        assert c.command(b"RCPT TO:<bob@example.com>") == RCPT_OK
+        assert c.command(b"RCPT TO:<carol@example.org>") == RCPT_OK
+        assert c.command(b"DATA") == GO_AHEAD
+        before = time.time()
+        c.send(content.replace(b"\n.", b"\n..") + b".\r\n")
+        assert c.reply() == ACCEPTED  # the commit (the rename) happened before this reply
+        after = time.time()
+    assert listing(mb, "tmp") == [] and listing(mb, "cur") == []
+    [name] = listing(mb, "new")
+    data = (mb / "new" / name).read_bytes()
+    prefix = re.match(
+        rb"From: alice@example\.com\r\n"
+        rb"To: bob@example\.com, carol@example\.org\r\n"
+        rb"Received: by badsmtp\.test; (" + DATE.encode() + rb")\r\n\r\n",
+        data,
+    )
+    assert prefix is not None, data[:200]
+    assert data[prefix.end() :] == content
+    received = parsedate_to_datetime(prefix.group(1).decode()).timestamp()
+    assert int(before) - 1 <= received <= after + 1
+    # The file name (17.2).
+    m = NAME.match(name)
+    assert m is not None, name
+    seconds, micros, pid, _, host = m.groups()
+    assert int(micros) // 1_000_000 == int(seconds)
+    assert int(before) - 1 <= int(seconds) <= after + 1
+    assert int(pid) == os.getpid()
+    assert host == (socket.gethostname() or "badsmtp.test").replace("/", r"\057").replace(":", r"\072")
+    assert stat.S_IMODE((mb / "new" / name).stat().st_mode) == 0o600
+
+
+def test_counter_increases_and_null_sender_is_written_as_angle_brackets(
+    maildir_server: BadSMTP, mb: Path
+) -> None:
+    with Client(maildir_server.port) as c:
+        assert c.reply() == GREETING
+        ehlo(c)
+        for sender in (b"<>", b"<alice@example.com>"):
+            assert c.command(b"MAIL FROM:" + sender) == MAIL_OK
+            assert c.command(b"RCPT TO:<bob@example.com>") == RCPT_OK
+            c.send(b"BDAT 7 LAST\r\nchunked")
+            assert c.reply() == ACCEPTED
+    names = listing(mb, "new")
+    assert len(names) == 2
+    by_counter = sorted(names, key=lambda n: int(NAME.match(n).group(4)))  # type: ignore[union-attr]
+    first, second = (int(NAME.match(n).group(4)) for n in by_counter)  # type: ignore[union-attr]
+    assert second == first + 1
+    null, alice = ((mb / "new" / n).read_bytes() for n in by_counter)
+    assert null.startswith(b"From: <>\r\nTo: bob@example.com\r\nReceived: by badsmtp.test; ")
+    assert alice.startswith(b"From: alice@example.com\r\nTo: bob@example.com\r\n")
+    assert null.endswith(b"\r\n\r\nchunked") and alice.endswith(b"\r\n\r\nchunked")
+
+
+def test_readable_with_stdlib_maildir(maildir_server: BadSMTP, mb: Path) -> None:
+    send_one(maildir_server.port, b"Subject: one\r\n\r\nfirst\r\n")
+    send_one(maildir_server.port, b"Subject: two\r\n\r\nsecond\r\n")
+    md = mailbox.Maildir(str(mb), factory=None, create=False)
+    try:
+        items = sorted(md.items(), key=lambda kv: kv[1].get_payload())
+        assert len(items) == 2
+        for (key, msg), expected in zip(items, [b"Subject: one\r\n\r\nfirst\r\n", b"Subject: two\r\n\r\nsecond\r\n"]):
+            assert msg["From"] == "alice@example.com"
+            assert msg["To"] == "bob@example.com"
+            assert msg["Received"].startswith("by badsmtp.test; ")
+            assert md.get_bytes(key).endswith(b"\r\n\r\n" + expected)
+            assert msg.get_subdir() == "new"
+    finally:
+        md.close()
+    # Both also captured in memory (maildir and capture at once).
+    assert [m.subject for m in maildir_server.wait_for_messages(2)] == ["one", "two"]
+
+
+# -- failed transactions keep nothing (6.8, 17.2) ----------------------------------------
+def _one_tmp_file(mb: Path) -> None:
+    wait_until(lambda: len(listing(mb, "tmp")) == 1, what="the delivery's tmp file")
+
+
+def _size_552(c: Client, srv: BadSMTP, mb: Path) -> None:
+    c.command(b"EHLO size1000.example")
+    assert c.command(b"MAIL FROM:<alice@example.com>") == MAIL_OK
+    assert c.command(b"RCPT TO:<bob@example.com>") == RCPT_OK
+    assert c.command(b"DATA") == GO_AHEAD
+    _one_tmp_file(mb)
+    c.send(b"x" * 2000 + b"\r\n.\r\n")
+    assert c.reply() == b"552 5.3.4 Message size exceeds fixed maximum of 1000 bytes\r\n"
+
+
+def _size_552_bdat(c: Client, srv: BadSMTP, mb: Path) -> None:
+    c.command(b"EHLO size1000.example")
+    assert c.command(b"MAIL FROM:<alice@example.com>") == MAIL_OK
+    assert c.command(b"RCPT TO:<bob@example.com>") == RCPT_OK
+    c.send(b"BDAT 600\r\n" + b"a" * 600)
+    assert c.reply() == OK
+    assert len(listing(mb, "tmp")) == 1
+    c.send(b"BDAT 600 LAST\r\n" + b"b" * 600)
+    assert c.reply() == b"552 5.3.4 Message size exceeds fixed maximum of 1000 bytes\r\n"
+
+
+def _data_trigger_on_bdat_last(c: Client, srv: BadSMTP, mb: Path) -> None:
+    open_transaction(c, b"data550_5.6.0@example.com")
+    c.send(b"BDAT 4\r\nabcd")
+    assert c.reply() == OK  # a data trigger spares non-final chunks (11.4)
+    assert len(listing(mb, "tmp")) == 1
+    c.send(b"BDAT 4 LAST\r\nefgh")
+    assert c.reply() == b"550 5.6.0 Requested action not taken: mailbox unavailable\r\n"
+
+
+def _data_trigger_on_data(c: Client, srv: BadSMTP, mb: Path) -> None:
+    open_transaction(c, b"data451@example.com")
+    assert c.command(b"DATA") == b"451 Requested action aborted: local error in processing\r\n"
+
+
+def _rset_mid_bdat(c: Client, srv: BadSMTP, mb: Path) -> None:
+    open_transaction(c)
+    c.send(b"BDAT 4\r\nabcd")
+    assert c.reply() == OK
+    assert len(listing(mb, "tmp")) == 1
+    assert c.command(b"RSET") == OK
+
+
+def _ehlo_mid_bdat(c: Client, srv: BadSMTP, mb: Path) -> None:
+    open_transaction(c)
+    c.send(b"BDAT 4\r\nabcd")
+    assert c.reply() == OK
+    assert len(listing(mb, "tmp")) == 1
+    ehlo(c)  # a repeated EHLO resets the transaction like RSET (0.4)
+
+
+def _disconnect_mid_data(c: Client, srv: BadSMTP, mb: Path) -> None:
+    open_transaction(c)
+    assert c.command(b"DATA") == GO_AHEAD
+    c.send(b"Subject: cut\r\n\r\nhalf\r\n")
+    _one_tmp_file(mb)
+    c.close()
+
+
+def _shut_wr_mid_bdat(c: Client, srv: BadSMTP, mb: Path) -> None:
+    open_transaction(c)
+    c.send(b"BDAT 100 LAST\r\nonly a part")
+    _one_tmp_file(mb)
+    c.sock.shutdown(socket.SHUT_WR)
+    assert c.read_to_eof() == b""
+
+
+def _trigger_421_mid_bdat(c: Client, srv: BadSMTP, mb: Path) -> None:
+    open_transaction(c, b"data421@example.com")
+    c.send(b"BDAT 4\r\nabcd")
+    assert c.reply() == OK
+    assert len(listing(mb, "tmp")) == 1
+    c.send(b"BDAT 4 LAST\r\nefgh")
+    assert c.read_to_eof() == b"421 Service not available, closing transmission channel\r\n"
+
+
+def _stop_mid_data(c: Client, srv: BadSMTP, mb: Path) -> None:
+    open_transaction(c)
+    assert c.command(b"DATA") == GO_AHEAD
+    c.send(b"Subject: cut\r\n\r\nhalf\r\n")
+    _one_tmp_file(mb)
+    srv.stop()
+    assert c.read_to_eof() == b"421 4.3.2 Service shutting down\r\n"
+
+
+FAILURES: dict[str, Callable[[Client, BadSMTP, Path], None]] = {
+    "size_552_data": _size_552,
+    "size_552_bdat": _size_552_bdat,
+    "data_trigger_bdat_last": _data_trigger_on_bdat_last,
+    "data_trigger_data": _data_trigger_on_data,
+    "rset_mid_bdat": _rset_mid_bdat,
+    "ehlo_mid_bdat": _ehlo_mid_bdat,
+    "disconnect_mid_data": _disconnect_mid_data,
+    "shut_wr_mid_bdat": _shut_wr_mid_bdat,
+    "trigger_421_mid_bdat": _trigger_421_mid_bdat,
+    "stop_mid_data": _stop_mid_data,
+}
+
+
+@pytest.mark.parametrize("name", list(FAILURES))
+def test_failed_transactions_leave_nothing_behind(mb: Path, name: str) -> None:
+    srv = BadSMTP(ports=[0], mailbox_dir=str(mb)).serve_in_thread()
+    try:
+        with Client(srv.port) as c:
+            assert c.reply() == GREETING
+            FAILURES[name](c, srv, mb)
+        wait_until(lambda: listing(mb, "tmp") == [], what="tmp/ to be emptied")
+        assert listing(mb, "new") == []
+        assert listing(mb, "cur") == []
+        assert srv.messages == []
+    finally:
+        srv.stop()
+    assert srv.errors == []
+
+
+def test_idle_timeout_mid_data_leaves_nothing_behind(mb: Path) -> None:
+    with BadSMTP(ports=[0], mailbox_dir=str(mb), idle_timeout=0.3) as srv:
+        with Client(srv.port) as c:
+            assert c.reply() == GREETING
+            open_transaction(c)
+            assert c.command(b"DATA") == GO_AHEAD
+            c.send(b"Subject: slow\r\n\r\n")
+            _one_tmp_file(mb)
+            assert c.read_to_eof() == b"421 4.4.2 Idle timeout, closing connection\r\n"
+        wait_until(lambda: listing(mb, "tmp") == [], what="tmp/ to be emptied")
+        assert listing(mb, "new") == []
+        assert srv.messages == []
+
+
+def test_a_session_goes_on_storing_after_a_failure(maildir_server: BadSMTP, mb: Path) -> None:
+    with Client(maildir_server.port) as c:
+        assert c.reply() == GREETING
+        open_transaction(c)
+        c.send(b"BDAT 4\r\nabcd")
+        assert c.reply() == OK
+        assert c.command(b"RSET") == OK
+        assert c.command(b"MAIL FROM:<alice@example.com>") == MAIL_OK
+        assert c.command(b"RCPT TO:<bob@example.com>") == RCPT_OK
+        c.send(b"BDAT 4\r\nwxyz")
+        assert c.reply() == OK
+        assert c.command(b"BDAT 0 LAST") == ACCEPTED
+    assert listing(mb, "tmp") == []
+    [name] = listing(mb, "new")
+    assert (mb / "new" / name).read_bytes().endswith(b"\r\n\r\nwxyz")
+
+
+def test_directories_removed_while_running_are_recreated(maildir_server: BadSMTP, mb: Path) -> None:
+    for sub in ("tmp", "new", "cur"):
+        (mb / sub).rmdir()
+    mb.rmdir()
+    send_one(maildir_server.port)
+    assert len(listing(mb, "new")) == 1
+    assert listing(mb, "tmp") == []
+
+
+# -- construction errors ---------------------------------------------------------------
+def test_mailbox_path_that_is_a_file_fails_at_construction(tmp_path: Path) -> None:
+    path = tmp_path / "a-file"
+    path.write_bytes(b"not a directory")
+    with pytest.raises(StorageError) as info:
+        BadSMTP(ports=[0], mailbox_dir=str(path))
+    assert str(info.value).startswith("failed to create mailbox: ")
+    with pytest.raises(StorageError):
+        BadSMTP(ports=[0], mailbox_dir=str(path / "below"))
+    assert path.read_bytes() == b"not a directory"
+
+
+# -- typed store errors (0.7, 18.2) --------------------------------------------------------
+class _Delivery:
+    def __init__(self, store: _FailingStore) -> None:
+        self.store = store
+
+    def write(self, data: bytes) -> None:
+        self.store.written.append(data)
+        if self.store.stage == "write":
+            raise self.store.error
+
+    def commit(self, message: Message) -> None:
+        self.store.committed.append(message)
+        if self.store.stage == "commit":
+            raise self.store.error
+
+    def abort(self) -> None:
+        self.store.aborted += 1
+
+
+class _FailingStore:
+    def __init__(self, stage: str, error: BaseException) -> None:
+        self.stage = stage
+        self.error = error
+        self.written: list[bytes] = []
+        self.committed: list[Message] = []
+        self.aborted = 0
+
+    def begin(self, message: Message) -> _Delivery:
+        if self.stage == "begin":
+            raise self.error
+        return _Delivery(self)
+
+
+ERRORS = [
+    (MailboxUnavailable("gone"), b"550 5.2.1 Requested action not taken: mailbox unavailable\r\n",
+     b"550 Requested action not taken: mailbox unavailable\r\n"),
+    (QuotaExceeded("full"), b"452 4.2.2 Requested action not taken: insufficient system storage\r\n",
+     b"452 Requested action not taken: insufficient system storage\r\n"),
+    (StorageError("quota mailbox unavailable"),  # text never matters (0.7)
+     b"451 4.3.0 Requested action aborted: local error in processing\r\n",
+     b"451 Requested action aborted: local error in processing\r\n"),
+    (ValueError("not active"), b"451 4.3.0 Requested action aborted: local error in processing\r\n",
+     b"451 Requested action aborted: local error in processing\r\n"),
+]
+
+
+@pytest.mark.parametrize("stage", ["begin", "write", "commit"])
+@pytest.mark.parametrize("error,enhanced,plain", ERRORS, ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else "")
+@pytest.mark.parametrize("verb", ["DATA", "BDAT"])
+def test_store_errors_become_typed_replies(
+    stage: str, error: BaseException, enhanced: bytes, plain: bytes, verb: str
+) -> None:
+    store = _FailingStore(stage, error)
+    with BadSMTP(ports=[0], message_store=store) as srv, Client(srv.port) as c:
+        assert c.reply() == GREETING
+        for hello, expected in ((b"EHLO client.example", enhanced), (b"HELO client.example", plain)):
+            assert c.command(hello).startswith(b"250")
+            assert c.command(b"MAIL FROM:<alice@example.com>").startswith(b"250 ")
+            assert c.command(b"RCPT TO:<bob@example.com>").startswith(b"250 ")
+            if verb == "DATA":
+                assert c.command(b"DATA") == GO_AHEAD
+                c.send(b"Subject: doomed\r\n\r\n" + b"body\r\n" * 100 + b".\r\n")
+            else:
+                c.send(b"BDAT 5\r\nhello")
+                assert c.reply().startswith(b"250 ")
+                c.send(b"BDAT 6 LAST\r\n world")
+            assert c.reply() == expected
+            # The transaction is over (10.4): a new one can start.
+            reply = c.command(b"RCPT TO:<bob@example.com>")
+            assert reply.startswith(b"503 ")
+        assert srv.messages == []
+        assert srv.errors == []  # a store failure is not a bug in badsmtp
+    if stage == "commit":
+        assert len(store.committed) == 2 and store.aborted == 0  # commit raising: no abort
+        assert store.committed[0].sender == "alice@example.com"
+    elif stage == "write":
+        assert store.committed == [] and store.aborted == 2
+        assert len(store.written) == 2  # nothing more passed after the failure
+    else:
+        assert store.committed == [] and store.written == []
+
+
+def test_a_store_that_works_sees_the_whole_stream() -> None:
+    store = _FailingStore("never", RuntimeError())
+    with BadSMTP(ports=[0], message_store=store) as srv:
+        send_one(srv.port, b"Subject: ok\r\n\r\n..dot\r\n")
+        assert srv.wait_for_messages(1)[0].content == b"Subject: ok\r\n\r\n.dot\r\n"
+    assert b"".join(store.written) == b"Subject: ok\r\n\r\n.dot\r\n"
+    [committed] = store.committed
+    assert committed.sender == "alice@example.com"
+    assert committed.recipients == ("bob@example.com",)
+    assert committed.size == len(b"Subject: ok\r\n\r\n.dot\r\n")
+    assert store.aborted == 0
