@@ -11,6 +11,7 @@ from types import FrameType
 from . import __version__
 from .api import BadSMTP
 from .config import Config, ConfigError
+from .storage import StorageError
 
 __all__ = ["main"]
 
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
             capture=False, port=args.port, listen_address=args.listen_address, mailbox_dir=args.mailbox_dir
         )
         server.serve_in_thread()
-    except (OSError, ConfigError, ValueError) as exc:
+    except (OSError, ConfigError, ValueError, StorageError) as exc:  # one line, no traceback
         print(f"badsmtp: {exc}", file=sys.stderr)
         return 1
     done = threading.Event()

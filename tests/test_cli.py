@@ -1,0 +1,151 @@
+"""``python -m badsmtp`` as a subprocess: start-up report, signals, exit status,
+maildir storage, bind errors and ``--version`` (spec 21.2)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from conftest import Client
+from test_server import GREETING, SHUTTING_DOWN, wait_until
+
+STARTED = re.compile(rb"^badsmtp 0\.1\.0 listening on 127\.0\.0\.1 port (\d+)$", re.MULTILINE)
+
+
+def _command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "badsmtp", *args]
+
+
+@functools.cache
+def _has_port_file() -> bool:
+    """Whether this CLI writes a port file (spec 21.2); the first, minimal
+    CLI instead prints ``badsmtp 0.1.0 listening on 127.0.0.1 port N``."""
+    out = subprocess.run(_command("--help"), check=False, capture_output=True, timeout=30)
+    return b"--port-file" in out.stdout
+
+
+def _bound_port(out: Path, port_file: Path | None) -> int | None:
+    if port_file is not None:
+        if port_file.exists():  # written atomically: whole or absent
+            return int(json.loads(port_file.read_text())["normal_port"])
+        return None
+    m = STARTED.search(out.read_bytes())
+    return int(m.group(1)) if m else None
+
+
+@contextmanager
+def running(tmp_path: Path, *args: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """Start the CLI with its output in files (a full pipe could block it),
+    wait with a deadline until it reports its port, yield it and the port;
+    kill it if the test did not make it exit."""
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    port_file = tmp_path / "ports.json" if _has_port_file() else None
+    extra = ["--port-file", str(port_file)] if port_file is not None else []
+    with out.open("wb") as stdout, err.open("wb") as stderr, subprocess.Popen(
+        _command(*args, *extra), stdout=stdout, stderr=stderr
+    ) as proc:
+        try:
+            port: list[int] = []
+
+            def started() -> bool:
+                found = _bound_port(out, port_file)
+                if found is not None:
+                    port.append(found)
+                assert proc.poll() is None or port, f"badsmtp exited early: {err.read_bytes()!r}"
+                return bool(port)
+
+            wait_until(started, timeout=15, what="badsmtp to report its port")
+            yield proc, port[0]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+
+
+def _stderr(tmp_path: Path) -> bytes:
+    return (tmp_path / "stderr").read_bytes()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_shuts_down_gracefully_with_status_0(tmp_path: Path, signum: signal.Signals) -> None:
+    with running(tmp_path, "--port", "0") as (proc, port):
+        with Client(port) as c:
+            assert c.reply() == GREETING
+            t0 = time.monotonic()
+            proc.send_signal(signum)
+            assert c.read_to_eof() == SHUTTING_DOWN  # the live session was told (21.3)
+            assert proc.wait(timeout=5) == 0
+            assert time.monotonic() - t0 < 5
+        assert b"Traceback" not in _stderr(tmp_path)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def test_mailbox_option_stores_a_message(tmp_path: Path) -> None:
+    mb = tmp_path / "mb"
+    with running(tmp_path, "--port", "0", "--mailbox", str(mb)) as (proc, port):
+        assert sorted(os.listdir(mb)) == ["cur", "new", "tmp"]
+        with smtplib.SMTP("127.0.0.1", port, timeout=5) as smtp:
+            assert smtp.sendmail("alice@example.com", ["bob@example.com"], b"Subject: cli\r\n\r\nbody\r\n") == {}
+        [name] = os.listdir(mb / "new")
+        data = (mb / "new" / name).read_bytes()
+        assert data.startswith(b"From: alice@example.com\r\nTo: bob@example.com\r\nReceived: by badsmtp.test; ")
+        assert data.endswith(b"\r\n\r\nSubject: cli\r\n\r\nbody\r\n")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=5) == 0
+    assert os.listdir(mb / "tmp") == []
+
+
+def test_busy_port_exits_non_zero_with_one_line_on_stderr() -> None:
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        result = subprocess.run(_command("--port", str(port)), check=False, capture_output=True, timeout=30)
+    assert result.returncode != 0
+    assert b"Traceback" not in result.stdout + result.stderr
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"port {port}" in lines[0]
+    assert "Address already in use" in lines[0]
+
+
+def test_unwritable_mailbox_exits_non_zero_with_one_line_on_stderr(tmp_path: Path) -> None:
+    path = tmp_path / "a-file"
+    path.write_bytes(b"")
+    result = subprocess.run(_command("--port", "0", "--mailbox", str(path)), check=False, capture_output=True, timeout=30)
+    assert result.returncode != 0
+    assert b"Traceback" not in result.stdout + result.stderr
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "failed to create mailbox: " in lines[0]
+
+
+def test_version() -> None:
+    result = subprocess.run(_command("--version"), check=False, capture_output=True, timeout=30)
+    assert result.returncode == 0
+    assert result.stdout == b"badsmtp 0.1.0\n"
+    assert result.stderr == b""
+
+
+def test_main_is_callable_in_process(capsys: pytest.CaptureFixture[str]) -> None:
+    from badsmtp import cli
+
+    try:
+        status = cli.main(["--version"])
+    except SystemExit as exc:  # argparse's own exit
+        status = exc.code  # type: ignore[assignment]
+    assert status == 0
+    assert capsys.readouterr().out == "badsmtp 0.1.0\n"
