@@ -45,13 +45,17 @@ class Phase(Enum):
     BDAT = "BDAT"
 
 
+# HELP for the default port plan (spec 12.5); the server passes its own.
+DEFAULT_HELP = replies.help_reply("3000-3099", "4000-4099", "5000-5099", "6000", "25465", "25587")
+
+
 @dataclass(frozen=True, slots=True)
 class Context:
     """What the server tells every session; fixed for a listener's life."""
 
     identity: str = "badsmtp.test"
     max_recipients: int = 1000
-    help: Reply = replies.Reply(214, ("BadSMTP - The Reliably Unreliable Mail Server",))
+    help: Reply = DEFAULT_HELP
 
 
 @dataclass(frozen=True, slots=True)

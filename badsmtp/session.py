@@ -358,8 +358,8 @@ class Session:
             self._reply(replies.OK)
         elif state.armed is not None and state.armed.verb == "data":
             self._abort_delivery()
+            self._fired(state.armed.source, state.armed.reply.code, "BDAT")  # before a 421 closes
             self._reply(state.armed.reply)
-            self._fired(state.armed.source, state.armed.reply.code, "BDAT")
             self.state = replace(state, phase=Phase.RCPT)
         else:
             self._complete_message()
@@ -375,19 +375,24 @@ class Session:
         delay = self.state.caps.delay or self.command_delay
         if delay:
             self._act(protocol.Wait(delay))
-        words = raw.decode("utf-8", "replace").split()
-        if not words:  # only non-ASCII white space
+        # Tokens are split at runs of spaces and tabs only (spec 3.3): str.split()
+        # would also split at NBSP, U+2028, \x1c-\x1f and the like.
+        words = [w for w in raw.decode("utf-8", "replace").replace("\t", " ").split(" ") if w]
+        if not words:
             return
         verb, args = words[0].upper(), words[1:]
         state, outputs = protocol.dispatch(self.state, verb, args, self.ctx)
         self.state = state
         enhanced = False if verb in ("HELO", "EHLO") else state.caps.enhanced
+        for out in outputs:  # log a fired trigger even when its 421 closes (6.6, 6.7)
+            if isinstance(out, protocol.Fired):
+                self._effect(out)
         for out in outputs:
             if isinstance(out, Reply):
                 self._reply(out, enhanced)
                 if self.mode is Mode.CLOSED:
                     return
-            else:
+            elif not isinstance(out, protocol.Fired):
                 self._effect(out)
 
     def _effect(self, out: protocol.Output) -> None:

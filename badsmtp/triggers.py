@@ -35,11 +35,13 @@ _AUTH_KEYWORDS = {
 # Verbs an address can name (spec 6.3); every one but ``mail`` (and ``rcpt`` on a
 # RCPT TO address) is deferred: armed by MAIL FROM, fired by its command later.
 ADDRESS_VERBS = frozenset({"mail", "rcpt", "data", "rset", "noop", "quit", "starttls", "auth"})
-_ADDRESS = re.compile(r"([a-z]+)(\d{3})(?:_(\d+\.\d+\.\d+))?@")
-_HELO = re.compile(r"(?:helo|ehlo)(\d{3})\.")
-_SIZE = re.compile(r"size(\d+)")
+# re.ASCII: "decimal digits" are 0-9 only; a Unicode \d would read an
+# SMTPUTF8 local part such as mail٥٥٠@ as a 550 trigger.
+_ADDRESS = re.compile(r"([a-z]+)(\d{3})(?:_(\d+\.\d+\.\d+))?@", re.ASCII)
+_HELO = re.compile(r"(?:helo|ehlo)(\d{3})\.", re.ASCII)
+_SIZE = re.compile(r"size(\d+)", re.ASCII)
 # dlay must stand as its own token: an accidental delay would be costly (5.4.3).
-_DLAY = re.compile(r"(?:^|[._-])dlay(\d+)(?=$|[._-])")
+_DLAY = re.compile(r"(?:^|[._-])dlay(\d+)(?=$|[._-])", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,1658 @@
+"""The sans-IO session driver, ``Session``, driven with bytes: exact replies on
+the wire, framing (command lines, DATA, BDAT, AUTH lines), pipelining,
+STARTTLS, storage and authentication hand-offs.  No sockets.
+
+Every framing test is fed three ways (h11's rule, STYLE 10): whole, byte by
+byte, and with trailing data that must then be read as the next command."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+
+import pytest
+
+from badsmtp import auth, replies
+from badsmtp.protocol import Close, Context, Phase, StartTLS, Wait
+from badsmtp.replies import Reply
+from badsmtp.session import (
+    MAX_LINE,
+    AbortDelivery,
+    Action,
+    Begin,
+    Commit,
+    Envelope,
+    Log,
+    Session,
+    Verify,
+    Write,
+)
+
+GREETING = b"220 badsmtp.test ESMTP BadSMTP - The Reliably Unreliable Mail Server\r\n"
+EHLO_DEFAULT = (
+    b"250-badsmtp.test\r\n"
+    b"250-AUTH PLAIN LOGIN CRAM-MD5 CRAM-SHA256 XOAUTH2\r\n"
+    b"250-8BITMIME\r\n"
+    b"250-SIZE 10485760\r\n"
+    b"250-PIPELINING\r\n"
+    b"250-STARTTLS\r\n"
+    b"250-CHUNKING\r\n"
+    b"250-SMTPUTF8\r\n"
+    b"250-ENHANCEDSTATUSCODES\r\n"
+    b"250 OK\r\n"
+)
+DEFAULT_LINES = (
+    "AUTH PLAIN LOGIN CRAM-MD5 CRAM-SHA256 XOAUTH2",
+    "8BITMIME",
+    "SIZE 10485760",
+    "PIPELINING",
+    "STARTTLS",
+    "CHUNKING",
+    "SMTPUTF8",
+    "ENHANCEDSTATUSCODES",
+)
+OK = b"250 2.0.0 OK\r\n"
+MAIL_OK = b"250 2.1.0 OK\r\n"
+RCPT_OK = b"250 2.1.5 OK\r\n"
+GO_AHEAD = b"354 End data with <CR><LF>.<CR><LF>\r\n"
+ACCEPTED = b"250 2.0.0 OK Message accepted for delivery\r\n"
+BYE = b"221 2.0.0 Bye\r\n"
+SYNTAX = b"501 5.5.4 Syntax error in parameters\r\n"
+TOO_LONG = b"500 5.5.2 Command too long\r\n"
+UNKNOWN = b"500 5.5.2 Command not recognised\r\n"
+NO_RCPTS = b"503 5.5.1 Bad sequence of commands\r\n"
+ENVELOPE = b"MAIL FROM:<sender@example.com>\r\nRCPT TO:<rcpt@example.com>\r\n"
+HOW = ("whole", "bytewise", "trailing")
+TRAILER = b"NOOP\r\n"
+
+
+def ehlo_list(*lines: str, identity: str = "badsmtp.test") -> bytes:
+    every = (identity, *lines, "OK")
+    return b"".join(
+        f"250{'-' if i < len(every) - 1 else ' '}{line}\r\n".encode() for i, line in enumerate(every)
+    )
+
+
+def without(*dropped: str) -> tuple[str, ...]:
+    return tuple(line for line in DEFAULT_LINES if line not in dropped)
+
+
+def size_exceeded(limit: int, enhanced: bool = True) -> bytes:
+    esc = "5.3.4 " if enhanced else ""
+    return f"552 {esc}Message size exceeds fixed maximum of {limit} bytes\r\n".encode()
+
+
+def b64(text: str | bytes) -> str:
+    raw = text.encode() if isinstance(text, str) else text
+    return base64.b64encode(raw).decode("ascii")
+
+
+@dataclass
+class Wire:
+    """A fake IO shell around one Session: it runs every action like the
+    server does (sends bytes, stores messages, asks a pattern authenticator,
+    "completes" TLS handshakes) and records what happened."""
+
+    ctx: Context = field(default_factory=Context)
+    tls: bool = False
+    command_delay: float = 0.0
+    stream: bool = True
+    commit_error: Reply | None = None
+    begin_error: Reply | None = None
+    write_error: Reply | None = None
+    handshake_ok: bool = True
+    inactive: bool = False
+
+    def __post_init__(self) -> None:
+        self.session = Session(self.ctx, tls=self.tls, command_delay=self.command_delay,
+                               stream=self.stream, challenge=lambda: "<1.2@badsmtp.test>")
+        self.sent = b""
+        self.actions: list[Action] = []
+        self.batches: list[list[Action]] = []
+        self.messages: list[tuple[Envelope, bytes]] = []
+        self.begun: list[Envelope] = []
+        self.aborted = 0
+        self.closed = False
+        self.credentials: list[auth.Credentials] = []
+        self.handshakes = 0
+        self._delivery: bytearray | None = None
+        self.run(self.session.greeting())
+
+    # -- feeding ------------------------------------------------------------------
+    def feed(self, data: bytes) -> bytes:
+        before = len(self.sent)
+        self.run(self.session.receive_data(data))
+        return self.sent[before:]
+
+    def feed_bytewise(self, data: bytes) -> bytes:
+        before = len(self.sent)
+        for i in range(len(data)):
+            self.run(self.session.receive_data(data[i : i + 1]))
+        return self.sent[before:]
+
+    def feed_how(self, data: bytes, how: str) -> bytes:
+        """Feed ``data`` whole, byte by byte, or whole followed by a NOOP
+        that must be answered as a command (returned without its reply)."""
+        if how == "whole":
+            return self.feed(data)
+        if how == "bytewise":
+            return self.feed_bytewise(data)
+        out = self.feed(data + TRAILER)
+        if self.closed:
+            return out
+        noop = OK if self.session.state.caps.enhanced else b"250 OK\r\n"
+        assert out.endswith(noop), f"trailing data was not read as a command: {out!r}"
+        return out[: -len(noop)]
+
+    @property
+    def waits(self) -> list[float]:
+        return [a.seconds for a in self.actions if isinstance(a, Wait)]
+
+    @property
+    def logs(self) -> list[Log]:
+        return [a for a in self.actions if isinstance(a, Log)]
+
+    @property
+    def contents(self) -> list[bytes]:
+        return [content for _, content in self.messages]
+
+    # -- the shell ----------------------------------------------------------------
+    def run(self, actions: list[Action]) -> None:
+        batch = actions
+        while batch:
+            self.batches.append(batch)
+            following: list[Action] = []
+            for i, action in enumerate(batch):
+                self.actions.append(action)
+                last = i == len(batch) - 1
+                if isinstance(action, bytes):
+                    assert action, "an empty send"
+                    assert not self.closed
+                    self.sent += action
+                elif isinstance(action, Close):
+                    assert last, f"actions after Close: {batch[i + 1:]!r}"
+                    self.closed = True
+                elif isinstance(action, Begin):
+                    assert self._delivery is None
+                    self.begun.append(action.envelope)
+                    if self.begin_error is not None:
+                        self.session.store_failed(self.begin_error)
+                    else:
+                        self._delivery = bytearray()
+                elif isinstance(action, Write):
+                    if self._delivery is not None:
+                        if self.write_error is not None:
+                            self._delivery = None
+                            self.session.store_failed(self.write_error)
+                        else:
+                            self._delivery += action.data
+                elif isinstance(action, AbortDelivery):
+                    self.aborted += 1
+                    self._delivery = None
+                elif isinstance(action, Commit):
+                    assert last, "a pausing action ends its batch"
+                    following = self.session.commit_done(self._commit(action.envelope))
+                elif isinstance(action, Verify):
+                    assert last, "a pausing action ends its batch"
+                    self.credentials.append(action.credentials)
+                    c = action.credentials
+                    user = auth.pattern_authenticate(c.username, c.password)
+                    following = self.session.auth_done(user, self.inactive and user is not None)
+                elif isinstance(action, StartTLS):
+                    assert last, "a pausing action ends its batch"
+                    self.handshakes += 1
+                    if self.handshake_ok:
+                        following = self.session.tls_started()
+                    else:
+                        following = self.session.receive_data(b"")
+                else:
+                    assert isinstance(action, (Wait, Log)), action
+            batch = following
+
+    def _commit(self, envelope: Envelope) -> Reply | None:
+        delivery, self._delivery = self._delivery, None
+        if self.commit_error is not None:
+            return self.commit_error
+        if delivery is None:
+            return None  # storage off (or failed: the session remembers why)
+        self.messages.append((envelope, bytes(delivery)))
+        return None
+
+
+def greeted(ehlo: bytes = b"EHLO client.example", **kwargs: object) -> Wire:
+    wire = Wire(**kwargs)  # type: ignore[arg-type]
+    wire.feed(ehlo + b"\r\n")
+    return wire
+
+
+def in_rcpt(ehlo: bytes = b"EHLO client.example", **kwargs: object) -> Wire:
+    wire = greeted(ehlo, **kwargs)
+    assert wire.feed(ENVELOPE) in (MAIL_OK + RCPT_OK, b"250 OK\r\n250 OK\r\n")
+    return wire
+
+
+def phase(wire: Wire) -> Phase:
+    return wire.session.state.phase
+
+
+# == greeting (2.2) ============================================================
+def test_greeting() -> None:
+    assert Wire().sent == GREETING
+
+
+def test_greeting_uses_the_configured_identity() -> None:
+    wire = Wire(ctx=Context(identity="mx.test.example"))
+    assert wire.sent == b"220 mx.test.example ESMTP BadSMTP - The Reliably Unreliable Mail Server\r\n"
+    assert wire.feed(b"HELO x\r\n") == b"250 mx.test.example\r\n"
+    assert wire.feed(b"EHLO x\r\n").startswith(b"250-mx.test.example\r\n")
+
+
+# == EHLO (5.3, 5.4) ==========================================================
+def test_ehlo_default_list() -> None:
+    wire = Wire()
+    assert wire.feed(b"EHLO client.example\r\n") == EHLO_DEFAULT
+    assert ehlo_list(*DEFAULT_LINES) == EHLO_DEFAULT
+    assert phase(wire) is Phase.MAIL
+
+
+def test_ehlo_on_an_encrypted_connection_omits_starttls() -> None:
+    assert greeted(tls=True).sent == GREETING + ehlo_list(*without("STARTTLS"))
+    assert greeted(tls=False).sent == GREETING + EHLO_DEFAULT  # twin
+
+
+@pytest.mark.parametrize(
+    "name, lines",
+    [
+        ("noauth.example.com", without("AUTH PLAIN LOGIN CRAM-MD5 CRAM-SHA256 XOAUTH2")),
+        ("mx.noauth.example.com", without("AUTH PLAIN LOGIN CRAM-MD5 CRAM-SHA256 XOAUTH2")),
+        ("authplain.example", ("AUTH PLAIN",) + without(DEFAULT_LINES[0])),
+        ("authlogin.example", ("AUTH LOGIN",) + without(DEFAULT_LINES[0])),
+        ("authcram.example", ("AUTH CRAM-MD5 CRAM-SHA256",) + without(DEFAULT_LINES[0])),
+        ("authoauth.example", ("AUTH XOAUTH2",) + without(DEFAULT_LINES[0])),
+        ("authplain-authoauth.example.com", ("AUTH XOAUTH2",) + without(DEFAULT_LINES[0])),
+        ("authoauth-authplain.example.com", ("AUTH PLAIN",) + without(DEFAULT_LINES[0])),
+        ("authcram.authlogin.authcram.x", ("AUTH CRAM-MD5 CRAM-SHA256",) + without(DEFAULT_LINES[0])),
+        ("authplain-noauth.example", without(DEFAULT_LINES[0])),
+        ("no8bit.example", without("8BITMIME")),
+        ("nosize.example", without("SIZE 10485760")),
+        ("nopipelining.example", without("PIPELINING")),
+        ("nostarttls.example", without("STARTTLS")),
+        ("nochunking.example", without("CHUNKING")),
+        ("nosmtputf8.example", without("SMTPUTF8")),
+        ("noenhancedstatuscodes.example", without("ENHANCEDSTATUSCODES")),
+        ("noauth_nopipelining.example.com", without(DEFAULT_LINES[0], "PIPELINING")),
+        ("size5000-no8bit.test", tuple("SIZE 5000" if l.startswith("SIZE") else l for l in without("8BITMIME"))),
+        ("NOAUTH.NOCHUNKING.EXAMPLE", without(DEFAULT_LINES[0], "CHUNKING")),
+        ("[192.0.2.1]", DEFAULT_LINES),
+        ("client.example", DEFAULT_LINES),
+    ],
+)
+def test_ehlo_keywords(name: str, lines: tuple[str, ...]) -> None:
+    wire = Wire()
+    assert wire.feed(f"EHLO {name} ignored args\r\n".encode()) == ehlo_list(*lines)
+
+
+@pytest.mark.parametrize(
+    "name, size",
+    [
+        ("size0.example", 10485760),
+        ("size1.example", 1000),
+        ("size999.example", 1000),
+        ("size1000.example", 1000),
+        ("size5000.example", 5000),
+        ("size10000000.example", 10000000),
+        ("size10000001.example", 10000000),
+        ("size99999999999999999999999.example", 10000000),
+        ("mx.size2000.size3000.example", 2000),
+        ("sizeabc-size4000.example", 4000),
+    ],
+)
+def test_size_keyword_is_advertised_and_enforced(name: str, size: int) -> None:
+    wire = Wire()
+    out = wire.feed(f"EHLO {name}\r\n".encode())
+    assert f"250-SIZE {size}\r\n".encode() in out
+    assert wire.feed(f"MAIL FROM:<a@example.com> SIZE={size + 1}\r\n".encode()) == size_exceeded(size)
+    assert wire.feed(f"MAIL FROM:<a@example.com> SIZE={size}\r\n".encode()) == MAIL_OK
+
+
+def test_nosize_keeps_the_default_limit() -> None:
+    wire = greeted(b"EHLO nosize-size1000.example")
+    assert b"SIZE" not in wire.sent
+    assert wire.feed(b"MAIL FROM:<a@example.com> SIZE=10485761\r\n") == size_exceeded(10485760)
+
+
+def test_switched_off_extensions_are_still_accepted() -> None:
+    wire = greeted(b"EHLO noauth-nochunking-no8bit-nopipelining-nostarttls.example")
+    out = wire.feed(
+        b"MAIL FROM:<a@example.com> BODY=8BITMIME\r\nRCPT TO:<b@example.com>\r\nBDAT 2 LAST\r\nhi"
+    )
+    assert out == MAIL_OK + RCPT_OK + ACCEPTED
+    assert wire.feed(b"AUTH PLAIN " + b64("\0u\0p").encode() + b"\r\n") == (
+        b"235 2.7.0 Authentication successful\r\n"
+    )
+    assert wire.feed(b"STARTTLS\r\n") == b"220 2.0.0 Ready to start TLS\r\n"
+
+
+# -- dlay (5.4.3) ---------------------------------------------------------------
+@pytest.mark.parametrize("name, seconds", [("dlay30.example.com", 30), ("size5000-dlay2.test", 2),
+                                           ("dlay700.example", 605), ("dlay605.example", 605)])
+def test_dlay_waits_before_the_ehlo_reply_and_every_later_command(name: str, seconds: int) -> None:
+    wire = Wire()
+    actions = wire.session.receive_data(f"EHLO {name}\r\n".encode())
+    assert actions[0] == Wait(seconds) and isinstance(actions[1], bytes)
+    wire.run(actions)
+    actions = wire.session.receive_data(b"NOOP\r\n\r\nNOOP\r\n")
+    assert actions == [Wait(seconds), Wait(seconds), OK + OK] or actions == [
+        Wait(seconds), OK, Wait(seconds), OK]
+
+
+@pytest.mark.parametrize("name", ["notdlay123.x", "dlayabc.x", "dlay-5.x", "dlay0.example", "dlay5x.example"])
+def test_dlay_token_rules(name: str) -> None:
+    wire = greeted(name.encode().join([b"EHLO ", b""]))
+    wire.feed(b"NOOP\r\n")
+    assert wire.waits == []
+
+
+def test_helo_drops_dlay_and_restores_the_listener_delay() -> None:
+    wire = greeted(b"EHLO dlay9.example", command_delay=2.0)
+    assert wire.waits == [2.0, 9.0]  # the port's delay, then dlay before the reply
+    wire.feed(b"NOOP\r\n")
+    assert wire.waits[-1] == 9.0
+    wire.feed(b"HELO plain.example\r\nNOOP\r\n")
+    assert wire.waits[-2:] == [9.0, 2.0]
+
+
+# -- reject / noehl ---------------------------------------------------------------
+@pytest.mark.parametrize("name", ["reject.example", "mx.noehl.example", "rejected-mail.example.org"])
+def test_ehlo_reject_gets_502_and_stays_in_helo(name: str) -> None:
+    wire = Wire()
+    assert wire.feed(f"EHLO {name}\r\n".encode()) == b"502 Command not implemented\r\n"
+    assert phase(wire) is Phase.HELO
+    assert wire.feed(b"MAIL FROM:<a@example.com>\r\n") == (
+        b"503 Bad sequence - MAIL not allowed in HELO state\r\n"
+    )
+    assert wire.feed(f"HELO {name}\r\n".encode()) == b"250 badsmtp.test\r\n"  # the fallback works
+    assert wire.feed(b"MAIL FROM:<a@example.com>\r\n") == b"250 OK\r\n"
+
+
+def test_ehlo_reject_later_changes_nothing() -> None:
+    wire = in_rcpt()
+    assert wire.feed(b"EHLO reject.example\r\n") == b"502 Command not implemented\r\n"  # never enhanced
+    assert wire.feed(b"RCPT TO:<more@example.com>\r\n") == RCPT_OK  # transaction and caps kept
+
+
+# == HELO (5.2) ===================================================================
+def test_helo() -> None:
+    wire = Wire()
+    assert wire.feed(b"HELO client.example\r\n") == b"250 badsmtp.test\r\n"
+    assert wire.feed(b"MAIL FROM:<a@example.com>\r\n") == b"250 OK\r\n"
+    assert wire.feed(b"MAIL FROM:<a@example.com>\r\n") == (
+        b"503 Bad sequence - MAIL not allowed in RCPT state\r\n"
+    )
+
+
+def test_helo_after_ehlo_switches_extensions_off() -> None:
+    wire = greeted(b"EHLO size1000.example")
+    assert wire.feed(b"HELO client.example\r\n") == b"250 badsmtp.test\r\n"
+    assert wire.feed(b"NOOP\r\n") == b"250 OK\r\n"
+    assert wire.feed(b"MAIL FROM:<us\xc3\xa9r@example.com> SIZE=5000\r\n") == (
+        b"501 Syntax error in parameters\r\n"
+    )
+    assert wire.feed(b"MAIL FROM:<a@example.com> SIZE=5000\r\n") == b"250 OK\r\n"
+
+
+@pytest.mark.parametrize("verb", [b"HELO", b"EHLO"])
+def test_helo_without_argument_gets_501_never_enhanced(verb: bytes) -> None:
+    wire = greeted()
+    assert wire.feed(verb + b"\r\n") == b"501 Syntax error in parameters\r\n"
+    assert wire.feed(b"NOOP\r\n") == OK  # still greeted, enhanced codes still on
+
+
+# -- HELO/EHLO triggers (5.5) ---------------------------------------------------------
+@pytest.mark.parametrize(
+    "line, reply",
+    [
+        (b"EHLO helo500.example.com", b"500 Syntax error, command unrecognized\r\n"),
+        (b"HELO ehlo550.example.com", b"550 Requested action not taken: mailbox unavailable\r\n"),
+        (b"ehlo HELO554.x", b"554 Transaction failed\r\n"),
+        (b"EHLO ehlo250.x", b"250 Unknown error\r\n"),
+    ],
+)
+def test_helo_trigger(line: bytes, reply: bytes) -> None:
+    wire = Wire()
+    assert wire.feed(line + b"\r\n") == reply
+    assert phase(wire) is Phase.HELO
+    assert wire.feed(b"RCPT TO:<a@example.com>\r\n") == b"503 Bad sequence - RCPT not allowed in HELO state\r\n"
+    assert wire.feed(b"EHLO client.example\r\n") == EHLO_DEFAULT  # may try again
+    assert wire.feed(line + b"\r\n") == reply  # never enhanced
+    log = wire.logs[-1]
+    assert (log.level, log.message) == ("WARN", "SMTP error simulation triggered")
+    assert log.fields["error_code"] == int(reply[:3]) and log.fields["smtp_stage"] == line[:4].upper().decode()
+
+
+def test_helo_trigger_in_a_transaction_leaves_it_open() -> None:
+    wire = in_rcpt()
+    assert wire.feed(b"EHLO helo451.example\r\n") == b"451 Requested action aborted: local error in processing\r\n"
+    assert wire.feed(b"RCPT TO:<second@example.com>\r\nDATA\r\nx\r\n.\r\n") == RCPT_OK + GO_AHEAD + ACCEPTED
+    assert wire.messages[0][0].recipients == ("rcpt@example.com", "second@example.com")
+
+
+@pytest.mark.parametrize("verb", [b"EHLO", b"HELO"])
+def test_helo_trigger_421_closes(verb: bytes) -> None:
+    wire = greeted()
+    out = wire.feed(verb + b" helo421.x\r\nNOOP\r\n")
+    assert out == b"421 Service not available, closing transmission channel\r\n"
+    assert wire.closed and wire.session.closed
+    assert wire.logs and wire.logs[-1].fields["error_code"] == 421
+    assert wire.session.receive_data(b"NOOP\r\n") == []
+
+
+@pytest.mark.parametrize("name", [b"helo5001.example.com", b"helo500example.com", b"helo50.example"])
+def test_helo_lookalikes_are_not_triggers(name: bytes) -> None:
+    wire = Wire()
+    assert wire.feed(b"EHLO " + name + b"\r\n") == ehlo_list(*DEFAULT_LINES)
+    assert wire.logs == []
+
+
+# == repeated HELO/EHLO (5.6, 0.4) ====================================================
+@pytest.mark.parametrize("line", [b"EHLO again.example", b"HELO again.example"])
+def test_repeated_helo_resets_the_transaction_and_keeps_armed_triggers(line: bytes) -> None:
+    wire = greeted()
+    wire.feed(b"MAIL FROM:<noop550@example.com>\r\nRCPT TO:<b@example.com>\r\n")
+    out = wire.feed(line + b"\r\n")
+    assert out.startswith(b"250")
+    assert phase(wire) is Phase.MAIL
+    esc = b"5.5.1 " if line.startswith(b"EHLO") else b""
+    assert wire.feed(b"RCPT TO:<b@example.com>\r\n") == b"503 " + esc + b"Bad sequence - RCPT not allowed in MAIL state\r\n"
+    assert wire.feed(b"NOOP\r\n") == b"550 Requested action not taken: mailbox unavailable\r\n"
+
+
+def test_repeated_ehlo_aborts_bdat_content() -> None:
+    wire = in_rcpt()
+    assert wire.feed(b"BDAT 3\r\nabc") == OK
+    assert wire.feed(b"EHLO again.example\r\n") == EHLO_DEFAULT
+    assert wire.aborted == 1 and wire.messages == []
+    assert wire.feed(b"BDAT 1 LAST\r\nx") == b"503 5.5.1 Bad sequence - BDAT not allowed in MAIL state\r\n"
+
+
+def test_repeated_ehlo_keeps_authentication() -> None:
+    wire = greeted()
+    wire.feed(f"AUTH PLAIN {b64(chr(0) + 'alice' + chr(0) + 'pw')}\r\n".encode())
+    wire.feed(b"EHLO again.example\r\n")
+    assert wire.feed(b"AUTH PLAIN\r\n") == b"503 5.5.1 Already authenticated\r\n"
+
+
+# == sequence (4.2, 4.3) over the wire =================================================
+def test_sequence_errors_on_the_wire() -> None:
+    wire = Wire()
+    assert wire.feed(b"MAIL FROM:<a@example.com>\r\n") == b"503 Bad sequence - MAIL not allowed in HELO state\r\n"
+    assert wire.feed(b"MAIL\r\n") == b"503 Bad sequence - MAIL not allowed in HELO state\r\n"
+    assert wire.feed(b"DATA\r\n") == b"503 Bad sequence - DATA not allowed in HELO state\r\n"
+    assert wire.feed(b"RSET\r\n") == b"250 OK\r\n"
+    assert phase(wire) is Phase.HELO  # RSET does not skip the greeting exchange
+    wire.feed(b"EHLO x\r\n")
+    assert wire.feed(b"RCPT TO:<b@example.com>\r\n") == b"503 5.5.1 Bad sequence - RCPT not allowed in MAIL state\r\n"
+    assert wire.feed(b"DATA\r\n") == b"503 5.5.1 Bad sequence - DATA not allowed in MAIL state\r\n"
+    assert wire.feed(b"MAIL FROM:<a@example.com>\r\n") == MAIL_OK
+    assert wire.feed(b"MAIL FROM:<a@example.com>\r\n") == b"503 5.5.1 Bad sequence - MAIL not allowed in RCPT state\r\n"
+    assert wire.feed(b"AUTH PLAIN\r\n") == b"503 5.5.1 Bad sequence - AUTH not allowed in RCPT state\r\n"
+    assert wire.feed(b"STARTTLS\r\n") == b"503 5.5.1 Bad sequence - STARTTLS not allowed in RCPT state\r\n"
+    assert wire.feed(b"DATA\r\n") == NO_RCPTS
+    assert wire.feed(b"BDAT 3 LAST\r\n") == NO_RCPTS
+    assert wire.feed(b"RCPT TO:<b@example.com>\r\nBDAT 3\r\nabc") == RCPT_OK + OK
+    assert wire.feed(b"DATA\r\n") == b"503 5.5.1 Bad sequence - DATA not allowed in BDAT state\r\n"
+    assert wire.feed(b"MAIL FROM:<a@example.com>\r\n") == b"503 5.5.1 Bad sequence - MAIL not allowed in BDAT state\r\n"
+    assert wire.feed(b"RCPT TO:<b@example.com>\r\n") == b"503 5.5.1 Bad sequence - RCPT not allowed in BDAT state\r\n"
+    assert wire.feed(b"BDAT 0 LAST\r\n") == ACCEPTED
+    assert wire.contents == [b"abc"]
+
+
+# == address triggers over the wire (6) ==================================================
+# verb, the commands after EHLO, the command that fires.
+TRIGGER_CASES = {
+    "mail": (b"", b"MAIL FROM:<mail{p}@example.com>"),
+    "rcpt": (b"MAIL FROM:<a@example.com>\r\n", b"RCPT TO:<rcpt{p}@example.com>"),
+    "rcpt-from-mail": (b"MAIL FROM:<rcpt{p}@example.com>\r\n", b"RCPT TO:<b@example.com>"),
+    "data": (b"MAIL FROM:<data{p}@example.com>\r\nRCPT TO:<b@example.com>\r\n", b"DATA"),
+    "rset": (b"MAIL FROM:<rset{p}@example.com>\r\n", b"RSET"),
+    "noop": (b"MAIL FROM:<noop{p}@example.com>\r\n", b"NOOP"),
+    "quit": (b"MAIL FROM:<quit{p}@example.com>\r\n", b"QUIT"),
+    "starttls": (b"MAIL FROM:<starttls{p}@example.com>\r\nRSET\r\n", b"STARTTLS"),
+    "auth": (b"MAIL FROM:<auth{p}@example.com>\r\nRSET\r\n", b"AUTH PLAIN " + b64("\0u\0p").encode()),
+}
+
+
+def trigger_wire(case: str, pattern: str, ehlo: bytes = b"EHLO client.example") -> tuple[Wire, bytes]:
+    setup, fire = TRIGGER_CASES[case]
+    wire = greeted(ehlo)
+    if setup:
+        wire.feed(setup.replace(b"{p}", pattern.encode()))
+    return wire, fire.replace(b"{p}", pattern.encode()) + b"\r\n"
+
+
+@pytest.mark.parametrize("case", TRIGGER_CASES)
+def test_basic_trigger(case: str) -> None:
+    wire, line = trigger_wire(case, "554")
+    assert wire.feed(line) == b"554 Transaction failed\r\n"
+    log = wire.logs[-1]
+    assert (log.level, log.message, log.fields["error_code"]) == ("WARN", "SMTP error simulation triggered", 554)
+    assert wire.handshakes == 0 and wire.credentials == []
+    assert wire.closed is (case == "quit")
+
+
+@pytest.mark.parametrize("case", TRIGGER_CASES)
+def test_enhanced_trigger(case: str) -> None:
+    wire, line = trigger_wire(case, "550_5.7.1")
+    assert wire.feed(line) == b"550 5.7.1 Requested action not taken: mailbox unavailable\r\n"
+
+
+@pytest.mark.parametrize("case", TRIGGER_CASES)
+@pytest.mark.parametrize("ehlo", [b"HELO client.example", b"EHLO noenhancedstatuscodes.example"])
+def test_enhanced_trigger_without_enhanced_codes(case: str, ehlo: bytes) -> None:
+    wire, line = trigger_wire(case, "550_5.7.1", ehlo)
+    assert wire.feed(line) == b"550 Requested action not taken: mailbox unavailable\r\n"
+
+
+@pytest.mark.parametrize("case", TRIGGER_CASES)
+@pytest.mark.parametrize("pattern", ["421", "421_4.3.2"])
+def test_421_from_any_trigger_closes(case: str, pattern: str) -> None:
+    wire, line = trigger_wire(case, pattern)
+    out = wire.feed(line + b"NOOP\r\nQUIT\r\n")
+    esc = b"4.3.2 " if "_" in pattern else b""
+    assert out == b"421 " + esc + b"Service not available, closing transmission channel\r\n"
+    assert wire.closed and wire.session.closed
+    assert isinstance(wire.actions[-1], Close)
+    assert wire.logs[-1].fields["error_code"] == 421  # logged before the close
+    assert wire.session.receive_data(b"NOOP\r\n") == []
+    assert wire.session.timeout() == [] and wire.session.shutdown() == []
+
+
+def test_421_trigger_mid_batch_sends_earlier_replies_first() -> None:
+    wire = greeted()
+    out = wire.feed(b"NOOP\r\nMAIL FROM:<mail421@example.com>\r\nNOOP\r\n")
+    assert out == OK + b"421 Service not available, closing transmission channel\r\n"
+
+
+def test_data_trigger_keeps_the_transaction() -> None:
+    wire, line = trigger_wire("data", "451")
+    assert wire.feed(line) == b"451 Requested action aborted: local error in processing\r\n"
+    assert phase(wire) is Phase.RCPT
+    assert wire.feed(b"RCPT TO:<c@example.com>\r\n") == RCPT_OK
+    assert wire.feed(b"DATA\r\n") == b"451 Requested action aborted: local error in processing\r\n"
+    assert wire.begun == []
+
+
+def test_rset_trigger_resets_nothing() -> None:
+    wire, line = trigger_wire("rset", "450")
+    for _ in range(2):
+        assert wire.feed(line) == b"450 Requested mail action not taken: mailbox unavailable\r\n"
+    assert wire.feed(b"RCPT TO:<b@example.com>\r\n") == RCPT_OK
+
+
+def test_quit_trigger_closes_anyway() -> None:
+    wire, line = trigger_wire("quit", "550")
+    assert wire.feed(line + b"NOOP\r\n") == b"550 Requested action not taken: mailbox unavailable\r\n"
+    assert wire.closed
+
+
+def test_starttls_and_auth_triggers_need_their_state() -> None:
+    wire = greeted()
+    wire.feed(b"MAIL FROM:<starttls454@example.com>\r\n")
+    assert wire.feed(b"STARTTLS\r\n") == b"503 5.5.1 Bad sequence - STARTTLS not allowed in RCPT state\r\n"
+    assert wire.feed(b"RSET\r\nSTARTTLS\r\n") == OK + b"454 Command not implemented\r\n"
+    assert wire.handshakes == 0
+
+
+def test_auth_trigger_needs_an_argument_first() -> None:
+    wire, _ = trigger_wire("auth", "535")
+    assert wire.feed(b"AUTH\r\n") == SYNTAX
+    assert wire.feed(b"AUTH NOSUCHMECH\r\n") == b"535 Authentication failed\r\n"
+
+
+def test_mail250_opens_no_transaction() -> None:
+    wire = greeted()
+    assert wire.feed(b"MAIL FROM:<mail250@example.com>\r\n") == b"250 Unknown error\r\n"
+    assert wire.feed(b"RCPT TO:<b@example.com>\r\n") == b"503 5.5.1 Bad sequence - RCPT not allowed in MAIL state\r\n"
+    assert wire.feed(b"MAIL FROM:<mail250_2.1.0@example.com>\r\n") == b"250 2.1.0 Unknown error\r\n"
+    assert phase(wire) is Phase.MAIL
+
+
+def test_ordinary_addresses_do_not_fire() -> None:
+    wire = greeted()
+    assert wire.feed(b"MAIL FROM:<550@example.com>\r\n") == MAIL_OK
+    assert wire.feed(b"RCPT TO:<mail550@example.com>\r\nRCPT TO:<bdat550@example.com>\r\n") == RCPT_OK * 2
+    assert wire.logs == []
+
+
+# -- deferred trigger lifetime (6.5) -----------------------------------------------
+def armed_noop() -> Wire:
+    wire = greeted()
+    assert wire.feed(b"MAIL FROM:<noop550@example.com>\r\n") == MAIL_OK
+    return wire
+
+
+NOOP_550 = b"550 Requested action not taken: mailbox unavailable\r\n"
+
+
+def test_armed_trigger_fires_every_time_and_survives_rset_and_ehlo() -> None:
+    wire = armed_noop()
+    assert wire.feed(b"NOOP\r\nNOOP\r\nRSET\r\nNOOP\r\n") == NOOP_550 * 2 + OK + NOOP_550
+    wire.feed(b"EHLO again.example\r\n")
+    assert wire.feed(b"NOOP\r\n") == NOOP_550
+    wire.feed(b"HELO again.example\r\n")
+    assert wire.feed(b"NOOP\r\n") == NOOP_550
+
+
+def test_accepted_message_disarms() -> None:
+    wire = armed_noop()
+    wire.feed(b"RCPT TO:<b@example.com>\r\nDATA\r\nhello\r\n.\r\n")
+    assert wire.feed(b"NOOP\r\n") == OK
+
+
+def test_accepted_bdat_message_disarms() -> None:
+    wire = armed_noop()
+    wire.feed(b"RCPT TO:<b@example.com>\r\nBDAT 1 LAST\r\nx")
+    assert wire.feed(b"NOOP\r\n") == OK
+
+
+@pytest.mark.parametrize("sender", [b"<plain@example.com>", b"<>", b"<rset451@example.com>"])
+def test_new_mail_from_disarms_or_replaces(sender: bytes) -> None:
+    wire = armed_noop()
+    wire.feed(b"RSET\r\nMAIL FROM:" + sender + b"\r\n")
+    assert wire.feed(b"NOOP\r\n") == OK
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b"MAIL FROM:<bad>", b"MAIL FROM:<mail550@example.com>", b"MAIL", b"MAIL FROM:<a@example.com> SIZE=99999999999"],
+)
+def test_rejected_mail_from_leaves_it_armed(line: bytes) -> None:
+    wire = armed_noop()
+    wire.feed(b"RSET\r\n")
+    assert wire.feed(line + b"\r\n")[:1] in (b"5",)
+    assert wire.feed(b"NOOP\r\n") == NOOP_550
+
+
+def test_mail_from_out_of_sequence_leaves_it_armed() -> None:
+    wire = armed_noop()
+    assert wire.feed(b"MAIL FROM:<plain@example.com>\r\n") == (
+        b"503 5.5.1 Bad sequence - MAIL not allowed in RCPT state\r\n"
+    )
+    assert wire.feed(b"NOOP\r\n") == NOOP_550
+
+
+def test_size_failure_disarms() -> None:
+    wire = greeted(b"EHLO size1000.example")
+    wire.feed(b"MAIL FROM:<noop550@example.com>\r\nRCPT TO:<b@example.com>\r\n")
+    assert wire.feed(b"DATA\r\n" + b"x" * 1200 + b"\r\n.\r\n") == GO_AHEAD + size_exceeded(1000)
+    assert wire.feed(b"NOOP\r\n") == OK
+
+
+def test_storage_failure_disarms() -> None:
+    wire = greeted(commit_error=replies.STORE_FAILED)
+    wire.feed(b"MAIL FROM:<noop550@example.com>\r\nRCPT TO:<b@example.com>\r\n")
+    assert wire.feed(b"DATA\r\nx\r\n.\r\n") == GO_AHEAD + b"451 4.3.0 Requested action aborted: local error in processing\r\n"
+    assert wire.feed(b"NOOP\r\n") == OK
+
+
+def test_starttls_disarms() -> None:
+    wire = armed_noop()
+    wire.feed(b"RSET\r\nSTARTTLS\r\n")
+    assert wire.handshakes == 1
+    assert wire.feed(b"NOOP\r\n") == b"250 OK\r\n"
+
+
+# == SIZE= and recipients (8.2, 9.1) ====================================================
+def test_size_parameter_refused_early() -> None:
+    wire = greeted(b"EHLO size1000.example")
+    assert wire.feed(b"MAIL FROM:<a@example.com> SIZE=1001\r\n") == size_exceeded(1000)
+    assert wire.feed(b"RCPT TO:<b@example.com>\r\n") == b"503 5.5.1 Bad sequence - RCPT not allowed in MAIL state\r\n"
+    assert wire.feed(b"MAIL FROM:<a@example.com> SIZE=1000\r\n") == MAIL_OK
+
+
+def test_max_recipients() -> None:
+    wire = greeted(ctx=Context(max_recipients=3))
+    wire.feed(b"MAIL FROM:<a@example.com>\r\n")
+    rcpts = b"".join(b"RCPT TO:<r%d@example.com>\r\n" % i for i in range(5))
+    assert wire.feed(rcpts) == RCPT_OK * 3 + b"452 4.5.3 Too many recipients\r\n" * 2
+    assert wire.feed(b"DATA\r\nx\r\n.\r\n") == GO_AHEAD + ACCEPTED
+    assert wire.messages[0][0].recipients == ("r0@example.com", "r1@example.com", "r2@example.com")
+    # The limit is per transaction.
+    wire.feed(b"MAIL FROM:<a@example.com>\r\n")
+    assert wire.feed(rcpts[: rcpts.index(b"RCPT TO:<r3")]) == RCPT_OK * 3
+
+
+def test_max_recipients_exactly_reached_is_fine() -> None:
+    wire = greeted(ctx=Context(max_recipients=1))
+    wire.feed(b"MAIL FROM:<a@example.com>\r\n")
+    assert wire.feed(b"RCPT TO:<r@example.com>\r\n") == RCPT_OK
+    assert wire.feed(b"RCPT TO:<r@example.com>\r\n") == b"452 4.5.3 Too many recipients\r\n"
+
+
+# == command-line framing (3.1, 3.2) ===================================================
+@pytest.mark.parametrize("how", HOW)
+def test_pipelined_envelope(how: str) -> None:
+    wire = Wire()
+    out = wire.feed_how(b"EHLO client.example\r\n" + ENVELOPE, how)
+    assert out == EHLO_DEFAULT + MAIL_OK + RCPT_OK
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_bare_lf_command_lines_are_accepted(how: str) -> None:
+    wire = Wire()
+    out = wire.feed_how(b"EHLO client.example\nMAIL FROM:<a@example.com>\nRCPT TO:<b@example.com>\n", how)
+    assert out == EHLO_DEFAULT + MAIL_OK + RCPT_OK
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_empty_and_blank_lines_are_ignored(how: str) -> None:
+    wire = greeted(command_delay=1.0)
+    before = len(wire.waits)
+    out = wire.feed_how(b"\r\n\n   \r\n\t \t\r\n\x0c\r\nNOOP\r\n\r\n", how)
+    assert out == OK
+    assert len(wire.waits) - before == (2 if how == "trailing" else 1)  # only NOOP(s) wait
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_white_space_around_and_between_tokens(how: str) -> None:
+    wire = greeted()
+    out = wire.feed_how(b"  \tmail \t FROM:<a@example.com>   SIZE=5 \t\r\n\tRCPT\tTO:\t<b@example.com>\r\n", how)
+    assert out == MAIL_OK + RCPT_OK
+
+
+@pytest.mark.parametrize("line", [b"NOOP\xc2\xa0x", b"MAIL\x0bFROM:<a@example.com>", b"NOOP\x1fX"])
+def test_only_spaces_and_tabs_separate_tokens(line: bytes) -> None:
+    # Spec 3.3: tokens are split at runs of spaces and tabs, nothing else.
+    wire = greeted()
+    assert wire.feed(line + b"\r\n") == UNKNOWN
+    assert wire.feed(b"NOOP\tx\r\n") == OK  # twin
+
+
+def test_pipelined_batch_gives_one_send() -> None:
+    wire = Wire()
+    batch = (b"EHLO client.example\r\n" + ENVELOPE + b"RCPT TO:<c@example.com>\r\nNOOP\r\nVRFY exists@example.com\r\n"
+             b"RSET\r\nHELP\r\nXYZZY\r\nEXPN list\r\n")
+    actions = wire.session.receive_data(batch)
+    assert len(actions) == 1 and isinstance(actions[0], bytes)
+    assert actions[0].startswith(EHLO_DEFAULT + MAIL_OK + RCPT_OK + RCPT_OK + OK)
+    assert actions[0].endswith(b"214 2.0.0 End of HELP\r\n" + UNKNOWN + b"502 5.5.1 Command not implemented\r\n")
+
+
+def test_synchronising_commands_flush() -> None:
+    # Held replies leave before DATA's content is read, before a BDAT chunk
+    # is read, with QUIT's reply before the close, before an AUTH exchange.
+    wire = greeted()
+    actions = wire.session.receive_data(ENVELOPE + b"DATA\r\n")
+    assert actions[0] == MAIL_OK + RCPT_OK + GO_AHEAD and isinstance(actions[1], Begin)
+    wire = greeted()
+    actions = wire.session.receive_data(ENVELOPE + b"BDAT 2 LAST\r\nhi")
+    assert actions[0] == MAIL_OK + RCPT_OK and isinstance(actions[1], Begin)
+    wire = greeted()
+    assert wire.session.receive_data(b"NOOP\r\nQUIT\r\n") == [OK + BYE, Close()]
+    wire = greeted()
+    actions = wire.session.receive_data(b"NOOP\r\nAUTH PLAIN\r\n")
+    assert actions == [OK, b"334 \r\n"]
+
+
+def test_replies_before_starttls_are_flushed_first() -> None:
+    wire = greeted()
+    actions = wire.session.receive_data(b"NOOP\r\nSTARTTLS\r\n")
+    assert actions == [OK + b"220 2.0.0 Ready to start TLS\r\n", StartTLS()]
+
+
+def test_a_partial_line_is_answered_once_complete() -> None:
+    wire = greeted()
+    assert wire.feed(b"NOOP\r\nNO") == OK
+    assert wire.feed(b"OP\r") == b""
+    assert wire.feed(b"\n") == OK
+
+
+# -- over-long lines (3.2) ----------------------------------------------------------
+@pytest.mark.parametrize("how", HOW)
+def test_line_of_4096_octets_is_fine(how: str) -> None:
+    wire = greeted()
+    line = b"NOOP " + b"x" * (MAX_LINE - 5)
+    assert len(line) == 4096
+    assert wire.feed_how(line + b"\r\n", how) == OK
+
+
+@pytest.mark.parametrize("how", HOW)
+@pytest.mark.parametrize("size, end", [(4097, b"\r\n"), (4097, b"\n"), (4098, b"\r\n"), (100_000, b"\r\n")])
+def test_over_long_line_gets_500_once_and_the_session_continues(how: str, size: int, end: bytes) -> None:
+    wire = greeted(command_delay=3.0)
+    waits = len(wire.waits)
+    line = b"MAIL FROM:<" + b"a" * (size - 11)
+    assert len(line) == size
+    out = wire.feed_how(line + end + b"NOOP\r\n", how)
+    assert out == TOO_LONG + OK
+    assert len(wire.waits) - waits == (2 if how == "trailing" else 1)  # no delay for the long line
+    assert phase(wire) is Phase.MAIL
+
+
+def test_over_long_line_in_pieces_keeps_the_buffer_bounded() -> None:
+    wire = greeted()
+    for _ in range(2000):
+        assert wire.feed(b"x" * 97) == b""
+        assert len(wire.session._buf) <= MAX_LINE + 2
+    assert wire.feed(b"yyy\r\nNOOP\r\n") == TOO_LONG + OK
+
+
+def test_over_long_line_byte_by_byte_keeps_the_buffer_bounded() -> None:
+    wire = greeted()
+    for _ in range(10_000):
+        wire.session.receive_data(b"z")
+        assert len(wire.session._buf) <= MAX_LINE + 2
+    assert wire.feed(b"\nNOOP\n") == TOO_LONG + OK
+
+
+def test_over_long_line_between_pipelined_commands() -> None:
+    wire = greeted()
+    out = wire.feed(b"NOOP\r\n" + b"A" * 5000 + b"\r\nNOOP\r\n" + b"B" * 4097 + b"\nRSET\r\n")
+    assert out == OK + TOO_LONG + OK + TOO_LONG + OK
+
+
+def test_over_long_line_before_any_ehlo_is_plain() -> None:
+    wire = Wire()
+    assert wire.feed(b"C" * 5000 + b"\r\n") == b"500 Command too long\r\n"
+
+
+# -- bad bytes (3.1) ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "line, reply",
+    [
+        (b"\x00", UNKNOWN),
+        (b"\x00\x00\x00", UNKNOWN),
+        (b"NOOP\x00", UNKNOWN),
+        (b"\xff\xfe", UNKNOWN),
+        (b"\xc3\x28", UNKNOWN),
+        (b"MAIL FROM:<\xff@example.com>", SYNTAX),
+        (b"MAIL FROM:<a\x00b@example.com>", SYNTAX),
+        (b"MAIL FROM:<a@exa\xc3mple.com>", SYNTAX),
+        (b"VRFY \xff@example.com", SYNTAX),
+        (b"BDAT \xff", b"503 5.5.1 Bad sequence - BDAT not allowed in MAIL state\r\n"),
+        (b"AUTH \xff\x00", b"504 5.5.4 Authentication mechanism not supported\r\n"),
+    ],
+)
+def test_nul_and_invalid_utf8_never_raise(line: bytes, reply: bytes) -> None:
+    wire = greeted()
+    assert wire.feed(line + b"\r\nNOOP\r\n") == reply + OK
+
+
+def test_invalid_utf8_helo_name_is_accepted() -> None:
+    wire = Wire()
+    assert wire.feed(b"EHLO \xff\xfe.example\r\n") == EHLO_DEFAULT
+
+
+@pytest.mark.parametrize("blob", [bytes(range(256)), bytes(range(256)) * 20, b"\r\n".join([bytes([i]) * 3 for i in range(256)])])
+def test_random_bytes_never_raise(blob: bytes) -> None:
+    for ehlo in (None, b"EHLO client.example"):
+        wire = greeted(ehlo) if ehlo else Wire()
+        wire.feed(blob + b"\r\n")
+        wire.feed_bytewise(blob + b"\r\n")
+
+
+# == unknown and unimplemented verbs (3.4, 0.5) =========================================
+@pytest.mark.parametrize("verb", [b"EXPN", b"ETRN", b"TURN", b"ATRN", b"VERB", b"SEND", b"SOML", b"SAML", b"expn"])
+def test_unimplemented_verbs(verb: bytes) -> None:
+    wire = Wire()
+    assert wire.feed(verb + b" x\r\n") == b"502 Command not implemented\r\n"
+    wire = in_rcpt()
+    assert wire.feed(verb + b"\r\n") == b"502 5.5.1 Command not implemented\r\n"
+    assert phase(wire) is Phase.RCPT
+
+
+@pytest.mark.parametrize("verb", [b"XYZZY", b"MAILFROM:<a@example.com>", b"HELLO", b"QUITX"])
+def test_unknown_verbs(verb: bytes) -> None:
+    wire = Wire()
+    assert wire.feed(verb + b"\r\n") == b"500 Command not recognised\r\n"
+    wire = greeted()
+    assert wire.feed(verb + b"\r\n") == UNKNOWN
+
+
+# == DATA (10) =================================================================
+def data_wire(ehlo: bytes = b"EHLO client.example", **kwargs: object) -> Wire:
+    wire = in_rcpt(ehlo, **kwargs)
+    wire.batches.clear()
+    wire.actions.clear()
+    return wire
+
+
+@pytest.mark.parametrize(
+    "content, stored",
+    [
+        (b"Subject: hi\r\n\r\nbody\r\n", b"Subject: hi\r\n\r\nbody\r\n"),
+        (b"", b""),
+        (b"..hidden\r\n", b".hidden\r\n"),
+        (b"..\r\n", b".\r\n"),
+        (b"...\r\n", b"..\r\n"),
+        (b"a\r\n..\r\n..b\r\n", b"a\r\n.\r\n.b\r\n"),
+        (b"not.stuffed\r\n x.\r\n", b"not.stuffed\r\n x.\r\n"),
+        (b"\r\n\r\n", b"\r\n\r\n"),
+        (b"no final newline? no: CRLF needed\r\n", b"no final newline? no: CRLF needed\r\n"),
+        (b"8bit \xe9\xff\x00 bytes\r\n", b"8bit \xe9\xff\x00 bytes\r\n"),
+        (b"MAIL FROM:<x@y.example>\r\nQUIT\r\n", b"MAIL FROM:<x@y.example>\r\nQUIT\r\n"),
+        (b"x" * 10_000 + b"\r\n", b"x" * 10_000 + b"\r\n"),
+        (b"bare\nlf\r\n", b"bare\nlf\r\n"),
+    ],
+)
+@pytest.mark.parametrize("how", HOW)
+def test_data_content(content: bytes, stored: bytes, how: str) -> None:
+    wire = data_wire()
+    out = wire.feed_how(b"DATA\r\n" + content + b".\r\n", how)
+    assert out == GO_AHEAD + ACCEPTED
+    assert wire.contents == [stored]
+    envelope = wire.messages[0][0]
+    assert envelope == Envelope("sender@example.com", ("rcpt@example.com",), "client.example", False, None, len(stored))
+    assert phase(wire) is Phase.MAIL and wire.session.state.messages == 1
+
+
+@pytest.mark.parametrize(
+    "content, stored",
+    [
+        # A "." ended by a bare LF (or CR) is content, not the end (spec 0.14).
+        (b"a\r\n.\nMAIL FROM:<x@y.example>\r\nQUIT\r\n", b"a\r\n\nMAIL FROM:<x@y.example>\r\nQUIT\r\n"),
+        (b"a\n.\nb\r\n", b"a\n\nb\r\n"),
+        (b"a\n.\r\nb\r\n", b"a\n\r\nb\r\n"),
+        (b"a\r\n.\rQUIT\r\n", b"a\r\n\rQUIT\r\n"),
+        (b"a\r\n. \r\n", b"a\r\n \r\n"),
+    ],
+)
+@pytest.mark.parametrize("how", HOW)
+def test_only_crlf_dot_crlf_ends_data(content: bytes, stored: bytes, how: str) -> None:
+    wire = data_wire()
+    out = wire.feed_how(b"DATA\r\n" + content + b".\r\n", how)
+    assert out == GO_AHEAD + ACCEPTED
+    assert wire.contents == [stored]
+    assert not wire.closed
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_crlf_dot_crlf_ends_data(how: str) -> None:
+    wire = data_wire()  # twin of the above: here the "." line is the end
+    out = wire.feed_how(b"DATA\r\na\r\n.\r\nQUIT\r\n", how)
+    assert out == GO_AHEAD + ACCEPTED + BYE
+    assert wire.contents == [b"a\r\n"] and wire.closed
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_data_then_pipelined_commands(how: str) -> None:
+    wire = data_wire()
+    out = wire.feed_how(b"DATA\r\none\r\n.\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n"
+                        b"DATA\r\ntwo\r\n.\r\n", how)
+    assert out == GO_AHEAD + ACCEPTED + MAIL_OK + RCPT_OK + GO_AHEAD + ACCEPTED
+    assert wire.contents == [b"one\r\n", b"two\r\n"]
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [
+        b"DATA\r\nSubject: x\r\n\r\n..a\r\n.b\r\n\r\n.\r\n..\r\nline\n.\nend\r\n.\r\nNOOP\r\n",
+        b"DATA\r\n.\r\nNOOP\r\n",
+        b"DATA\r\n\r\n.\r\n\r\n.\r\n",
+        b"DATA\r\n..\r\n.\r\n",
+    ],
+)
+def test_data_split_at_every_byte_boundary(stream: bytes) -> None:
+    whole = data_wire()
+    expected = whole.feed(stream)
+    assert whole.contents
+    for cut in range(1, len(stream)):
+        wire = data_wire()
+        out = wire.feed(stream[:cut]) + wire.feed(stream[cut:])
+        assert (out, wire.contents) == (expected, whole.contents), cut
+    for cut in range(1, len(stream) - 1):  # and in three pieces
+        wire = data_wire()
+        out = wire.feed(stream[:cut]) + wire.feed(stream[cut : cut + 2]) + wire.feed(stream[cut + 2 :])
+        assert (out, wire.contents) == (expected, whole.contents), cut
+    wire = data_wire()
+    assert (wire.feed_bytewise(stream), wire.contents) == (expected, whole.contents)
+
+
+def test_data_content_streams_and_memory_stays_bounded() -> None:
+    wire = data_wire()
+    wire.feed(b"DATA\r\n")
+    for _ in range(100):
+        wire.feed(b"y" * 1000 + b"\r\n")
+        assert len(wire.session._buf) <= 4
+    assert wire.feed(b".\r\n") == ACCEPTED
+    assert wire.contents == [(b"y" * 1000 + b"\r\n") * 100]
+
+
+def test_data_without_storage_counts_only() -> None:
+    wire = data_wire(stream=False)
+    assert wire.feed(b"DATA\r\nhello\r\n.\r\n") == GO_AHEAD + ACCEPTED
+    assert not any(isinstance(a, (Begin, Write, AbortDelivery)) for a in wire.actions)
+    commits = [a for a in wire.actions if isinstance(a, Commit)]
+    assert [c.envelope.size for c in commits] == [7]
+
+
+@pytest.mark.parametrize("how", HOW)
+@pytest.mark.parametrize("ehlo", [b"EHLO size1000.example", b"EHLO size1000-noenhancedstatuscodes.example"])
+def test_data_size_limit(how: str, ehlo: bytes) -> None:
+    wire = data_wire(ehlo)
+    enhanced = b"noenhanced" not in ehlo
+    out = wire.feed_how(b"DATA\r\n" + b"x" * 999 + b"\r\n.\r\n", how)  # 1001 octets
+    assert out == GO_AHEAD + size_exceeded(1000, enhanced)
+    assert wire.messages == [] and wire.aborted == 1
+    assert not any(isinstance(a, Commit) for a in wire.actions)
+    assert phase(wire) is Phase.MAIL
+    # Twin: exactly the limit is accepted.
+    wire.feed(ENVELOPE)
+    out = wire.feed_how(b"DATA\r\n" + b"x" * 998 + b"\r\n.\r\n", how)
+    assert out == GO_AHEAD + (ACCEPTED if enhanced else b"250 OK Message accepted for delivery\r\n")
+    assert wire.contents == [b"x" * 998 + b"\r\n"]
+
+
+def test_data_size_counts_unstuffed_octets() -> None:
+    wire = data_wire(b"EHLO size1000.example")
+    assert wire.feed(b"DATA\r\n" + (b"." * 999 + b"\r\n")) == GO_AHEAD
+    assert wire.feed(b".\r\n") == ACCEPTED  # 998 dots + CRLF after unstuffing
+
+
+def test_data_oversize_keeps_reading_until_the_end() -> None:
+    wire = data_wire(b"EHLO size1000.example")
+    wire.feed(b"DATA\r\n")
+    for _ in range(50):
+        assert wire.feed(b"z" * 500 + b"\r\nQUIT\r\n") == b""
+        assert len(wire.session._buf) <= 4
+    writes = sum(len(a.data) for a in wire.actions if isinstance(a, Write))
+    assert writes <= 1000
+    assert wire.feed(b".\r\nNOOP\r\n") == size_exceeded(1000) + OK
+    assert not wire.closed and wire.messages == []
+
+
+def test_data_abort_on_client_eof() -> None:
+    wire = data_wire()
+    wire.feed(b"DATA\r\npartial content\r\n")
+    assert wire.feed(b"") == b""
+    assert wire.closed and wire.aborted == 1 and wire.messages == []
+    assert isinstance(wire.actions[-1], Close)
+
+
+def test_data_commit_error() -> None:
+    wire = data_wire(commit_error=replies.STORE_UNAVAILABLE)
+    out = wire.feed(b"DATA\r\nx\r\n.\r\nRCPT TO:<b@example.com>\r\n")
+    assert out == GO_AHEAD + b"550 5.2.1 Requested action not taken: mailbox unavailable\r\n" + (
+        b"503 5.5.1 Bad sequence - RCPT not allowed in MAIL state\r\n"
+    )
+    assert phase(wire) is Phase.MAIL and wire.session.state.messages == 0
+
+
+@pytest.mark.parametrize("how", HOW)
+@pytest.mark.parametrize("failure", ["begin", "write"])
+@pytest.mark.parametrize("error, reply", [
+    (replies.STORE_FAILED, b"451 4.3.0 Requested action aborted: local error in processing\r\n"),
+    (replies.STORE_QUOTA, b"452 4.2.2 Requested action not taken: insufficient system storage\r\n"),
+])
+def test_data_store_failure_answers_the_end_of_content(how: str, failure: str, error: Reply, reply: bytes) -> None:
+    wire = data_wire(b"EHLO client.example", **{f"{failure}_error": error})
+    out = wire.feed_how(b"DATA\r\nline one\r\nline two\r\n.\r\n", how)
+    assert out == GO_AHEAD + reply
+    assert wire.messages == [] and phase(wire) is Phase.MAIL
+    # The next transaction starts clean.
+    wire.begin_error = wire.write_error = None
+    wire.feed(ENVELOPE)
+    assert wire.feed(b"DATA\r\nok\r\n.\r\n") == GO_AHEAD + ACCEPTED
+    assert wire.contents == [b"ok\r\n"]
+
+
+def test_size_limit_wins_over_a_store_failure() -> None:
+    wire = data_wire(b"EHLO size1000.example", begin_error=replies.STORE_FAILED)
+    assert wire.feed(b"DATA\r\n" + b"q" * 2000 + b"\r\n.\r\n") == GO_AHEAD + size_exceeded(1000)
+
+
+# == BDAT (11) ===================================================================
+@pytest.mark.parametrize(
+    "stream, replies_, stored",
+    [
+        (b"BDAT 5 LAST\r\nhello", ACCEPTED, b"hello"),
+        (b"BDAT 5\r\nhelloBDAT 6 LAST\r\n world", OK + ACCEPTED, b"hello world"),
+        (b"BDAT 5\r\nhelloBDAT 0 LAST\r\n", OK + ACCEPTED, b"hello"),
+        (b"BDAT 0 LAST\r\n", ACCEPTED, b""),
+        (b"BDAT 0\r\nBDAT 0\r\nBDAT 2 last\r\nok", OK + OK + ACCEPTED, b"ok"),
+        (b"BDAT +3 LAST\r\nabc", ACCEPTED, b"abc"),
+        (b"BDAT 23 LAST\r\nMAIL FROM:<x@y>\r\nQUIT\r\n", ACCEPTED, b"MAIL FROM:<x@y>\r\nQUIT\r\n"),
+        (b"BDAT 9 LAST\r\n\x00\xff\r\n.\r\n\n\r", ACCEPTED, b"\x00\xff\r\n.\r\n\n\r"),
+        (b"BDAT 5\r\n\r\n.\r\nBDAT 3 LAST\r\n\r\n.", OK + ACCEPTED, b"\r\n.\r\n\r\n."),
+        (b"BDAT 5 LAST\r\nhello\r\n", ACCEPTED, b"hello"),  # a CRLF after the chunk is ignored
+        (b"BDAT 2\r\nab\r\nBDAT 1 LAST\r\nc\r\n", OK + ACCEPTED, b"abc"),
+        (b"bdat 3 LAST extra\r\nxyz", ACCEPTED, b"xyz"),
+    ],
+)
+@pytest.mark.parametrize("how", HOW)
+def test_bdat(stream: bytes, replies_: bytes, stored: bytes, how: str) -> None:
+    wire = data_wire()
+    assert wire.feed_how(stream, how) == replies_
+    assert wire.contents == [stored]
+    assert wire.messages[0][0].size == len(stored)
+    assert phase(wire) is Phase.MAIL and not wire.closed
+
+
+def test_bdat_chunk_bytes_are_never_parsed() -> None:
+    wire = data_wire()
+    chunk = b"MAIL FROM:<x@y>\r\nQUIT\r\n"
+    out = wire.feed(b"BDAT %d\r\n" % len(chunk) + chunk + b"BDAT 0 LAST\r\n")
+    assert out == OK + ACCEPTED
+    assert not wire.closed and wire.logs == []
+
+
+def test_bdat_reply_waits_for_the_whole_chunk_only() -> None:
+    wire = data_wire()
+    assert wire.feed(b"BDAT 5 LAST\r\nhell") == b""
+    assert phase(wire) is Phase.RCPT
+    assert wire.feed(b"o") == ACCEPTED  # no extra bytes needed after the chunk
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [
+        b"BDAT 5\r\nhelloBDAT 6 LAST\r\n world\r\nNOOP\r\n",
+        b"BDAT 0\r\nBDAT 3\r\n\r\n.BDAT 0 LAST\r\nQUIT\r\n",
+        b"BDAT 7 LAST\r\nBDAT 1\r\nNOOP\r\n",
+    ],
+)
+def test_bdat_split_at_every_byte_boundary(stream: bytes) -> None:
+    whole = data_wire()
+    expected = whole.feed(stream)
+    for cut in range(1, len(stream)):
+        wire = data_wire()
+        out = wire.feed(stream[:cut]) + wire.feed(stream[cut:])
+        assert (out, wire.contents) == (expected, whole.contents), cut
+    wire = data_wire()
+    assert (wire.feed_bytewise(stream), wire.contents) == (expected, whole.contents)
+
+
+@pytest.mark.parametrize("line", [b"BDAT x", b"BDAT -1", b"BDAT 5 FOO", b"BDAT", b"BDAT 1e3", b"BDAT  ", b"BDAT 5 LASTX"])
+@pytest.mark.parametrize("how", HOW)
+def test_bdat_syntax_errors(line: bytes, how: str) -> None:
+    wire = data_wire()
+    assert wire.feed_how(line + b"\r\n", how) == SYNTAX
+    assert phase(wire) is Phase.RCPT and wire.begun == []
+
+
+def test_bdat_before_recipients() -> None:
+    wire = greeted()
+    assert wire.feed(b"BDAT 3 LAST\r\n") == b"503 5.5.1 Bad sequence - BDAT not allowed in MAIL state\r\n"
+    wire.feed(b"MAIL FROM:<a@example.com>\r\n")
+    assert wire.feed(b"BDAT 3 LAST\r\n") == NO_RCPTS
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_bdat_size_limit(how: str) -> None:
+    wire = data_wire(b"EHLO size1000.example")
+    chunk = b"QUIT\r\n" * 200  # 1200 octets of command-looking bytes
+    out = wire.feed_how(b"BDAT 1200 LAST\r\n" + chunk, how)
+    assert out == size_exceeded(1000)
+    assert not wire.closed and wire.messages == []
+    assert not any(isinstance(a, Commit) for a in wire.actions)
+    assert sum(len(a.data) for a in wire.actions if isinstance(a, Write)) == 0
+    assert phase(wire) is Phase.MAIL
+
+
+def test_bdat_size_limit_over_several_chunks() -> None:
+    wire = data_wire(b"EHLO size1000.example")
+    assert wire.feed(b"BDAT 600\r\n" + b"a" * 600) == OK
+    assert wire.feed(b"BDAT 400\r\n" + b"b" * 400) == OK  # exactly the limit so far
+    out = wire.feed(b"BDAT 1\r\n" + b"c")
+    assert out == size_exceeded(1000)
+    assert wire.aborted == 1 and wire.messages == [] and phase(wire) is Phase.MAIL
+    assert wire.feed(b"BDAT 0 LAST\r\n") == b"503 5.5.1 Bad sequence - BDAT not allowed in MAIL state\r\n"
+
+
+def test_bdat_exactly_at_the_limit_is_accepted() -> None:
+    wire = data_wire(b"EHLO size1000.example")
+    assert wire.feed(b"BDAT 1000 LAST\r\n" + b"d" * 1000) == ACCEPTED
+
+
+def test_bdat_size_reply_waits_for_the_chunk() -> None:
+    wire = data_wire(b"EHLO size1000.example")
+    assert wire.feed(b"BDAT 1001 LAST\r\n" + b"e" * 1000) == b""
+    assert wire.feed(b"e") == size_exceeded(1000)
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_bdat_data_trigger_on_last(how: str) -> None:
+    wire = greeted()
+    wire.feed(b"MAIL FROM:<data554_5.6.0@example.com>\r\nRCPT TO:<b@example.com>\r\n")
+    assert wire.feed_how(b"BDAT 3\r\nabc", how) == OK  # non-final chunks are not affected
+    out = wire.feed_how(b"BDAT 3 LAST\r\nQUI", how)
+    assert out == b"554 5.6.0 Transaction failed\r\n"
+    assert wire.messages == [] and wire.aborted == 1
+    assert phase(wire) is Phase.RCPT
+    assert wire.logs[-1].fields == {"error_code": 554, "trigger": "data554_5.6.0@example.com", "smtp_stage": "BDAT"}
+    assert wire.feed(b"RCPT TO:<c@example.com>\r\n") == RCPT_OK
+    assert wire.feed(b"BDAT 1 LAST\r\nx") == b"554 5.6.0 Transaction failed\r\n"  # still armed
+    assert wire.feed(b"RSET\r\n") == OK
+
+
+def test_bdat_data_trigger_421_closes() -> None:
+    wire = greeted()
+    wire.feed(b"MAIL FROM:<data421@example.com>\r\nRCPT TO:<b@example.com>\r\n")
+    out = wire.feed(b"BDAT 2 LAST\r\nhiNOOP\r\n")
+    assert out == b"421 Service not available, closing transmission channel\r\n"
+    assert wire.closed and wire.logs[-1].fields["error_code"] == 421
+
+
+def test_rset_in_bdat_state() -> None:
+    wire = data_wire()
+    wire.feed(b"BDAT 3\r\nabc")
+    assert phase(wire) is Phase.BDAT
+    assert wire.feed(b"RSET\r\n") == OK
+    assert wire.aborted == 1 and phase(wire) is Phase.MAIL
+    wire.feed(ENVELOPE)
+    assert wire.feed(b"BDAT 2 LAST\r\nxy") == ACCEPTED
+    assert wire.contents == [b"xy"]
+
+
+def test_bdat_store_failure() -> None:
+    wire = data_wire(begin_error=replies.STORE_UNAVAILABLE)
+    out = wire.feed(b"BDAT 2\r\nabBDAT 2 LAST\r\ncd")
+    assert out == OK + b"550 5.2.1 Requested action not taken: mailbox unavailable\r\n"
+    assert wire.messages == [] and phase(wire) is Phase.MAIL
+
+
+# == RSET / NOOP / QUIT (12.1-12.3) =================================================
+def test_rset() -> None:
+    wire = in_rcpt()
+    assert wire.feed(b"RSET now\r\n") == OK
+    assert wire.feed(b"RCPT TO:<b@example.com>\r\n") == b"503 5.5.1 Bad sequence - RCPT not allowed in MAIL state\r\n"
+    assert wire.feed(b"DATA\r\n") == b"503 5.5.1 Bad sequence - DATA not allowed in MAIL state\r\n"
+
+
+def test_noop() -> None:
+    assert Wire().feed(b"NOOP\r\n") == b"250 OK\r\n"
+    assert in_rcpt().feed(b"NOOP foo bar\r\n") == OK
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_quit(how: str) -> None:
+    wire = greeted()
+    assert wire.feed_how(b"QUIT now\r\nNOOP\r\n", how) == BYE
+    assert wire.closed and wire.session.closed
+    assert Wire().feed(b"QUIT\r\n") == b"221 Bye\r\n"
+
+
+def test_nothing_is_processed_after_quit() -> None:
+    wire = in_rcpt()
+    wire.feed(b"DATA\r\n")
+    assert wire.feed(b"x\r\n.\r\nQUIT\r\nNOOP\r\n") == ACCEPTED + BYE
+    assert wire.session.receive_data(b"NOOP\r\n") == []
+    assert wire.session.receive_data(b"") == []
+
+
+# == VRFY (12.4) ================================================================
+@pytest.mark.parametrize(
+    "line, plain",
+    [
+        (b"VRFY exists@example.com", b"250 exists@example.com User exists"),
+        (b"VRFY Exists.User@Example.COM", b"250 Exists.User@example.com User exists"),
+        (b'VRFY "Alice Example" <exists@example.com>', b"250 exists@example.com User exists"),
+        (b"VRFY <exists-1@example.com>", b"250 exists-1@example.com User exists"),
+        (b"VRFY unknown@example.com", b"551 User not local; please try forward path"),
+        (b"VRFY ambiguous@example.com", b"553 Requested action not taken: mailbox name not allowed"),
+        (b"VRFY anyone@example.com", b"550 Requested action not taken: mailbox unavailable"),
+        (b"VRFY nobody", b"501 Syntax error in parameters"),
+        (b"VRFY", b"501 Syntax error in parameters"),
+    ],
+)
+def test_vrfy(line: bytes, plain: bytes) -> None:
+    enhanced = {b"250": b"2.1.5 ", b"551": b"5.1.6 ", b"553": b"5.1.4 ", b"550": b"5.1.1 ", b"501": b"5.5.4 "}
+    assert Wire().feed(line + b"\r\n") == plain + b"\r\n"  # before HELO/EHLO too
+    assert greeted(b"HELO x").feed(line + b"\r\n") == plain + b"\r\n"
+    wire = in_rcpt()
+    assert wire.feed(line + b"\r\n") == plain[:4] + enhanced[plain[:3]] + plain[4:] + b"\r\n"
+    assert phase(wire) is Phase.RCPT
+
+
+# == HELP (12.5) ================================================================
+HELP_LINES = (
+    "BadSMTP - The Reliably Unreliable Mail Server",
+    "Errors: MAIL FROM:<mail550@example.com> makes MAIL fail with 550, and",
+    "mail550_5.1.1@example.com adds an enhanced code. The verbs rcpt, data,",
+    "rset, noop, quit, starttls and auth in MAIL FROM fail that later command;",
+    "RCPT TO:<rcpt550@example.com> fails that recipient alone.",
+    "EHLO helo500.example.com fails the EHLO itself.",
+    "Capabilities: words in the EHLO name switch them: noauth authplain",
+    "authlogin authcram authoauth no8bit nosize size<n> nopipelining",
+    "nostarttls nochunking nosmtputf8 noenhancedstatuscodes dlay<seconds> reject",
+    "Ports: 3000-3099 delay the greeting, 4000-4099 every command, and",
+    "5000-5099 close the connection, by (port - first port) x 10 s;",
+    "6000 closes at once; 25465 is implicit TLS; 25587 is for STARTTLS",
+    "End of HELP",
+)
+
+
+def help_bytes(esc: str) -> bytes:
+    last = len(HELP_LINES) - 1
+    return "".join(f"214{'-' if i < last else ' '}{esc}{l}\r\n" for i, l in enumerate(HELP_LINES)).encode()
+
+
+def test_help() -> None:
+    ctx = Context(help=replies.help_reply("3000-3099", "4000-4099", "5000-5099", "6000", "25465", "25587"))
+    assert Wire(ctx=ctx).feed(b"HELP\r\n") == help_bytes("")
+    assert greeted(b"HELO x", ctx=ctx).feed(b"HELP MAIL\r\n") == help_bytes("")
+    wire = in_rcpt(ctx=ctx)
+    assert wire.feed(b"HELP\r\n") == help_bytes("2.0.0 ")
+    assert wire.feed(b"help rcpt\r\n") == help_bytes("2.0.0 ")
+    assert phase(wire) is Phase.RCPT
+    assert greeted(b"EHLO noenhancedstatuscodes.x", ctx=ctx).feed(b"HELP\r\n") == help_bytes("")
+
+
+# == enhanced codes on every server reply (0.3, Appendix A) ===========================
+# After EHLO, in order; each (line, enhanced reply).  The same script after HELO
+# gives the plain replies: the enhanced form minus its x.y.z.
+APPENDIX_A = [
+    (b"NOOP", b"250 2.0.0 OK"),
+    (b"RSET", b"250 2.0.0 OK"),
+    (b"XYZZY", b"500 5.5.2 Command not recognised"),
+    (b"EXPN x", b"502 5.5.1 Command not implemented"),
+    (b"Q" * 5000, b"500 5.5.2 Command too long"),
+    (b"RCPT TO:<a@example.com>", b"503 5.5.1 Bad sequence - RCPT not allowed in MAIL state"),
+    (b"MAIL FROM:<bad>", b"501 5.5.4 Syntax error in parameters"),
+    (b"AUTH FOO", b"504 5.5.4 Authentication mechanism not supported"),
+    (b"MAIL FROM:<a@example.com> SIZE=99999999", b"552 5.3.4 Message size exceeds fixed maximum of 10485760 bytes"),
+    (b"MAIL FROM:<a@example.com>", b"250 2.1.0 OK"),
+    (b"DATA", b"503 5.5.1 Bad sequence of commands"),
+    (b"RCPT TO:<b@example.com>", b"250 2.1.5 OK"),
+    (b"RCPT TO:<c@example.com>", b"452 4.5.3 Too many recipients"),
+    (b"VRFY exists@example.com", b"250 2.1.5 exists@example.com User exists"),
+    (b"VRFY unknown@example.com", b"551 5.1.6 User not local; please try forward path"),
+    (b"VRFY ambiguous@example.com", b"553 5.1.4 Requested action not taken: mailbox name not allowed"),
+    (b"VRFY x@example.com", b"550 5.1.1 Requested action not taken: mailbox unavailable"),
+    (b"DATA", b"354 End data with <CR><LF>.<CR><LF>"),
+    (b"hi\r\n.", b"250 2.0.0 OK Message accepted for delivery"),
+    (b"AUTH PLAIN " + b64("\0u\0p").encode(), b"235 2.7.0 Authentication successful"),
+    (b"AUTH PLAIN", b"503 5.5.1 Already authenticated"),
+    (b"STARTTLS", b"220 2.0.0 Ready to start TLS"),
+]
+
+
+def strip_enhanced(reply: bytes) -> bytes:
+    code, rest = reply[:4], reply[4:]
+    first = rest.split(b" ", 1)[0]
+    if first.count(b".") == 2 and first.replace(b".", b"").isdigit():
+        return code + rest.split(b" ", 1)[1]
+    return reply
+
+
+@pytest.mark.parametrize("ehlo", [b"EHLO client.example", b"HELO client.example", b"EHLO noenhancedstatuscodes.x"])
+def test_enhanced_codes_on_every_reply(ehlo: bytes) -> None:
+    wire = greeted(ehlo, ctx=Context(max_recipients=1))
+    enhanced = ehlo == b"EHLO client.example"
+    for line, reply in APPENDIX_A:
+        expected = reply if enhanced else strip_enhanced(reply)
+        assert wire.feed(line + b"\r\n") == expected + b"\r\n", line
+
+
+@pytest.mark.parametrize(
+    "method, text",
+    [("timeout", b"421 4.4.2 Idle timeout, closing connection"), ("shutdown", b"421 4.3.2 Service shutting down")],
+)
+def test_timeout_and_shutdown(method: str, text: bytes) -> None:
+    for wire, expected in ((Wire(), strip_enhanced(text)), (greeted(), text), (greeted(b"HELO x"), strip_enhanced(text))):
+        actions = getattr(wire.session, method)()
+        assert actions == [expected + b"\r\n", Close()]
+        assert wire.session.closed
+        assert getattr(wire.session, method)() == []
+
+
+@pytest.mark.parametrize("method", ["timeout", "shutdown"])
+def test_timeout_and_shutdown_abort_a_delivery(method: str) -> None:
+    wire = data_wire()
+    wire.feed(b"DATA\r\npartial\r\n")
+    wire.run(getattr(wire.session, method)())
+    assert wire.closed and wire.aborted == 1 and wire.messages == []
+
+
+def test_internal_error_closes_with_421() -> None:
+    wire = greeted()
+    assert wire.session.internal_error() == [
+        b"421 4.3.0 Service not available, closing transmission channel\r\n", Close()]
+
+
+def test_client_eof_closes() -> None:
+    wire = greeted()
+    assert wire.session.receive_data(b"") == [Close()]
+    assert wire.session.closed
+
+
+# == STARTTLS (14.1, 14.2) =======================================================
+@pytest.mark.parametrize("injected", [b"MAIL FROM:<evil@example.com>\r\n", b"QUIT\r\n", b"NOOP\r\nNOOP\r\n", b"x"])
+def test_starttls_discards_pipelined_plain_text(injected: bytes) -> None:
+    wire = greeted()
+    actions = wire.session.receive_data(b"STARTTLS\r\n" + injected)
+    assert actions == [b"220 2.0.0 Ready to start TLS\r\n", StartTLS()]
+    assert wire.session.receive_data(b"RSET\r\n") == []  # paused until the handshake
+    assert wire.session.tls_started() == []
+    assert wire.session.state.phase is Phase.HELO and wire.session.state.tls
+    assert wire.feed(b"MAIL FROM:<a@example.com>\r\n") == b"503 Bad sequence - MAIL not allowed in HELO state\r\n"
+    assert wire.feed(b"EHLO client.example\r\n") == ehlo_list(*without("STARTTLS"))
+    assert wire.feed(b"STARTTLS\r\n") == b"554 5.5.1 TLS already started\r\n"
+    assert not wire.closed
+
+
+def test_starttls_split_commands_after_the_handshake_are_read() -> None:
+    # Twin: bytes that arrive after tls_started() are the encrypted session's.
+    wire = greeted()
+    assert wire.feed(b"STARTTLS\r\n") == b"220 2.0.0 Ready to start TLS\r\n"
+    assert wire.handshakes == 1
+    assert wire.feed(b"EHLO client.example\r\nMAIL FROM:<a@example.com>\r\n") == (
+        ehlo_list(*without("STARTTLS")) + MAIL_OK
+    )
+    assert wire.session.state.tls
+
+
+def test_starttls_resets_everything_learnt_in_plain_text() -> None:
+    wire = greeted(b"EHLO size1000-dlay3.example")
+    wire.feed(f"AUTH PLAIN {b64(chr(0) + 'alice' + chr(0) + 'pw')}\r\n".encode())
+    wire.feed(b"MAIL FROM:<noop550@example.com>\r\nRSET\r\n")
+    messages = wire.session.state.messages
+    wire.feed(b"STARTTLS\r\n")
+    state = wire.session.state
+    assert (state.phase, state.helo_name, state.user, state.armed, state.caps.delay) == (Phase.HELO, "", None, None, None)
+    assert state.caps.size_limit == 10485760 and not state.caps.enhanced and state.messages == messages
+    assert wire.feed(b"NOOP\r\n") == b"250 OK\r\n"
+    assert wire.feed(b"EHLO client.example\r\nAUTH PLAIN\r\n") == ehlo_list(*without("STARTTLS")) + b"334 \r\n"
+
+
+def test_starttls_before_ehlo_and_with_arguments() -> None:
+    wire = Wire()
+    assert wire.feed(b"STARTTLS now\r\n") == b"220 Ready to start TLS\r\n"
+    assert wire.handshakes == 1
+
+
+def test_starttls_on_tls_connection() -> None:
+    wire = greeted(tls=True)
+    assert wire.feed(b"STARTTLS\r\n") == b"554 5.5.1 TLS already started\r\n"
+    assert wire.handshakes == 0 and phase(wire) is Phase.MAIL
+
+
+def test_starttls_handshake_failure_closes_silently() -> None:
+    wire = greeted(handshake_ok=False)
+    assert wire.feed(b"STARTTLS\r\n") == b"220 2.0.0 Ready to start TLS\r\n"
+    assert wire.closed
+
+
+# == commit results (10.4) ======================================================
+def test_commit_done_with_an_error_ends_the_transaction() -> None:
+    wire = data_wire()
+    actions = wire.session.receive_data(b"DATA\r\nbody\r\n.\r\nNOOP\r\n")
+    assert isinstance(actions[-1], Commit)
+    assert wire.session.receive_data(b"RSET\r\n") == []  # paused: held until committed
+    after = wire.session.commit_done(replies.STORE_QUOTA)
+    assert after == [b"452 4.2.2 Requested action not taken: insufficient system storage\r\n" + OK + OK]
+    assert phase(wire) is Phase.MAIL and wire.session.state.messages == 0
+
+
+def test_commit_done_success_counts_the_message() -> None:
+    wire = data_wire()
+    actions = wire.session.receive_data(b"DATA\r\nbody\r\n.\r\nNOOP\r\n")
+    assert isinstance(actions[-1], Commit) and actions[-1].envelope.size == 6
+    assert wire.session.commit_done(None) == [ACCEPTED + OK]
+    assert wire.session.state.messages == 1 and wire.session.state.sender is None
+
+
+# == AUTH (13) =====================================================================
+PLAIN_GOOD = b64("\0goodauth@example.com\0password")
+PLAIN_BAD = b64("\0badauth@example.com\0password")
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_auth_plain_success_then_already_authenticated(how: str) -> None:
+    wire = greeted()
+    out = wire.feed_how(f"AUTH PLAIN {PLAIN_GOOD}\r\n".encode(), how)
+    assert out == b"235 2.7.0 Authentication successful\r\n"
+    assert wire.credentials == [auth.Credentials("PLAIN", "goodauth@example.com", "password")]
+    assert wire.session.state.user == "goodauth@example.com"
+    assert wire.feed(f"AUTH PLAIN {PLAIN_GOOD}\r\n".encode()) == b"503 5.5.1 Already authenticated\r\n"
+    assert len(wire.credentials) == 1
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_auth_plain_failure(how: str) -> None:
+    wire = greeted()
+    out = wire.feed_how(f"AUTH PLAIN {PLAIN_BAD}\r\n".encode(), how)
+    assert out == b"535 5.7.8 Authentication failed\r\n"
+    assert wire.session.state.user is None
+    assert wire.feed(f"AUTH PLAIN {PLAIN_GOOD}\r\n".encode()) == b"235 2.7.0 Authentication successful\r\n"
+
+
+def test_auth_inactive_user() -> None:
+    wire = greeted(inactive=True)
+    assert wire.feed(f"AUTH PLAIN {PLAIN_GOOD}\r\n".encode()) == b"535 5.7.8 Authentication failed: account inactive\r\n"
+    assert wire.session.state.user is None
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_auth_continuation_lines_are_never_commands(how: str) -> None:
+    wire = greeted()
+    out = wire.feed_how(b"AUTH LOGIN\r\n" + b64("goodauth").encode() + b"\r\nQUIT now\r\n", how)
+    # "QUIT now" is the (undecodable) password, passed as absent: not a command.
+    assert out == b"334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n235 2.7.0 Authentication successful\r\n"
+    assert wire.credentials == [auth.Credentials("LOGIN", "goodauth", None)]
+    assert not wire.closed
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_auth_plain_without_initial_response(how: str) -> None:
+    wire = greeted()
+    assert wire.feed_how(b"AUTH PLAIN\r\n" + PLAIN_GOOD.encode() + b"  \r\n", how) == (
+        b"334 \r\n235 2.7.0 Authentication successful\r\n"
+    )
+
+
+def test_auth_cancel_and_bad_base64() -> None:
+    wire = greeted()
+    assert wire.feed(b"AUTH PLAIN\r\n*\r\n") == b"334 \r\n501 5.7.0 Authentication cancelled\r\n"
+    assert wire.feed(b"AUTH PLAIN\r\nQUIT!\r\n") == b"334 \r\n501 5.5.2 Cannot decode response\r\n"
+    assert not wire.closed and wire.credentials == []
+
+
+def test_auth_cram_uses_the_challenge() -> None:
+    wire = greeted()
+    out = wire.feed(b"AUTH CRAM-MD5\r\n" + b64("alice 0123456789abcdef").encode() + b"\r\n")
+    assert out == f"334 {b64('<1.2@badsmtp.test>')}\r\n".encode() + b"235 2.7.0 Authentication successful\r\n"
+
+
+def test_auth_xoauth2_failure_flow() -> None:
+    wire = greeted()
+    out = wire.feed(f"AUTH XOAUTH2 {b64(chr(1).join(['user=badauth@example.com', 'auth=Bearer t', '', '']))}\r\n".encode())
+    assert out == f"334 {b64(auth.XOAUTH2_ERROR_JSON)}\r\n".encode()
+    assert wire.feed(b"\r\n") == b"535 5.7.8 Authentication failed\r\n"
+
+
+def test_auth_line_too_long() -> None:
+    wire = greeted()
+    out = wire.feed(b"AUTH PLAIN\r\n" + b"A" * 13000 + b"\r\nNOOP\r\n")
+    assert out == b"334 \r\n500 5.5.6 Authentication exchange line too long\r\n" + OK
+
+
+def test_auth_state_checks() -> None:
+    wire = Wire()
+    assert wire.feed(b"AUTH PLAIN\r\n") == b"503 Bad sequence - AUTH not allowed in HELO state\r\n"
+    wire = in_rcpt()
+    assert wire.feed(b"AUTH PLAIN\r\n") == b"503 5.5.1 Bad sequence - AUTH not allowed in RCPT state\r\n"
+    wire = greeted()
+    assert wire.feed(b"AUTH\r\n") == SYNTAX
+    assert wire.feed(b"AUTH DIGEST-MD5\r\n") == b"504 5.5.4 Authentication mechanism not supported\r\n"
+    wire = greeted(b"HELO x")
+    assert wire.feed(f"AUTH PLAIN {PLAIN_GOOD}\r\n".encode()) == b"235 Authentication successful\r\n"
+
+
+def test_auth_trigger() -> None:
+    wire = greeted()
+    wire.feed(b"MAIL FROM:<auth535_5.7.8@example.com>\r\nRSET\r\n")
+    assert wire.feed(f"AUTH PLAIN {PLAIN_GOOD}\r\n".encode()) == b"535 5.7.8 Authentication failed\r\n"
+    assert wire.credentials == [] and wire.session.state.user is None
+
+
+def test_authentication_pauses_until_the_verdict() -> None:
+    wire = greeted()
+    actions = wire.session.receive_data(f"AUTH PLAIN {PLAIN_GOOD}\r\nNOOP\r\n".encode())
+    assert len(actions) == 1 and isinstance(actions[0], Verify)
+    assert wire.session.receive_data(b"NOOP\r\n") == []
+    user = auth.pattern_authenticate("goodauth@example.com", None)
+    assert wire.session.auth_done(user) == [b"235 2.7.0 Authentication successful\r\n" + OK + OK]
+
+
+# == command delay (16.3) ========================================================
+def test_command_delay_applies_to_every_command_but_not_content() -> None:
+    wire = Wire(command_delay=4.0)
+    wire.feed(b"EHLO x\r\n" + ENVELOPE + b"DATA\r\nline\r\nmore\r\n.\r\n" + ENVELOPE + b"BDAT 1\r\n")
+    assert wire.waits == [4.0] * 7
+    wire.feed(b"xQUIT\r\n")  # a chunk octet, then a command
+    assert wire.waits == [4.0] * 8
+
+
+def test_command_delay_flushes_held_replies_first() -> None:
+    wire = greeted(command_delay=1.0)
+    actions = wire.session.receive_data(b"NOOP\r\nNOOP\r\n")
+    assert actions == [Wait(1.0), OK, Wait(1.0), OK]
+
+
+# == framing under arbitrary splits ===============================================
+SESSION_SCRIPT = (
+    b"EHLO client.example\r\n"
+    b"MAIL FROM:<a@example.com> SIZE=100\r\nRCPT TO:<b@example.com>\r\nRCPT TO:<rcpt550@example.com>\r\n"
+    b"DATA\r\nSubject: t\r\n\r\n..one\r\n.\n.\rtwo\r\n\r\n..\r\n.\r\n"
+    b"AUTH LOGIN\r\n" + b64("carol").encode() + b"\r\n" + b64("pw").encode() + b"\r\n"
+    b"MAIL FROM:<>\r\nRCPT TO:<c@example.com>\r\n"
+    b"BDAT 12\r\nQUIT\r\nNOOP\r\nBDAT 0\r\n\r\nBDAT 3 LAST\r\n\x00\xff.\r\n"
+    b"\r\nVRFY exists@example.com\r\n" + b"L" * 5000 + b"\nNOOP\nRSET\r\nQUIT\r\nNOOP\r\n"
+)
+
+
+def test_a_whole_session_split_anywhere_gives_the_same_result() -> None:
+    import random
+
+    whole = Wire()
+    expected = whole.feed(SESSION_SCRIPT)
+    assert whole.closed and len(whole.contents) == 2
+    assert whole.contents[1] == b"QUIT\r\nNOOP\r\n\x00\xff."
+    assert expected.endswith(BYE)
+    rng = random.Random(20250103)
+    for _ in range(300):
+        cuts = sorted(rng.sample(range(1, len(SESSION_SCRIPT)), rng.randint(1, 40)))
+        wire = Wire()
+        out = b"".join(wire.feed(SESSION_SCRIPT[a:b]) for a, b in zip([0, *cuts], [*cuts, len(SESSION_SCRIPT)]))
+        assert (out, wire.contents, wire.credentials) == (expected, whole.contents, whole.credentials), cuts
+    wire = Wire()
+    assert (wire.feed_bytewise(SESSION_SCRIPT), wire.contents) == (expected, whole.contents)
+
+
+def test_auth_line_in_pieces_keeps_the_buffer_bounded() -> None:
+    wire = greeted()
+    assert wire.feed(b"AUTH PLAIN\r\n") == b"334 \r\n"
+    for _ in range(500):
+        assert wire.feed(b"Q" * 100) == b""
+        assert len(wire.session._buf) <= 12288 + 2
+    assert wire.feed(b"\r\nNOOP\r\n") == b"500 5.5.6 Authentication exchange line too long\r\n" + OK
+
+
+def test_pipelined_replies_keep_their_order_around_a_trigger() -> None:
+    wire = greeted()
+    actions = wire.session.receive_data(
+        b"MAIL FROM:<a@example.com>\r\nRCPT TO:<rcpt550@example.com>\r\nRCPT TO:<b@example.com>\r\nNOOP\r\n")
+    sent = b"".join(a for a in actions if isinstance(a, bytes))
+    assert sent == MAIL_OK + b"550 Requested action not taken: mailbox unavailable\r\n" + RCPT_OK + OK
+    assert [a.fields["error_code"] for a in actions if isinstance(a, Log)] == [550]
