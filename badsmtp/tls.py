@@ -81,6 +81,10 @@ def _now() -> datetime.datetime:
 def _new_server_context() -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2  # spec 14.1/14.3; RFC 8996 retires 1.0/1.1
+    # Shutdown wakes a reader by shutting the socket's read side (spec 21.3).  Without
+    # this option OpenSSL takes that EOF as fatal (a decode_error alert, no more writes),
+    # so the 421 and the close_notify could never be sent over TLS.
+    context.options |= getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
     return context
 
 
