@@ -146,6 +146,15 @@ class Handler(socketserver.BaseRequestHandler):
             self.rt.unregister(self)
 
     def finish(self) -> None:
+        if isinstance(self.sock, ssl.SSLSocket):
+            # RFC 8446 §6.1: send close_notify before closing, or OpenSSL 3
+            # clients report "unexpected eof" after a clean QUIT.  Non-blocking:
+            # never wait for the client's own close_notify.
+            try:
+                self.sock.setblocking(False)
+                self.sock.unwrap()
+            except (OSError, ValueError):
+                pass
         try:
             self.sock.close()
         except OSError:
