@@ -138,3 +138,30 @@ def samples_block(res: Results, targets: list[str]) -> str:
                 shown = " ".join(_num(v, unit) for v in samples)
             lines.append(f"  {target:<10} {key:<12} {shown}")
     return "\n".join(lines)
+
+
+# Load 7, badsmtp only: (key, label, unit, better)
+TLS_ROWS = (
+    ("tls_implicit", "7 implicit TLS: handshake + transaction + QUIT", "trans/s", "higher"),
+    ("tls_starttls", "7 STARTTLS: EHLO, STARTTLS, handshake, transaction", "trans/s", "higher"),
+    ("plan_start", "7 full 304-listener plan: serve_in_thread()", "ms", "lower"),
+    ("plan_stop", "7 full 304-listener plan: stop()", "ms", "lower"),
+)
+
+
+def tls_table(res: Results) -> str:
+    """Load 7 (badsmtp only): medians, with min and max of the samples."""
+    rows = [["load (badsmtp only)", "unit", "better", "median", "min", "max"]]
+    for key, label, unit, better in TLS_ROWS:
+        samples = res.values.get("badsmtp", {}).get(key) or []
+        cells = ["-", "-", "-"]
+        if key in res.failed.get("badsmtp", {}):
+            cells = [f"failed[{res.failed['badsmtp'][key]}]", "-", "-"]
+        elif samples:
+            cells = [
+                _num(median(samples), unit),
+                _num(min(samples), unit),
+                _num(max(samples), unit),
+            ]
+        rows.append([label, unit, better, *cells])
+    return _table(rows, right_from=3)

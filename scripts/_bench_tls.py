@@ -1,0 +1,219 @@
+"""TLS and full-plan timing for badsmtp, run by scripts/bench (load 7).
+
+Usage: python scripts/_bench_tls.py TRANSACTIONS CLIENTS ROUNDS PLAN_CYCLES
+       python scripts/_bench_tls.py serve        (internal: the server process)
+
+The server runs in a child process of its own (BadSMTP(ports=[0, Listener(0,
+"tls")], capture=False)) so that the Python client pool here does not share
+a GIL with it.  Each round, CLIENTS threads share TRANSACTIONS connections per
+mode; every connection does the handshake with certificate and host-name
+verification on (the server's own PEM trusted, like a test suite would),
+EHLO, MAIL, RCPT, DATA, QUIT and closes:
+  implicit  TLS first (port 465 style), then the SMTP exchange
+  starttls  220, EHLO, STARTTLS, handshake, EHLO again, then the exchange
+Then PLAN_CYCLES times, in this process: BadSMTP(...the 304-listener default
+plan on free high ports...).serve_in_thread() and stop(), timed apart.
+Prints one JSON object on stdout:
+  {"implicit_tps": [...], "starttls_tps": [...], "plan_start_ms": [...],
+   "plan_stop_ms": [...], "plan_listeners": 304, "tls_version": "TLSv1.3"}
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+
+from _bench_clients import HOST, BenchError, Wire
+
+_BODY = b"From: <sender@example.com>\r\nSubject: bench tls\r\n\r\nhello\r\n.\r\n"
+
+
+# --------------------------------------------------------------------------- server side
+
+
+def serve() -> int:
+    from badsmtp import BadSMTP, Listener
+
+    with BadSMTP(ports=[0, Listener(0, "tls")], capture=False) as server:
+        info = {
+            "plain": server.port,
+            "tls": server.port_for("tls"),
+            "pem": server.certificate_pem(),
+        }
+        print(json.dumps(info), flush=True)
+        sys.stdin.read()  # serve until the parent closes our stdin
+    return 0
+
+
+# --------------------------------------------------------------------------- client pool
+
+
+def _exchange(sock: socket.socket, wire: Wire) -> None:
+    for line, code in (
+        (b"EHLO bench.example\r\n", 250),
+        (b"MAIL FROM:<sender@example.com>\r\n", 250),
+        (b"RCPT TO:<rcpt@example.com>\r\n", 250),
+        (b"DATA\r\n", 354),
+        (_BODY, 250),
+        (b"QUIT\r\n", 221),
+    ):
+        sock.sendall(line)
+        wire.expect(code)
+
+
+def _one(mode: str, port: int, context: ssl.SSLContext) -> str:
+    raw = socket.create_connection((HOST, port), timeout=10)
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock: socket.socket = raw
+    try:
+        if mode == "starttls":
+            wire = Wire(raw)
+            wire.expect(220)
+            raw.sendall(b"EHLO bench.example\r\nSTARTTLS\r\n")  # EHLO's reply, then 220
+            wire.expect(250)
+            wire.expect(220)
+        sock = context.wrap_socket(raw, server_hostname="localhost")
+        wire = Wire(sock)
+        if mode == "implicit":
+            wire.expect(220)
+        _exchange(sock, wire)
+        return sock.version() or "?"  # type: ignore[attr-defined]
+    finally:
+        sock.close()
+
+
+def pool(
+    mode: str, port: int, context: ssl.SSLContext, total: int, clients: int
+) -> tuple[float, str]:
+    """`total` connections over `clients` threads; (transactions/s, TLS version)."""
+    tickets = itertools.count()
+    errors: list[str] = []
+    versions: set[str] = set()
+    start = threading.Barrier(clients + 1)
+    deadline = time.monotonic() + 120
+
+    def worker() -> None:
+        start.wait()
+        while next(tickets) < total and time.monotonic() < deadline and not errors:
+            try:
+                versions.add(_one(mode, port, context))
+            except (OSError, BenchError) as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()) + 10)
+    seconds = time.perf_counter() - t0
+    if errors:
+        raise BenchError(f"{mode}: {errors[0]}")
+    if any(thread.is_alive() for thread in threads) or time.monotonic() > deadline:
+        raise BenchError(f"{mode}: client threads did not finish in time")
+    return total / seconds, ",".join(sorted(versions))
+
+
+# --------------------------------------------------------------------------- full plan
+
+
+def _free_block(size: int = 300) -> int:
+    """A start port with `size` free ports after it, below the ephemeral range."""
+    rng = random.Random()
+    for _ in range(100):
+        start = rng.randrange(10000, 32000 - size, 100)
+        probes: list[socket.socket] = []
+        try:
+            for port in range(start, start + size):
+                probe = socket.socket()
+                probes.append(probe)
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind((HOST, port))
+            return start
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+    raise BenchError("no block of 300 free ports in 10000-32000")
+
+
+def plan_cycles(cycles: int) -> tuple[list[float], list[float], int]:
+    from badsmtp import BadSMTP
+
+    starts, stops, bound = [], [], 0
+    for _ in range(cycles):
+        first = _free_block()
+        server = BadSMTP(
+            greeting_delay_port_start=first,
+            command_delay_port_start=first + 100,
+            drop_delay_port_start=first + 200,
+            port=0,
+            tls_port=0,
+            starttls_port=0,
+            immediate_drop_port=0,
+        )
+        t0 = time.perf_counter()
+        server.serve_in_thread()
+        t1 = time.perf_counter()
+        bound = len(server.listeners)
+        server.stop()
+        t2 = time.perf_counter()
+        starts.append((t1 - t0) * 1e3)
+        stops.append((t2 - t1) * 1e3)
+    return starts, stops, bound
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    if sys.argv[1:] == ["serve"]:
+        return serve()
+    total, clients, rounds, cycles = (int(a) for a in sys.argv[1:5])
+    child = subprocess.Popen(
+        [sys.executable, __file__, "serve"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        line = child.stdout.readline()
+        if not line:
+            raise BenchError(f"TLS server process exited (rc={child.wait()})")
+        info = json.loads(line)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verification on
+        context.load_verify_locations(cadata=info["pem"])
+        result: dict[str, object] = {"implicit_tps": [], "starttls_tps": []}
+        _one("implicit", info["tls"], context)  # warm-up: the first certificate is generated
+        for _ in range(rounds):
+            for mode, port in (("implicit", info["tls"]), ("starttls", info["plain"])):
+                tps, version = pool(mode, port, context, total, clients)
+                result[f"{mode}_tps"].append(tps)  # type: ignore[union-attr]
+                result["tls_version"] = version
+        child.stdin.close()
+        child.wait(30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    result["plan_start_ms"], result["plan_stop_ms"], result["plan_listeners"] = plan_cycles(cycles)
+    json.dump(result, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchError as exc:
+        print(f"bench-tls: {exc}", file=sys.stderr)
+        sys.exit(1)
