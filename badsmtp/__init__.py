@@ -10,6 +10,16 @@ import logging
 
 from .api import BadSMTP
 from .config import Config, ConfigError, Listener, Role
+from .extensions import (
+    Authenticator,
+    Authorizer,
+    Delivery,
+    MessageStore,
+    RateLimiter,
+    SessionContext,
+    SessionObserver,
+    User,
+)
 from .storage import MailboxUnavailable, Message, QuotaExceeded, StorageError
 
 __version__ = "0.1.0"
@@ -27,5 +37,13 @@ __all__ = [
     "StorageError",
     "MailboxUnavailable",
     "QuotaExceeded",
+    "MessageStore",
+    "Delivery",
+    "Authenticator",
+    "SessionObserver",
+    "RateLimiter",
+    "Authorizer",
+    "SessionContext",
+    "User",
     "__version__",
 ]

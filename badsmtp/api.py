@@ -10,7 +10,7 @@ from dataclasses import fields, replace
 from types import TracebackType
 from typing import Any, Callable
 
-from . import auth, protocol, replies
+from . import protocol, replies
 from .config import (
     Config,
     ConfigError,
@@ -20,6 +20,7 @@ from .config import (
     plan_listeners,
     validate_ports,
 )
+from .extensions import Authenticator, Authorizer, Extensions, RateLimiter, as_observers
 from .server import Acceptor, ListenerServer, Runtime
 from .storage import MaildirStore, MemoryStore, Message, MessageStore, TeeStore
 
@@ -27,10 +28,6 @@ __all__ = ["BadSMTP"]
 
 log = logging.getLogger("badsmtp.server")
 _CONFIG_KEYS = frozenset(f.name for f in fields(Config))
-
-
-def _default_authenticate(credentials: auth.Credentials) -> auth.User | None:
-    return auth.pattern_authenticate(credentials.username, credentials.password)
 
 
 class BadSMTP:
@@ -44,6 +41,12 @@ class BadSMTP:
     Every configuration key is a keyword argument (``tls_hostname=``,
     ``mailbox_dir=``, ``max_recipients=``…).  Accepted messages are kept in
     :attr:`messages` unless ``capture=False``.
+
+    Extensions (spec 18, :mod:`badsmtp.extensions`): ``message_store=`` (gets
+    every accepted message as well as the capture), ``authenticator=`` (an
+    object with ``authenticate(username, password)`` or that function
+    itself), ``observer=``/``observers=[...]``, ``rate_limiter=`` and
+    ``authorizer=``.
     """
 
     def __init__(
@@ -53,7 +56,11 @@ class BadSMTP:
         config: Config | None = None,
         capture: bool = True,
         message_store: MessageStore | None = None,
-        authenticator: Callable[[str, str | None], Any] | None = None,
+        authenticator: Authenticator | Callable[[str, str | None], Any] | None = None,
+        observer: Any = None,
+        observers: Iterable[Any] | None = None,
+        rate_limiter: RateLimiter | None = None,
+        authorizer: Authorizer | None = None,
         **settings: Any,
     ) -> None:
         if "mailbox" in settings:
@@ -80,7 +87,9 @@ class BadSMTP:
         self._store: MessageStore | None = (
             None if not stores else stores[0] if len(stores) == 1 else TeeStore(stores)
         )
-        self._authenticator = authenticator
+        self._extensions = Extensions(
+            authenticator, as_observers(observer, observers), rate_limiter, authorizer
+        )
         self._tls: Any = None
         self._servers: list[ListenerServer] = []
         self._acceptor: Acceptor | None = None
@@ -98,7 +107,8 @@ class BadSMTP:
                 return self
             self._runtime = Runtime(
                 self._context(), self._store, self.config.idle_timeout, self._tls_provider(),
-                self._authenticate,
+                self._extensions.authenticate,
+                extensions=self._extensions,
             )
             servers: list[ListenerServer] = []
             try:
@@ -265,11 +275,6 @@ class BadSMTP:
                 single(Role.STARTTLS, c.starttls_port),
             ),
         )
-
-    def _authenticate(self, credentials: auth.Credentials) -> Any:
-        if self._authenticator is not None:
-            return self._authenticator(credentials.username, credentials.password)
-        return _default_authenticate(credentials)
 
     def __repr__(self) -> str:
         state = "serving" if self._acceptor else "stopped"

@@ -25,6 +25,7 @@ __all__ = [
     "ReadChunk",
     "StartTLS",
     "Authenticate",
+    "Policy",
     "Abort",
     "Wait",
     "Fired",
@@ -50,12 +51,27 @@ DEFAULT_HELP = replies.help_reply("3000-3099", "4000-4099", "5000-5099", "6000",
 
 
 @dataclass(frozen=True, slots=True)
+class Policy:
+    """The embedder's answers inside the order of checks (spec 8.1, 9.1,
+    10.4): its authorizer and rate limiter, as plain callables the shell built
+    for one connection (user and client address bound, exceptions turned into
+    "no").  The core only asks; the replies to a "no" are its own."""
+
+    can_send_from: Callable[[str], bool]
+    allow_message: Callable[[], tuple[bool, str]]
+    can_send_to: Callable[[str], bool]
+    quota: Callable[[], int]  # octets; -1 = unlimited
+
+
+@dataclass(frozen=True, slots=True)
 class Context:
-    """What the server tells every session; fixed for a listener's life."""
+    """What the server tells every session; fixed for a listener's life
+    (``policy`` is set per connection, and only when extensions ask)."""
 
     identity: str = "badsmtp.test"
     max_recipients: int = 1000
     help: Reply = DEFAULT_HELP
+    policy: Policy | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +238,13 @@ def _mail(state: State, args: list[str], ctx: Context) -> Result:
     size = commands.size_parameter(params)
     if size is not None and size > state.caps.size_limit:  # RFC 1870 §6.1
         raise ReplyError(replies.size_exceeded(state.caps.size_limit))
+    policy = ctx.policy
+    if policy is not None:  # authorizer, then rate limiter (spec 8.1, 18.4, 18.5)
+        if not policy.can_send_from(sender):
+            raise ReplyError(replies.AUTHZ_REFUSED)
+        allowed, reason = policy.allow_message()
+        if not allowed:
+            raise ReplyError(replies.rate_limited(reason))
     new = replace(state, phase=Phase.RCPT, sender=sender, recipients=(), armed=armed)
     return new, [replies.MAIL_OK]
 
@@ -240,6 +263,8 @@ def _rcpt(state: State, args: list[str], ctx: Context) -> Result:
     fired = _fire(state, "rcpt", "RCPT")
     if fired is not None:
         return fired
+    if ctx.policy is not None and not ctx.policy.can_send_to(recipient):  # spec 9.1, 18.5
+        raise ReplyError(replies.AUTHZ_REFUSED)
     return replace(state, recipients=state.recipients + (recipient,)), [replies.RCPT_OK]
 
 

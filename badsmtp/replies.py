@@ -119,6 +119,12 @@ def rate_limited(reason: str) -> Reply:
     return _r(451, reason or "Requested action aborted: local error in processing", "4.7.1")
 
 
+def connection_refused(reason: str) -> Reply:
+    """The rate limiter's refusal on accept (18.4): sent before the greeting,
+    so never enhanced."""
+    return _r(421, reason) if reason else CONNECTION_REFUSED
+
+
 # -- triggered replies (spec 6.4) ---------------------------------------------
 TRIGGER_TEXTS: dict[int, str] = {
     421: "Service not available, closing transmission channel",

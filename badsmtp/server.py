@@ -18,6 +18,7 @@ import ssl
 import struct
 import threading
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -25,18 +26,21 @@ from . import auth, protocol, replies
 from .config import Listener, Role
 from .session import (
     AbortDelivery,
+    Accepted,
     Action,
     Begin,
     Commit,
     Envelope,
+    ErrorSent,
     Log,
     Session,
     Verify,
     Write,
 )
-from .storage import Delivery, Message, MessageStore, error_reply
+from .storage import HEADER_LIMIT, Delivery, Message, MessageStore, error_reply, parse_headers
 
 if TYPE_CHECKING:
+    from .extensions import ConnectionHooks, Extensions
     from .tls import TLSProvider
 
 __all__ = ["Runtime", "ListenerServer", "Acceptor"]
@@ -59,8 +63,12 @@ class Runtime:
         idle_timeout: float,
         tls: TLSProvider | None,
         authenticate: Callable[[auth.Credentials], Any],
+        extensions: Extensions | None = None,
     ) -> None:
         self.ctx = ctx
+        # None unless an observer, rate limiter or authorizer is installed:
+        # then a connection costs nothing extra (spec 18 defaults).
+        self.extensions = extensions if extensions is not None and extensions.active else None
         self.store = store
         self.idle_timeout = idle_timeout or None
         self.tls = tls
@@ -128,13 +136,20 @@ class Handler(socketserver.BaseRequestHandler):
         self.delivery: Delivery | None = None
         self.client_ip = self.client_address[0] if self.client_address else ""
         self.started = time.monotonic()
+        self.hooks: ConnectionHooks | None = None
+        self._head = b""  # the start of the content, for Message.headers (18.1)
+        self._accepted: Message | None = None
 
     def handle(self) -> None:
         if not self.rt.register(self, self.sock):
             self._send_quietly(replies.SHUTTING_DOWN.render(False))
             return
+        ext = self.rt.extensions
+        if ext is not None:
+            self.hooks = ext.hooks(self.client_ip, self.rt.ctx.identity)
         try:
-            self._serve()
+            if self.hooks is None or self._admitted(self.hooks):
+                self._serve()
         except (OSError, ssl.SSLError):
             pass  # the client went away or the network failed: nothing to answer
         except Exception as exc:  # a bug in badsmtp: log, 421, keep the listener
@@ -143,7 +158,18 @@ class Handler(socketserver.BaseRequestHandler):
             self._send_quietly(replies.INTERNAL_ERROR.render(False))
         finally:
             self._abort()
+            if self.hooks is not None:
+                self.hooks.closed()
             self.rt.unregister(self)
+
+    def _admitted(self, hooks: ConnectionHooks) -> bool:
+        """The rate limiter's word on accept, before anything else (2.1, 18.4)."""
+        refusal = hooks.admit()
+        if refusal is not None:
+            self._send_quietly(refusal.render(False))
+            return False
+        hooks.connected()
+        return True
 
     def finish(self) -> None:
         if isinstance(self.sock, ssl.SSLSocket):
@@ -173,13 +199,17 @@ class Handler(socketserver.BaseRequestHandler):
             return
         if role is Role.TLS and not self._handshake():
             return
+        hooks = self.hooks
         session = self.session = Session(
-            self.rt.ctx,
+            self.rt.ctx if hooks is None else replace(self.rt.ctx, policy=hooks.policy()),
             tls=role is Role.TLS,
             command_delay=delay if role is Role.COMMAND_DELAY else 0.0,
             stream=self.rt.store is not None,
             challenge=self.rt.challenge,
+            notify=hooks is not None and hooks.ext.notifies,
         )
+        if hooks is not None:
+            hooks.session = session
         self._idle_timeout()
         self._run(session.greeting())
         while not session.closed:
@@ -205,6 +235,8 @@ class Handler(socketserver.BaseRequestHandler):
             self.sock.sendall(data)
         except OSError:
             pass
+        if self.hooks is not None and data[:1] in (b"4", b"5"):
+            self.hooks.error(data.decode("utf-8", "replace").rstrip("\r\n"), "")
 
     def _run(self, actions: list[Action] | None) -> None:
         """Execute actions in order; a pausing action's answer yields the next batch."""
@@ -244,6 +276,12 @@ class Handler(socketserver.BaseRequestHandler):
                     break
                 elif isinstance(action, Log):
                     self._log(action)
+                elif isinstance(action, ErrorSent):
+                    if self.hooks is not None:
+                        self.hooks.error(action.text, action.command)
+                elif isinstance(action, Accepted):
+                    if self.hooks is not None and self._accepted is not None:
+                        self.hooks.accepted(self._accepted)
                 elif isinstance(action, protocol.Close):
                     return
             actions = following
@@ -299,10 +337,12 @@ class Handler(socketserver.BaseRequestHandler):
             tls_used=env.tls,
             user=env.user,
             timestamp=datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+            headers=parse_headers(self._head) if self._head else {},
         )
 
     def _begin(self, env: Envelope) -> None:
         assert self.rt.store is not None and self.session is not None
+        self._head = b""
         try:
             self.delivery = self.rt.store.begin(self._message(env))
         except Exception as exc:
@@ -311,6 +351,8 @@ class Handler(socketserver.BaseRequestHandler):
     def _write(self, data: bytes) -> None:
         if self.delivery is None:
             return
+        if len(self._head) < HEADER_LIMIT:
+            self._head += data[: HEADER_LIMIT - len(self._head)]
         try:
             self.delivery.write(data)
         except Exception as exc:
@@ -324,10 +366,13 @@ class Handler(socketserver.BaseRequestHandler):
 
     def _commit(self, env: Envelope) -> replies.Reply | None:
         delivery, self.delivery = self.delivery, None
-        if delivery is None:
-            return None  # storage off: counted and discarded
+        if delivery is None:  # storage off: counted and discarded
+            if self.hooks is not None:
+                self._accepted = self._message(env)
+            return None
+        message = self._accepted = self._message(env)
         try:
-            delivery.commit(self._message(env))
+            delivery.commit(message)
         except Exception as exc:
             log.error("SMTP message storage failed: %s", exc)
             return error_reply(exc)
@@ -348,7 +393,10 @@ class Handler(socketserver.BaseRequestHandler):
             log.exception("authenticator raised")
             user = None
         inactive = user is not None and not getattr(user, "active", True)
-        return session.auth_done(user, inactive)
+        actions = session.auth_done(user, inactive)
+        if self.hooks is not None and user is not None and not inactive:
+            self.hooks.authenticated(user)
+        return actions
 
     def _log(self, action: Log) -> None:
         level = _LEVELS.get(action.level, logging.INFO)

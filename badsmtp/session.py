@@ -30,6 +30,8 @@ __all__ = [
     "AbortDelivery",
     "Verify",
     "Log",
+    "ErrorSent",
+    "Accepted",
     "Action",
     "MAX_LINE",
     "MAX_AUTH_LINE",
@@ -88,6 +90,20 @@ class Log:
     fields: dict[str, object]
 
 
+@dataclass(frozen=True, slots=True)
+class ErrorSent:
+    """A 4xx/5xx reply went out (the bytes before this action), answering
+    ``command`` ("" for connection-level replies).  Only with ``notify``."""
+
+    text: str
+    command: str
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """The message just committed was acknowledged.  Only with ``notify``."""
+
+
 Action = Union[
     bytes,
     protocol.Wait,
@@ -99,6 +115,8 @@ Action = Union[
     AbortDelivery,
     Verify,
     Log,
+    ErrorSent,
+    Accepted,
 ]
 
 
@@ -122,6 +140,7 @@ class Session:
         command_delay: float = 0.0,
         stream: bool = True,
         challenge: Callable[[], str] = lambda: "<0.0@badsmtp.test>",
+        notify: bool = False,
     ) -> None:
         self.ctx = ctx
         self.state = State(tls=tls)
@@ -143,6 +162,13 @@ class Session:
         self._auth: Generator[Reply, bytes, auth.Credentials | None] | None = None
         self._mechanism = ""
         self._verified = ""
+        # Observers and rate limiters (spec 18.4, 18.6) hear of error replies
+        # and acknowledged messages through ErrorSent/Accepted; they queue in
+        # _notes and leave right after the bytes they follow, so the replies
+        # of one batch still go out in one sendall.
+        self._notify = notify
+        self._notes: list[Action] = []
+        self._verb = ""  # the command being answered (ErrorSent)
 
     # -- entry points -------------------------------------------------------
     def greeting(self) -> list[Action]:
@@ -215,6 +241,9 @@ class Session:
         if self._out:
             self._actions.append(b"".join(self._out))
             self._out = []
+        if self._notes:
+            self._actions.extend(self._notes)
+            self._notes = []
 
     def _act(self, action: Action) -> None:
         self._flush()
@@ -223,7 +252,10 @@ class Session:
     def _reply(self, reply: Reply, enhanced: bool | None = None) -> None:
         if enhanced is None:
             enhanced = self.state.caps.enhanced
-        self._out.append(reply.render(enhanced))
+        data = reply.render(enhanced)
+        self._out.append(data)
+        if self._notify and reply.code >= 400:
+            self._notes.append(ErrorSent(data.decode("utf-8", "replace").rstrip("\r\n"), self._verb))
         if reply.code == 421:  # 421 always closes (spec 6.7)
             self._abort_delivery()
             self._close()
@@ -236,6 +268,7 @@ class Session:
 
     def _end_with(self, reply: Reply) -> list[Action]:
         if self.mode is not Mode.CLOSED:
+            self._verb = ""  # a connection-level reply
             self._abort_delivery()
             self._reply(reply)
         return self._take()
@@ -301,6 +334,7 @@ class Session:
             self._auth = None
             self._reply(replies.AUTH_LINE_TOO_LONG)
         else:
+            self._verb = ""  # never parsed
             self._reply(replies.LINE_TOO_LONG)
 
     def _read_data(self, buf: bytes, pos: int) -> int:
@@ -381,6 +415,7 @@ class Session:
         if not words:
             return
         verb, args = words[0].upper(), words[1:]
+        self._verb = verb
         state, outputs = protocol.dispatch(self.state, verb, args, self.ctx)
         self.state = state
         enhanced = False if verb in ("HELO", "EHLO") else state.caps.enhanced
@@ -482,6 +517,9 @@ class Session:
         if self._overflow:
             self._reply(replies.size_exceeded(self.state.caps.size_limit))
             self._transaction_failed()
+        elif self.ctx.policy is not None and 0 <= self.ctx.policy.quota() < self._size:
+            self._reply(replies.QUOTA_EXCEEDED)  # the authorizer's quota (10.4, 18.5)
+            self._transaction_failed()
         elif self._store_error is not None:
             self._reply(self._store_error)
             self._transaction_failed()
@@ -492,6 +530,8 @@ class Session:
     def _finish_message(self, error: Reply | None) -> None:
         if error is None:
             self._reply(replies.ACCEPTED)
+            if self._notify:
+                self._notes.append(Accepted())
             self.state = replace(
                 protocol.transaction_over(self.state), messages=self.state.messages + 1
             )
