@@ -1,57 +1,216 @@
-"""The ``badsmtp`` command: run the server in the foreground until SIGINT/SIGTERM."""
+"""The ``badsmtp`` command (spec 20, 21.2): configuration from flags >
+``BADSMTP_*`` environment > configuration file > defaults, validation, the
+full listener plan, structured logging, and a graceful exit on SIGINT/SIGTERM.
+
+``main(argv)`` returns the exit status, so tests can call it in-process:
+0 after a graceful shutdown (and for ``--help``, ``--version``,
+``--print-config``), 2 for a configuration error, 1 when the server cannot
+start (a port in use, an unreadable certificate, syslog unreachable...).
+Every error is one line on stderr, never a traceback.
+"""
 
 from __future__ import annotations
 
-import argparse
+import json
+import logging
+import os
 import signal
 import sys
+import tempfile
 import threading
+from collections.abc import Callable
 from types import FrameType
+from typing import Any, Self
 
 from . import __version__
 from .api import BadSMTP
-from .config import Config, ConfigError
+from .config import ConfigError, Listener, Role, plan_listeners
+from .log import LogConfigError, LogSetupError, configure
+from .options import CLIError, ParserExit, Settings, check, format_config, load_settings
 from .storage import StorageError
+from .tls import TLSSetupError
 
-__all__ = ["main"]
+__all__ = ["main", "port_fields", "write_atomically"]
+
+# -- running ----------------------------------------------------------------------------
+_log = logging.getLogger("badsmtp.server")
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="badsmtp",
-        description="The reliably unreliable SMTP server: errors, delays, drops, fake AUTH and TLS on demand.",
+class _Signals:
+    """SIGINT/SIGTERM: the first asks for a graceful shutdown, a second one
+    during it exits at once (spec 21.2).  Handlers can only be installed
+    from the main thread; elsewhere (an in-process test) they are not."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self._saved: dict[int, Any] = {}
+
+    def __enter__(self) -> Self:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._saved[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._saved.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.stop.is_set():
+            os._exit(128 + signum)  # no clean-up: the user asked twice
+        self.stop.set()
+
+
+def port_fields(server: BadSMTP) -> dict[str, Any]:
+    """The port fields of ``BadSMTP server started`` and of the port file:
+    the numbers actually bound (a single port that could not be bound is
+    left out) and the three ranges as ``"start-end"``."""
+    bound: dict[Role, int] = {}
+    for listener in server.listeners:
+        bound.setdefault(listener.role, listener.port)
+    ranges = {name: f"{a}-{b}" for name, (a, b) in server.config.ranges().items()}
+    fields: dict[str, Any] = {}
+    for name, role in (("normal_port", Role.MAIN),):
+        if role in bound:
+            fields[name] = bound[role]
+    fields["greeting_delay_ports"] = ranges["greeting delay"]
+    fields["command_delay_ports"] = ranges["command delay"]
+    fields["drop_delay_ports"] = ranges["drop delay"]
+    for name, role in (
+        ("immediate_drop_port", Role.IMMEDIATE_DROP),
+        ("tls_port", Role.TLS),
+        ("starttls_port", Role.STARTTLS),
+    ):
+        if role in bound:
+            fields[name] = bound[role]
+    return fields
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Write under a temporary name in the same directory, then rename:
+    a reader sees no file or the whole file, never a partial one (21.2)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".badsmtp-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _describe(listener: Listener) -> str:
+    return f"{listener.role.value} {listener.delay:g}s" if listener.delay else listener.role.value
+
+
+def summary(server: BadSMTP, planned: int) -> str:
+    """One human line for stderr: what listens where."""
+    f = port_fields(server)
+
+    def single(name: str) -> str:
+        return str(f.get(name, "not bound"))
+
+    storage = server.config.mailbox_dir or "off"
+    text = (
+        f"badsmtp {__version__} on {server.config.listen_address}: SMTP {single('normal_port')}, "
+        f"STARTTLS {single('starttls_port')}, implicit TLS {single('tls_port')}, "
+        f"greeting delay {f['greeting_delay_ports']}, command delay {f['command_delay_ports']}, "
+        f"drop {f['drop_delay_ports']}, immediate drop {single('immediate_drop_port')}; "
+        f"storage {storage}; {len(server.listeners)} listeners"
     )
-    p.add_argument("--port", "-p", "-port", type=int, default=Config().port, help="main port (default 2525)")
-    p.add_argument("--listen-address", default=Config().listen_address, help="address for every listener (default 127.0.0.1)")
-    p.add_argument(
-        "--mailbox", "-m", "-mailbox", "--mailbox-dir", dest="mailbox_dir", nargs="?", const="./mailbox",
-        default=None, help="store accepted messages in this maildir (default: off; without a value ./mailbox)",
+    missing = planned - len(server.listeners)
+    if missing:
+        text += f" ({missing} could not be bound, see the log)"
+    return text
+
+
+def _start(settings: Settings) -> BadSMTP:
+    try:
+        # A load-test sink keeps nothing: no captured bodies, no transcripts.
+        server = BadSMTP(ports=None, capture=False, record=False, **settings.server_kwargs())
+        server.serve_in_thread()
+    except ConfigError as exc:
+        raise CLIError(f"configuration error: {exc}") from None
+    except (StorageError, TLSSetupError) as exc:
+        raise CLIError(str(exc), 1) from None
+    except OSError as exc:
+        raise CLIError(exc.strerror or str(exc), 1) from None
+    return server
+
+
+def _announce(server: BadSMTP, settings: Settings) -> None:
+    # The certificate first, then the port file: a harness waiting for the
+    # port file can read both at once (spec 21.2).
+    files: list[tuple[str | None, str, Callable[[], str]]] = [
+        (settings.write_tls_cert, "certificate file", server.certificate_pem),
+        (settings.port_file, "port file", lambda: json.dumps(port_fields(server)) + "\n"),
+    ]
+    for path, what, produce in files:
+        if path:
+            try:
+                write_atomically(path, produce())
+            except OSError as exc:
+                raise CLIError(f"cannot write {what} {path}: {exc.strerror or exc}", 1) from None
+    addr = server.config.listen_address
+    for listener in server.listeners:
+        _log.info(
+            "Listening on TLS port" if listener.tls else "Listening on port",
+            extra={"fields": {"port": listener.port, "desc": _describe(listener), "addr": addr}},
+        )
+    logging_ = settings.log_settings()
+    _log.info(
+        "BadSMTP server started",
+        extra={
+            "fields": {
+                **port_fields(server),
+                "log_level": logging_.log_level,
+                "log_output": logging_.log_output,
+            }
+        },
     )
-    p.add_argument("--version", action="version", version=f"badsmtp {__version__}")
-    return p
+    print(summary(server, len(plan_listeners(server.config))), file=sys.stderr, flush=True)
+
+
+def run(settings: Settings) -> int:
+    stop = threading.Event()
+    with _Signals(stop):
+        try:
+            setup = configure(settings.log_settings())
+        except LogSetupError as exc:
+            raise CLIError(str(exc), 2 if isinstance(exc, LogConfigError) else 1) from None
+        try:
+            server = _start(settings)
+            try:
+                _announce(server, settings)
+                stop.wait()
+                _log.info("Shutdown signal received, initiating graceful shutdown")
+            finally:
+                server.stop()
+            _log.info("All sessions closed; shutdown complete")
+        finally:
+            setup.close()
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    """Run ``badsmtp`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        server = BadSMTP(
-            capture=False, port=args.port, listen_address=args.listen_address, mailbox_dir=args.mailbox_dir
-        )
-        server.serve_in_thread()
-    except (OSError, ConfigError, ValueError, StorageError) as exc:  # one line, no traceback
-        print(f"badsmtp: {exc}", file=sys.stderr)
-        return 1
-    done = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        if done.is_set():  # a second signal during shutdown: leave at once
-            raise SystemExit(1)
-        done.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    print(f"badsmtp {__version__} listening on {args.listen_address} port {server.port}", flush=True)
-    while not done.wait(3600):
-        pass
-    server.stop()
-    return 0
+        settings = load_settings(args, os.environ)
+        if settings.print_config:
+            sys.stdout.write(format_config(settings))
+            sys.stdout.flush()
+        check(settings)
+        if settings.print_config:
+            return 0
+        return run(settings)
+    except ParserExit as exc:
+        return exc.status
+    except CLIError as exc:
+        print(exc, file=sys.stderr, flush=True)
+        return exc.status

@@ -1,0 +1,426 @@
+"""Logging set-up for the ``badsmtp`` command (spec 19).
+
+Library code only ever calls ``logging.getLogger("badsmtp....")`` and passes
+its structured data as ``extra={"fields": {...}}`` (a field named ``error``,
+or ``extra={"error": ...}``, becomes the record's top-level ``error``).  This
+module turns those records into the documented shapes and sends them where
+the configuration says:
+
+- JSON, one object per line:
+  ``{"timestamp", "level", "message", "error"?, "fields"?}``;
+- text: ``{timestamp} [{LEVEL}] {message} error=... key=value...`` (keys sorted);
+- outputs ``stdout``, ``syslog`` (tag ``badsmtp``), ``tcp`` and ``udp``.
+
+Network and syslog writes happen on a :class:`~logging.handlers.QueueListener`
+thread behind a bounded queue, so a slow or dead receiver never stalls a
+session: when the queue is full, records are dropped (and counted); when a
+send fails, the record goes to stdout instead (spec 19.1).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import logging
+import logging.handlers
+import os
+import queue
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from typing import IO, Any
+
+from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
+
+__all__ = [
+    "LOG_KEYS",
+    "JsonFormatter",
+    "LogConfigError",
+    "LogSettings",
+    "LogSetup",
+    "LogSetupError",
+    "RemoteHandler",
+    "TextFormatter",
+    "configure",
+    "level_name",
+]
+
+LOG_KEYS = ("log_level", "log_format", "log_output", "log_remote_addr", "syslog_facility")
+LEVELS = {
+    "DEBUG": logging.DEBUG,
+    "INFO": logging.INFO,
+    "WARN": logging.WARNING,
+    "WARNING": logging.WARNING,  # accepted as a synonym when configuring (19.1)
+    "ERROR": logging.ERROR,
+}
+FORMATS = ("json", "text")
+OUTPUTS = ("stdout", "syslog", "tcp", "udp")
+FACILITIES = ("mail", "daemon", *(f"local{n}" for n in range(8)))
+SYSLOG_ADDRESS = "/dev/log"
+QUEUE_SIZE = 10_000  # records waiting for a slow receiver before new ones are dropped
+SEND_TIMEOUT = 1.0  # seconds: connect and send to a remote receiver
+RETRY_AFTER = 5.0  # seconds: after a failed send, records go to stdout this long
+
+
+class LogSetupError(Exception):
+    """Logging cannot be set up as configured; the message is one line."""
+
+
+class LogConfigError(LogSetupError):
+    """The logging settings themselves are wrong (not the world outside)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    """The five logging keys of spec 20.2, normalised as spec 19.1 says:
+    unknown values fall back to the defaults instead of failing."""
+
+    log_level: str = "INFO"
+    log_format: str = "json"
+    log_output: str = "stdout"
+    log_remote_addr: str = ""
+    syslog_facility: str = "mail"
+
+    def __post_init__(self) -> None:
+        level = self.log_level.strip().upper()
+        level = "WARN" if level == "WARNING" else level
+        fmt, output = self.log_format.strip().lower(), self.log_output.strip().lower()
+        facility = self.syslog_facility.strip().lower()
+        object.__setattr__(self, "log_level", level if level in LEVELS else "INFO")
+        object.__setattr__(self, "log_format", fmt if fmt in FORMATS else "json")
+        object.__setattr__(self, "log_output", output if output in OUTPUTS else "stdout")
+        object.__setattr__(self, "log_remote_addr", self.log_remote_addr.strip())
+        object.__setattr__(self, "syslog_facility", facility if facility in FACILITIES else "mail")
+
+    @property
+    def levelno(self) -> int:
+        return LEVELS[self.log_level]
+
+
+def level_name(levelno: int) -> str:
+    """The level as spec 19.1 spells it (WARN, not WARNING)."""
+    if levelno >= logging.ERROR:
+        return "ERROR"
+    if levelno >= logging.WARNING:
+        return "WARN"
+    if levelno >= logging.INFO:
+        return "INFO"
+    return "DEBUG"
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    # RFC 3339, UTC, "Z", milliseconds (spec 19.2).
+    whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+    return f"{whole}.{int(record.msecs):03d}Z"
+
+
+def _error_and_fields(
+    record: logging.LogRecord, formatted_exc: str | None
+) -> tuple[str | None, dict[str, Any]]:
+    fields = dict(getattr(record, "fields", None) or {})
+    error = getattr(record, "error", None)
+    if "error" in fields:
+        lifted = fields.pop("error")
+        error = error if error is not None else lifted
+    trace = formatted_exc or record.exc_text
+    if trace:
+        fields["traceback"] = trace
+        if error is None:
+            lines = trace.strip().splitlines()
+            error = lines[-1] if lines else None
+    return (None if error is None else str(error)), fields
+
+
+class JsonFormatter(_JsonFormatter):
+    """python-json-logger's formatter, reshaped to the record of spec 19.2."""
+
+    def __init__(self) -> None:
+        # Compact separators, as in the spec's example record.
+        super().__init__(json_serializer=functools.partial(json.dumps, separators=(",", ":")))
+
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        exc = message_dict.get("exc_info")
+        error, fields = _error_and_fields(record, exc if isinstance(exc, str) else None)
+        log_data["timestamp"] = _timestamp(record)
+        log_data["level"] = level_name(record.levelno)
+        log_data["message"] = record.message
+        if error is not None:
+            log_data["error"] = error
+        if fields:
+            log_data["fields"] = fields
+
+
+def _text_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, str):
+        if value and not any(c.isspace() or c in '"=\\' for c in value):
+            return value
+        return json.dumps(value, ensure_ascii=False)
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """``{timestamp} [{LEVEL}] {message} error={error} key=value...``, keys
+    sorted, one line per record (values with spaces are quoted)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        exc = self.formatException(record.exc_info) if record.exc_info else None
+        error, fields = _error_and_fields(record, exc)
+        parts = [f"{_timestamp(record)} [{level_name(record.levelno)}] {message}"]
+        if error is not None:
+            parts.append(f"error={_text_value(error)}")
+        parts.extend(f"{key}={_text_value(fields[key])}" for key in sorted(fields))
+        return " ".join(parts)
+
+
+# -- the queue between the server's threads and slow outputs -----------------------
+class _QueueHandler(logging.handlers.QueueHandler):
+    """Enqueues a copy of the record with its message merged and any
+    traceback as text; drops the record when the queue is full."""
+
+    def __init__(self, q: queue.Queue[Any]) -> None:
+        super().__init__(q)
+        self.dropped = 0
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record = copy.copy(record)
+        record.message = record.getMessage()
+        record.msg, record.args = record.message, None
+        if record.exc_info:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+        return record
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1  # never block a session on a slow receiver
+
+
+class _QueueListener(logging.handlers.QueueListener):
+    queue: queue.Queue[Any]
+
+    def enqueue_sentinel(self) -> None:
+        try:
+            self.queue.put(self._sentinel, timeout=SEND_TIMEOUT * 3)  # type: ignore[attr-defined]
+        except queue.Full:
+            pass  # the thread is a daemon: exit anyway
+
+
+def _split_address(addr: str, output: str) -> tuple[str, int]:
+    host, sep, port = addr.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise LogConfigError(
+            f"invalid remote address for {output} logging: {addr} (want host:port)"
+        )
+    return host, int(port)
+
+
+class RemoteHandler(logging.Handler):
+    """Sends each formatted record, newline-terminated, to ``host:port`` over
+    TCP (one persistent connection, re-opened when it breaks) or UDP (one
+    datagram per record).  A record that cannot be sent goes to ``fallback``;
+    after a failure, records go straight to ``fallback`` for
+    :data:`RETRY_AFTER` seconds so a dead receiver costs no timeouts.
+
+    Runs on the queue listener's thread, never on a session's."""
+
+    def __init__(self, output: str, addr: str, fallback: logging.Handler) -> None:
+        super().__init__()
+        self.output = output
+        self.addr = addr
+        self.fallback = fallback
+        host, port = _split_address(addr, output)
+        kind = socket.SOCK_STREAM if output == "tcp" else socket.SOCK_DGRAM
+        try:
+            info = socket.getaddrinfo(host, port, type=kind)
+        except OSError as exc:
+            raise LogSetupError(f"cannot resolve {output} log address {addr}: {exc}") from None
+        family, kind, proto, _, sockaddr = info[0]
+        self._family: socket.AddressFamily = family
+        self._type: socket.SocketKind = kind
+        self._proto: int = proto
+        self._sockaddr: Any = sockaddr
+        self._sock: socket.socket | None = None
+        self._retry_at = 0.0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            data = (self.format(record) + "\n").encode("utf-8", "replace")
+        except Exception:  # noqa: BLE001 - logging's own convention: report, never raise
+            self.handleError(record)
+            return
+        if time.monotonic() >= self._retry_at:
+            try:
+                self._send(data)
+                return
+            except OSError:
+                self._drop_socket()
+                self._retry_at = time.monotonic() + RETRY_AFTER
+        self.fallback.handle(record)
+
+    def _send(self, data: bytes) -> None:
+        sock = self._sock
+        if sock is None:
+            sock = socket.socket(self._family, self._type, self._proto)
+            sock.settimeout(SEND_TIMEOUT)
+            try:
+                if self._type == socket.SOCK_STREAM:
+                    sock.connect(self._sockaddr)
+            except OSError:
+                sock.close()
+                raise
+            self._sock = sock
+        if self._type == socket.SOCK_STREAM:
+            sock.sendall(data)
+        else:
+            sock.sendto(data, self._sockaddr)
+
+    def _drop_socket(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+
+    def close(self) -> None:
+        self.acquire()
+        try:
+            self._drop_socket()
+        finally:
+            self.release()
+        super().close()
+
+
+# -- putting it together ------------------------------------------------------------
+class LogSetup:
+    """The handlers :func:`configure` installed; :meth:`close` flushes the
+    queue and removes them (so tests can configure again)."""
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        handler: logging.Handler,
+        listener: _QueueListener | None,
+        owned: list[logging.Handler],
+    ) -> None:
+        self.logger = logger
+        self.handler = handler
+        self._listener = listener
+        self._owned = owned
+        self._saved = (logger.level, logger.propagate)
+        self._closed = False
+
+    @property
+    def dropped(self) -> int:
+        """Records dropped because the queue to a slow output was full."""
+        return self.handler.dropped if isinstance(self.handler, _QueueHandler) else 0
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.logger.removeHandler(self.handler)
+        if self._listener is not None:
+            self._listener.stop()
+        for handler in self._owned:
+            handler.close()
+        self.handler.close()
+        self.logger.setLevel(self._saved[0])
+        self.logger.propagate = self._saved[1]
+
+
+class _SyslogHandler(logging.handlers.SysLogHandler):
+    """SysLogHandler whose failed sends go to ``fallback`` (stdout) instead
+    of a traceback on stderr, like the tcp/udp outputs (spec 19.1)."""
+
+    def __init__(self, address: str, facility: int, fallback: logging.Handler) -> None:
+        super().__init__(address=address, facility=facility)
+        self.fallback = fallback
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self.fallback.handle(record)
+
+
+def _probe_syslog(address: str) -> None:
+    """Fail at start-up when syslog cannot be reached: SysLogHandler itself
+    ignores that (as openlog(3) does), spec 19.1 does not."""
+    failure: OSError | None = None
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        sock = socket.socket(socket.AF_UNIX, kind)
+        try:
+            sock.connect(address)
+            return
+        except OSError as exc:
+            failure = failure or exc
+        finally:
+            sock.close()
+    assert failure is not None
+    raise LogSetupError(f"failed to connect to syslog: {failure.strerror or failure}")
+
+
+def _syslog_handler(
+    settings: LogSettings, address: str, fallback: logging.Handler
+) -> logging.Handler:
+    _probe_syslog(address)
+    facility = logging.handlers.SysLogHandler.facility_names[settings.syslog_facility]
+    handler = _SyslogHandler(address, facility, fallback)
+    handler.ident = f"badsmtp[{os.getpid()}]: "  # the tag is "badsmtp" (spec 19.1)
+    return handler
+
+
+def configure(
+    settings: LogSettings,
+    *,
+    stream: IO[str] | None = None,
+    syslog_address: str = SYSLOG_ADDRESS,
+    logger_name: str = "badsmtp",
+) -> LogSetup:
+    """Install handlers on the ``badsmtp`` logger as ``settings`` say.
+
+    ``stream`` is where stdout output (and the tcp/udp fallback) goes,
+    ``sys.stdout`` by default.  Raises :class:`LogSetupError` with the
+    spec's one-line texts."""
+    if settings.log_output in ("tcp", "udp") and not settings.log_remote_addr:
+        raise LogConfigError(f"remote address required for {settings.log_output} logging")
+    formatter: logging.Formatter = (
+        TextFormatter() if settings.log_format == "text" else JsonFormatter()
+    )
+    out = logging.StreamHandler(stream if stream is not None else sys.stdout)
+    out.setFormatter(formatter)
+    target: logging.Handler
+    if settings.log_output == "stdout":
+        target = out
+    elif settings.log_output == "syslog":
+        target = _syslog_handler(settings, syslog_address, out)
+    else:
+        target = RemoteHandler(settings.log_output, settings.log_remote_addr, out)
+    target.setFormatter(formatter)
+
+    logger = logging.getLogger(logger_name)
+    listener: _QueueListener | None = None
+    owned: list[logging.Handler] = []
+    handler: logging.Handler
+    if target is out:
+        handler = out
+    else:
+        q: queue.Queue[Any] = queue.Queue(QUEUE_SIZE)
+        handler = _QueueHandler(q)
+        listener = _QueueListener(q, target)
+        listener.start()
+        owned = [target, out]
+    setup = LogSetup(logger, handler, listener, owned)
+    logger.addHandler(handler)
+    logger.setLevel(settings.levelno)
+    logger.propagate = False  # the CLI owns the process: no duplicates via the root
+    return setup
