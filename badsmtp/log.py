@@ -383,13 +383,14 @@ def configure(
     settings: LogSettings,
     *,
     stream: IO[str] | None = None,
-    syslog_address: str = SYSLOG_ADDRESS,
+    syslog_address: str | None = None,
     logger_name: str = "badsmtp",
 ) -> LogSetup:
     """Install handlers on the ``badsmtp`` logger as ``settings`` say.
 
-    ``stream`` is where stdout output (and the tcp/udp fallback) goes,
-    ``sys.stdout`` by default.  Raises :class:`LogSetupError` with the
+    ``stream`` is where stdout output (and the fallback of the other
+    outputs) goes, ``sys.stdout`` by default; ``syslog_address`` is the
+    local syslog socket, :data:`SYSLOG_ADDRESS` by default.  Raises :class:`LogSetupError` with the
     spec's one-line texts."""
     if settings.log_output in ("tcp", "udp") and not settings.log_remote_addr:
         raise LogConfigError(f"remote address required for {settings.log_output} logging")
@@ -402,7 +403,7 @@ def configure(
     if settings.log_output == "stdout":
         target = out
     elif settings.log_output == "syslog":
-        target = _syslog_handler(settings, syslog_address, out)
+        target = _syslog_handler(settings, syslog_address or SYSLOG_ADDRESS, out)
     else:
         target = RemoteHandler(settings.log_output, settings.log_remote_addr, out)
     target.setFormatter(formatter)
