@@ -23,6 +23,7 @@ from .config import (
 from .extensions import Authenticator, Authorizer, Extensions, RateLimiter, as_observers
 from .server import Acceptor, ListenerServer, Runtime
 from .storage import MaildirStore, MemoryStore, Message, MessageStore, TeeStore
+from .transcript import Transcript, TranscriptLog
 
 __all__ = ["BadSMTP"]
 
@@ -40,7 +41,8 @@ class BadSMTP:
 
     Every configuration key is a keyword argument (``tls_hostname=``,
     ``mailbox_dir=``, ``max_recipients=``…).  Accepted messages are kept in
-    :attr:`messages` unless ``capture=False``.
+    :attr:`messages` unless ``capture=False``; every connection's transcript
+    is kept in :attr:`sessions` unless ``record=False``.
 
     Extensions (spec 18, :mod:`badsmtp.extensions`): ``message_store=`` (gets
     every accepted message as well as the capture), ``authenticator=`` (an
@@ -55,6 +57,7 @@ class BadSMTP:
         *,
         config: Config | None = None,
         capture: bool = True,
+        record: bool = True,
         message_store: MessageStore | None = None,
         authenticator: Authenticator | Callable[[str, str | None], Any] | None = None,
         observer: Any = None,
@@ -81,6 +84,7 @@ class BadSMTP:
         if not self._requested:
             raise ConfigError("no listener requested")
         self._capture = MemoryStore() if capture else None
+        self._transcripts = TranscriptLog() if record else None
         stores: list[MessageStore] = [s for s in (message_store, self._capture) if s is not None]
         if self.config.mailbox_dir:
             stores.insert(0, MaildirStore(self.config.mailbox_dir))
@@ -109,6 +113,7 @@ class BadSMTP:
                 self._context(), self._store, self.config.idle_timeout, self._tls_provider(),
                 self._extensions.authenticate,
                 extensions=self._extensions,
+                transcripts=self._transcripts,
             )
             servers: list[ListenerServer] = []
             try:
@@ -225,6 +230,21 @@ class BadSMTP:
         if self._capture is None:
             raise RuntimeError("message capture is off (capture=False)")
         return self._capture.wait_for(count, timeout)
+
+    @property
+    def sessions(self) -> list[Transcript]:
+        """Transcripts of every connection so far, in connection order (a
+        snapshot; an open session's transcript keeps growing)."""
+        if self._transcripts is None:
+            raise RuntimeError("session recording is off (record=False)")
+        return self._transcripts.snapshot()
+
+    def wait_for_sessions(self, count: int = 1, timeout: float = 5.0) -> list[Transcript]:
+        """Block until ``count`` sessions have ended (the server is done with
+        them, ``closed_by`` is set); return every transcript so far."""
+        if self._transcripts is None:
+            raise RuntimeError("session recording is off (record=False)")
+        return self._transcripts.wait_closed(count, timeout)
 
     @property
     def errors(self) -> list[BaseException]:

@@ -38,6 +38,7 @@ from .session import (
     Write,
 )
 from .storage import HEADER_LIMIT, Delivery, Message, MessageStore, error_reply, parse_headers
+from .transcript import Recorder, TranscriptLog
 
 if TYPE_CHECKING:
     from .extensions import ConnectionHooks, Extensions
@@ -64,6 +65,7 @@ class Runtime:
         tls: TLSProvider | None,
         authenticate: Callable[[auth.Credentials], Any],
         extensions: Extensions | None = None,
+        transcripts: TranscriptLog | None = None,
     ) -> None:
         self.ctx = ctx
         # None unless an observer, rate limiter or authorizer is installed:
@@ -79,6 +81,7 @@ class Runtime:
         self.connections: dict[Handler, socket.socket] = {}
         self.threads: set[threading.Thread] = set()
         self._pid = os.getpid()
+        self.transcripts = transcripts  # None: nothing recorded, nothing paid
 
     def challenge(self) -> str:
         # Spec 13.3: "<{unix_time}.{pid}@{identity}>", RFC 2195 §2's shape.  The
@@ -139,6 +142,7 @@ class Handler(socketserver.BaseRequestHandler):
         self.hooks: ConnectionHooks | None = None
         self._head = b""  # the start of the content, for Message.headers (18.1)
         self._accepted: Message | None = None
+        self.recorder: Recorder | None = None
 
     def handle(self) -> None:
         if not self.rt.register(self, self.sock):
@@ -151,12 +155,18 @@ class Handler(socketserver.BaseRequestHandler):
             if self.hooks is None or self._admitted(self.hooks):
                 self._serve()
         except (OSError, ssl.SSLError):
-            pass  # the client went away or the network failed: nothing to answer
+            # the client went away or the network failed: nothing to answer
+            if self.recorder is not None:
+                self.recorder.finish("client")
         except Exception as exc:  # a bug in badsmtp: log, 421, keep the listener
             log.exception("internal error while serving %s", self.client_ip)
             self.rt.record_error(exc)
             self._send_quietly(replies.INTERNAL_ERROR.render(False))
+            if self.recorder is not None:
+                self.recorder.sent(replies.INTERNAL_ERROR)
         finally:
+            if self.recorder is not None:
+                self.recorder.finish()
             self._abort()
             if self.hooks is not None:
                 self.hooks.closed()
@@ -189,6 +199,8 @@ class Handler(socketserver.BaseRequestHandler):
     # -- the connection ------------------------------------------------------------
     def _serve(self) -> None:
         role, delay = self.listener.role, self.listener.delay
+        if self.rt.transcripts is not None:
+            self._start_transcript()
         if role is Role.DROP or role is Role.IMMEDIATE_DROP:
             # Send nothing, read nothing; close after the delay (spec 2.1).
             if delay and self.rt.stopping.wait(delay):
@@ -207,6 +219,7 @@ class Handler(socketserver.BaseRequestHandler):
             stream=self.rt.store is not None,
             challenge=self.rt.challenge,
             notify=hooks is not None and hooks.ext.notifies,
+            recorder=self.recorder,
         )
         if hooks is not None:
             hooks.session = session
@@ -223,7 +236,21 @@ class Handler(socketserver.BaseRequestHandler):
             if self.rt.stopping.is_set():
                 self._stop(session)
                 return
+            if self.recorder is not None:
+                self.recorder.received(data)
             self._run(session.receive_data(data))
+
+    def _start_transcript(self) -> None:
+        assert self.rt.transcripts is not None
+        address = self.client_address
+        transcript = self.rt.transcripts.new(
+            self.client_ip,
+            address[1] if isinstance(address, tuple) and len(address) > 1 else 0,
+            self.server.bound.port,
+            self.listener.role.value,
+            self.listener.role is Role.TLS,
+        )
+        self.recorder = Recorder(transcript, self.started)
 
     def _stop(self, session: Session) -> None:
         self.sock.settimeout(WRITE_DEADLINE)

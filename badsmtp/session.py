@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Callable, Generator, Union
+from typing import Callable, Generator, Protocol, Union
 
 from . import auth, protocol, replies
 from .protocol import Context, Phase, State
@@ -120,6 +120,20 @@ Action = Union[
 ]
 
 
+class Recorder(Protocol):
+    """What a session reports while a transcript is recorded
+    (:class:`badsmtp.transcript.Recorder`).  Optional: without one the
+    session pays one ``is not None`` test per reply, command and DATA read."""
+
+    def command(self, words: list[str]) -> None: ...
+    def too_long(self, length: int) -> None: ...
+    def reply(self, reply: Reply, enhanced: bool) -> None: ...
+    def content_read(self) -> None: ...
+    def content_end(self, size: int) -> None: ...
+    def discarded(self, data: bytes) -> None: ...
+    def tls_started(self, discarded: bytes) -> None: ...
+
+
 class Mode(Enum):
     LINE = "line"
     DATA = "data"
@@ -141,6 +155,7 @@ class Session:
         stream: bool = True,
         challenge: Callable[[], str] = lambda: "<0.0@badsmtp.test>",
         notify: bool = False,
+        recorder: Recorder | None = None,
     ) -> None:
         self.ctx = ctx
         self.state = State(tls=tls)
@@ -169,10 +184,13 @@ class Session:
         self._notify = notify
         self._notes: list[Action] = []
         self._verb = ""  # the command being answered (ErrorSent)
+        self._recorder = recorder
 
     # -- entry points -------------------------------------------------------
     def greeting(self) -> list[Action]:
         reply = Reply(220, (replies.GREETING.format(identity=self.ctx.identity),))
+        if self._recorder is not None:
+            self._recorder.reply(reply, False)
         return [reply.render(False)]
 
     def receive_data(self, data: bytes) -> list[Action]:
@@ -213,6 +231,8 @@ class Session:
         """The handshake after STARTTLS succeeded: forget everything learnt in
         plain text (RFC 3207 §4.2).  Bytes the client sent after STARTTLS
         and before the handshake were discarded (command injection)."""
+        if self._recorder is not None:
+            self._recorder.tls_started(self._buf)
         self.state = State(tls=True, messages=self.state.messages)
         self._buf = b""
         self.mode = Mode.LINE
@@ -254,6 +274,8 @@ class Session:
             enhanced = self.state.caps.enhanced
         data = reply.render(enhanced)
         self._out.append(data)
+        if self._recorder is not None:
+            self._recorder.reply(reply, enhanced)
         if self._notify and reply.code >= 400:
             self._notes.append(ErrorSent(data.decode("utf-8", "replace").rstrip("\r\n"), self._verb))
         if reply.code == 421:  # 421 always closes (spec 6.7)
@@ -306,6 +328,8 @@ class Session:
             pos = after
         if self.mode is Mode.CHUNK and self._chunk_left == 0:
             self._chunk_complete()  # BDAT 0, or a chunk that ended with the buffer
+        if self.mode is Mode.CLOSED and pos < len(buf) and self._recorder is not None:
+            self._recorder.discarded(buf[pos:])  # pipelined after a 421
         self._buf = buf[pos:] if self.mode is not Mode.CLOSED else b""
 
     def _read_line(self, buf: bytes, pos: int) -> int | None:
@@ -329,6 +353,8 @@ class Session:
         return nl + 1
 
     def _too_long(self, length: int) -> None:
+        if self._recorder is not None:
+            self._recorder.too_long(length)
         if self.mode is Mode.AUTH:
             self.mode = Mode.LINE
             self._auth = None
@@ -342,6 +368,8 @@ class Session:
         stream it on.  Up to four octets that might start the terminator
         are kept back; ``_tail`` holds the last two octets passed on, so a
         terminator split across reads is still seen."""
+        if self._recorder is not None:
+            self._recorder.content_read()
         tail = self._tail
         window = tail + buf[pos:] if pos else tail + buf
         end = window.find(_END)
@@ -367,6 +395,8 @@ class Session:
             self._act(Write(piece))
 
     def _end_of_data(self) -> None:
+        if self._recorder is not None:
+            self._recorder.content_end(self._size)
         self._tail = b"\r\n"
         self.mode = Mode.LINE
         self._complete_message()
@@ -415,6 +445,8 @@ class Session:
         if not words:
             return
         verb, args = words[0].upper(), words[1:]
+        if self._recorder is not None:
+            self._recorder.command(words)
         self._verb = verb
         state, outputs = protocol.dispatch(self.state, verb, args, self.ctx)
         self.state = state

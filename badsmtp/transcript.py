@@ -1,0 +1,469 @@
+"""Session transcripts: what each connection said and was told, for tests to
+assert on ("the client sent QUIT after the 421", "the client waited for the
+354", "the client retried RCPT").
+
+The pure session reports what it processed through an optional recorder
+(``Session(recorder=...)``, called only when one is given); the IO shell owns
+the :class:`Recorder`, which adds the clock (``time.monotonic``, relative to
+the connect) and the receive batches (one ``recv`` = one batch, so commands
+of one batch arrived pipelined together).  What is recorded follows spec
+19.4: AUTH arguments redacted, AUTH continuation lines never, DATA/BDAT
+content never (only its size).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .auth import redact_auth_args
+from .replies import Reply
+
+__all__ = [
+    "Transcript",
+    "CommandRecord",
+    "ReplyRecord",
+    "ContentRecord",
+    "TLSRecord",
+    "Exchange",
+    "Recorder",
+    "TranscriptLog",
+]
+
+# After one of these, what follows on the wire may be message content or an
+# AUTH continuation (a password): never parse it into commands.
+_OPAQUE_AFTER = frozenset({"DATA", "BDAT", "AUTH"})
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRecord:
+    """A command line as received (AUTH initial response ``[redacted]``).
+
+    ``discarded`` commands arrived but were never processed: they were
+    pipelined after a command that closed the connection (a 421) or after
+    STARTTLS (RFC 3207 §4.2: discarded, so nothing injected survives)."""
+
+    verb: str
+    line: str
+    batch: int
+    at: float
+    discarded: bool = False
+
+    @property
+    def args(self) -> list[str]:
+        return self.line.split()[1:]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyRecord:
+    """A reply the server sent: ``code``, its text lines joined by ``\\n``,
+    and the RFC 3463 code it carried (None when it carried none)."""
+
+    code: int
+    text: str
+    enhanced: str | None
+    batch: int
+    at: float
+
+    @property
+    def lines(self) -> list[str]:
+        return self.text.split("\n")
+
+    @property
+    def line(self) -> str:
+        """The first line as on the wire, without CRLF: ``550 5.1.1 ...``."""
+        esc = f"{self.enhanced} " if self.enhanced else ""
+        return f"{self.code:03d} {esc}{self.lines[0]}"
+
+
+@dataclass(frozen=True, slots=True)
+class ContentRecord:
+    """DATA content: only its size (unstuffed octets), never its text.
+    ``batch``/``at`` say when its first octets arrived."""
+
+    size: int
+    batch: int
+    at: float
+    ended_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TLSRecord:
+    """The STARTTLS handshake completed."""
+
+    batch: int
+    at: float
+
+
+Record = CommandRecord | ReplyRecord | ContentRecord | TLSRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """A command and every reply that followed it before the next command
+    (DATA: the 354, then the verdict on the content; AUTH: the 334s, then
+    the result)."""
+
+    command: CommandRecord
+    replies: tuple[ReplyRecord, ...]
+    content: ContentRecord | None = None
+
+    @property
+    def verb(self) -> str:
+        return self.command.verb
+
+    @property
+    def reply(self) -> ReplyRecord | None:
+        """The first reply (for DATA, the 354 or the error instead of it)."""
+        return self.replies[0] if self.replies else None
+
+    @property
+    def final(self) -> ReplyRecord | None:
+        """The last reply (for DATA, the verdict on the message)."""
+        return self.replies[-1] if self.replies else None
+
+
+class Transcript:
+    """One connection, as the server saw it.  Handler threads append while a
+    test reads: every property works on a snapshot of the records."""
+
+    def __init__(
+        self,
+        client_ip: str,
+        client_port: int,
+        port: int,
+        role: str,
+        tls: bool = False,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self.client_ip = client_ip
+        self.client_port = client_port
+        self.port = port  # the listener's port
+        self.role = role
+        self.implicit_tls = tls
+        self.tls = tls  # TLS in effect now (implicit, or after STARTTLS)
+        self.closed_by: str | None = None  # "client" or "server"; None while open
+        self.duration: float | None = None
+        self.discarded_octets = 0
+        # Raw tuples of atoms, turned into records only when read: cheap to
+        # append and, holding no containers, untracked by the cyclic GC, so a
+        # long session does not slow every collection.
+        self._raw: list[tuple[Any, ...]] = []
+        self._closed = threading.Event()
+        self._on_close = on_close
+
+    # -- raw records ------------------------------------------------------------
+    @property
+    def events(self) -> tuple[Record, ...]:
+        """Every record in order: commands, replies, content, TLS."""
+        return tuple(_record(raw) for raw in tuple(self._raw))
+
+    def _of(self, kind: type) -> list:  # type: ignore[type-arg]
+        return [r for r in self.events if isinstance(r, kind)]
+
+    # -- what a test asserts on ------------------------------------------------------
+    @property
+    def command_records(self) -> list[CommandRecord]:
+        """Processed commands (not the discarded ones)."""
+        return [c for c in self._of(CommandRecord) if not c.discarded]
+
+    @property
+    def commands(self) -> list[str]:
+        """Verbs of the processed commands, in order."""
+        return [c.verb for c in self.command_records]
+
+    @property
+    def command_lines(self) -> list[str]:
+        return [c.line for c in self.command_records]
+
+    @property
+    def discarded(self) -> list[CommandRecord]:
+        """Commands received but never processed (after a 421 or STARTTLS)."""
+        return [c for c in self._of(CommandRecord) if c.discarded]
+
+    @property
+    def replies(self) -> list[ReplyRecord]:
+        return self._of(ReplyRecord)
+
+    @property
+    def codes(self) -> list[int]:
+        return [r.code for r in self.replies]
+
+    @property
+    def greeting(self) -> ReplyRecord | None:
+        records = self.events
+        return records[0] if records and isinstance(records[0], ReplyRecord) else None
+
+    @property
+    def exchanges(self) -> list[Exchange]:
+        """Each processed command with the replies that followed it."""
+        out: list[Exchange] = []
+        command: CommandRecord | None = None
+        got: list[ReplyRecord] = []
+        content: ContentRecord | None = None
+        for record in self.events:
+            if isinstance(record, CommandRecord) and not record.discarded:
+                if command is not None:
+                    out.append(Exchange(command, tuple(got), content))
+                command, got, content = record, [], None
+            elif isinstance(record, ReplyRecord) and command is not None:
+                got.append(record)
+            elif isinstance(record, ContentRecord):
+                content = record
+        if command is not None:
+            out.append(Exchange(command, tuple(got), content))
+        return out
+
+    def exchange(self, verb: str, index: int = 0) -> Exchange:
+        """The ``index``-th exchange whose command is ``verb``."""
+        verb = verb.upper()
+        found = [e for e in self.exchanges if e.verb == verb]
+        if len(found) <= index:
+            raise LookupError(
+                f"no {verb} command #{index} in this session; commands were {self.commands}"
+            )
+        return found[index]
+
+    def reply_to(self, verb: str, index: int = 0) -> ReplyRecord:
+        """The (first) reply to the ``index``-th ``verb`` command."""
+        exchange = self.exchange(verb, index)
+        if exchange.reply is None:
+            raise LookupError(f"the {exchange.command.line!r} command got no reply")
+        return exchange.reply
+
+    def count(self, verb: str) -> int:
+        """How often the client issued ``verb`` (processed commands)."""
+        verb = verb.upper()
+        return sum(1 for c in self.command_records if c.verb == verb)
+
+    def _first_reply(self, code: int) -> int:
+        records = self.events
+        for i, record in enumerate(records):
+            if isinstance(record, ReplyRecord) and record.code == code:
+                return i
+        raise LookupError(f"no {code} reply in this session; replies were {self.codes}")
+
+    def sent_after(self, code: int) -> list[str]:
+        """Verbs the client sent after the first reply with ``code``, discarded
+        ones included: after a 421 these are the commands that were already
+        on their way (pipelined) when the server closed."""
+        start = self._first_reply(code)
+        return [r.verb for r in self.events[start + 1 :] if isinstance(r, CommandRecord)]
+
+    def waited_for(self, code: int) -> bool:
+        """Whether the client waited for the first reply with ``code`` before
+        sending more: nothing it sent afterwards (command, or DATA content
+        after a 354) arrived in the same receive batch as the command that
+        got that reply."""
+        start = self._first_reply(code)
+        records = self.events
+        batch = records[start].batch
+        return not any(
+            isinstance(r, (CommandRecord, ContentRecord)) and r.batch == batch
+            for r in records[start + 1 :]
+        )
+
+    @property
+    def pipelined(self) -> list[tuple[str, ...]]:
+        """Verbs of each receive batch that held more than one command
+        (discarded commands included: they arrived in that batch)."""
+        batches: dict[int, list[str]] = {}
+        for c in self._of(CommandRecord):
+            batches.setdefault(c.batch, []).append(c.verb)
+        return [tuple(verbs) for _, verbs in sorted(batches.items()) if len(verbs) > 1]
+
+    # -- lifetime -----------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def wait_closed(self, timeout: float = 5.0) -> Transcript:
+        """Block until the server has finished with this connection."""
+        if not self._closed.wait(timeout):
+            raise TimeoutError(f"session still open after {timeout} s:\n{self}")
+        return self
+
+    def _finish(self, by: str, duration: float) -> None:
+        if self._closed.is_set():
+            return
+        if self.closed_by is None:
+            self.closed_by = by
+        self.duration = duration
+        self._closed.set()
+        if self._on_close is not None:
+            self._on_close()
+
+    # -- display ---------------------------------------------------------------------
+    def __str__(self) -> str:
+        state = f"closed by {self.closed_by}" if self.closed else "open"
+        tls = ", implicit TLS" if self.implicit_tls else ""
+        head = f"session {self.client_ip}:{self.client_port} -> port {self.port} ({self.role}{tls}), {state}"
+        return "\n".join([head, *self._lines()])
+
+    def _lines(self) -> Iterator[str]:
+        for r in self.events:
+            stamp = f"  +{r.at:8.4f}s [{r.batch:3d}]"
+            if isinstance(r, CommandRecord):
+                yield f"{stamp} C: {r.line}{'   (discarded)' if r.discarded else ''}"
+            elif isinstance(r, ReplyRecord):
+                esc = f"{r.enhanced} " if r.enhanced else ""
+                for i, text in enumerate(r.lines):
+                    sep = "-" if i < len(r.lines) - 1 else " "
+                    yield f"{stamp} S: {r.code:03d}{sep}{esc}{text}"
+            elif isinstance(r, ContentRecord):
+                yield f"{stamp} C: <{r.size} octets of message content>"
+            else:
+                yield f"{stamp} -- TLS handshake completed"
+
+    def __repr__(self) -> str:
+        return (
+            f"<Transcript {self.client_ip}:{self.client_port}->{self.port} "
+            f"commands={self.commands} codes={self.codes} closed_by={self.closed_by}>"
+        )
+
+
+class Recorder:
+    """The shell's side of a transcript: implements the session's recorder
+    hook and adds the clock and the receive batches."""
+
+    __slots__ = ("transcript", "started", "batch", "_clock", "_content_at", "_last_verb")
+
+    def __init__(
+        self, transcript: Transcript, started: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.transcript = transcript
+        self.started = started
+        self.batch = 0  # 0: before the first recv (the greeting)
+        self._clock = clock
+        self._content_at: tuple[int, float] | None = None
+        self._last_verb = ""
+
+    def _now(self) -> float:
+        return self._clock() - self.started
+
+    def _add(self, raw: tuple[Any, ...]) -> None:
+        self.transcript._raw.append(raw)
+
+    # -- called by the shell --------------------------------------------------------------
+    def received(self, data: bytes) -> None:
+        """One ``recv`` returned ``data`` (``b""``: the client closed)."""
+        self.batch += 1
+        if not data and self.transcript.closed_by is None:
+            self.transcript.closed_by = "client"
+
+    def sent(self, reply: Reply) -> None:
+        """The shell sent ``reply`` itself (an internal error's 421)."""
+        self.reply(reply, False)
+
+    def finish(self, by: str = "server") -> None:
+        self.transcript._finish(by, self._now())
+
+    # -- called by the session (its recorder hook) ------------------------------------
+    def command(self, words: list[str]) -> None:
+        verb = words[0].upper()
+        self._last_verb = verb
+        if verb == "AUTH":  # never keep the initial response, not even here
+            words = [words[0], *redact_auth_args(words[1:])]
+        self._add((_COMMAND, tuple(words), self.batch, self._now(), False))
+
+    def too_long(self, length: int) -> None:
+        self._last_verb = ""
+        self._add((_TOO_LONG, length, self.batch, self._now()))
+
+    def reply(self, reply: Reply, enhanced: bool) -> None:
+        esc = reply.enhanced if enhanced else None
+        self._add((_REPLY, reply.code, reply.lines, esc, self.batch, self._now()))
+
+    def content_read(self) -> None:
+        if self._content_at is None:
+            self._content_at = (self.batch, self._now())
+
+    def content_end(self, size: int) -> None:
+        batch, at = self._content_at or (self.batch, self._now())
+        self._content_at = None
+        self._add((_CONTENT, size, batch, at, self._now()))
+
+    def discarded(self, data: bytes) -> None:
+        """Bytes received but never processed.  Whole command lines become
+        discarded commands, up to (and including) one after which content or
+        an AUTH continuation may follow; the rest is only counted."""
+        self.transcript.discarded_octets += len(data)
+        if self._last_verb in _OPAQUE_AFTER:
+            return
+        now = self._now()
+        for raw in data.split(b"\n"):
+            words = raw.decode("utf-8", "replace").split()
+            if not words:
+                continue
+            verb = words[0].upper()
+            if verb == "AUTH":
+                words = [words[0], *redact_auth_args(words[1:])]
+            self._add((_COMMAND, tuple(words), self.batch, now, True))
+            if verb in _OPAQUE_AFTER:
+                return
+
+    def tls_started(self, discarded: bytes) -> None:
+        if discarded:
+            self.discarded(discarded)
+        self.transcript.tls = True
+        self._last_verb = ""
+        self._add((_TLS, self.batch, self._now()))
+
+
+_COMMAND, _TOO_LONG, _REPLY, _CONTENT, _TLS = range(5)
+
+
+def _record(raw: tuple[Any, ...]) -> Record:
+    kind = raw[0]
+    if kind == _COMMAND:
+        words, batch, at, discarded = raw[1:]
+        return CommandRecord(words[0].upper(), " ".join(words), batch, at, discarded)
+    if kind == _REPLY:
+        code, lines, esc, batch, at = raw[1:]
+        return ReplyRecord(code, "\n".join(lines), esc, batch, at)
+    if kind == _CONTENT:
+        return ContentRecord(*raw[1:])
+    if kind == _TOO_LONG:
+        length, batch, at = raw[1:]
+        return CommandRecord("", f"<{length} octets: line too long>", batch, at)
+    return TLSRecord(*raw[1:])
+
+
+class TranscriptLog:
+    """Every transcript of one server, in connection order; thread-safe."""
+
+    def __init__(self) -> None:
+        self._items: list[Transcript] = []
+        self._cond = threading.Condition()
+
+    def new(self, client_ip: str, client_port: int, port: int, role: str, tls: bool) -> Transcript:
+        transcript = Transcript(client_ip, client_port, port, role, tls, self._notify)
+        with self._cond:
+            self._items.append(transcript)
+        return transcript
+
+    def _notify(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def snapshot(self) -> list[Transcript]:
+        with self._cond:
+            return list(self._items)
+
+    def wait_closed(self, count: int, timeout: float) -> list[Transcript]:
+        """Block until ``count`` sessions have ended; return all sessions."""
+
+        def enough() -> bool:
+            return sum(1 for t in self._items if t.closed) >= count
+
+        with self._cond:
+            if not self._cond.wait_for(enough, timeout):
+                done = sum(1 for t in self._items if t.closed)
+                raise TimeoutError(
+                    f"{done} of {count} sessions ended within {timeout} s "
+                    f"({len(self._items)} connected)"
+                )
+            return list(self._items)
