@@ -9,6 +9,7 @@
 import logging
 
 from .api import BadSMTP
+from .builders import address, ehlo_name, helo_trigger_name
 from .config import Config, ConfigError, Listener, Role
 from .extensions import (
     Authenticator,
@@ -21,6 +22,7 @@ from .extensions import (
     User,
 )
 from .storage import MailboxUnavailable, Message, QuotaExceeded, StorageError
+from .transcript import Transcript
 
 __version__ = "0.1.0"
 
@@ -45,5 +47,9 @@ __all__ = [
     "Authorizer",
     "SessionContext",
     "User",
+    "Transcript",
+    "address",
+    "ehlo_name",
+    "helo_trigger_name",
     "__version__",
 ]

@@ -1,0 +1,181 @@
+"""Builders for the special inputs (spec 5.4, 5.5, 6.2), so a test says what
+it wants instead of spelling the grammar by hand::
+
+    badsmtp.address("rcpt", 550, "5.1.1")        # 'rcpt550_5.1.1@example.com'
+    badsmtp.ehlo_name(no=["pipelining"], size=100_000)
+                                                 # 'nopipelining-size100000.example.com'
+    badsmtp.helo_trigger_name(500)               # 'helo500.example.com'
+
+Every builder refuses input the server would not understand (ValueError
+with the reason), so a typo fails the test at once instead of silently
+turning into an ordinary address.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from . import commands, triggers
+from .replies import ReplyError
+
+__all__ = ["address", "ehlo_name", "helo_trigger_name", "ADDRESS_VERBS", "CAPABILITIES"]
+
+ADDRESS_VERBS = ("mail", "rcpt", "data", "rset", "noop", "quit", "starttls", "auth")
+# The capabilities a ``no...`` keyword switches off (spec 5.4), by the name a
+# test uses; a few aliases for the names EHLO advertises.
+CAPABILITIES = {
+    "auth": "noauth",
+    "8bit": "no8bit",
+    "8bitmime": "no8bit",
+    "size": "nosize",
+    "pipelining": "nopipelining",
+    "starttls": "nostarttls",
+    "chunking": "nochunking",
+    "smtputf8": "nosmtputf8",
+    "enhancedstatuscodes": "noenhancedstatuscodes",
+    "enhanced": "noenhancedstatuscodes",
+}
+AUTH_KEYWORDS = {
+    "plain": "authplain",
+    "login": "authlogin",
+    "cram": "authcram",
+    "cram-md5": "authcram",
+    "cram-sha256": "authcram",
+    "oauth": "authoauth",
+    "xoauth2": "authoauth",
+}
+_ENHANCED = re.compile(r"\d+\.\d+\.\d+")
+_NEUTRAL = "client.example.com"
+
+
+def _code(code: int | str) -> str:
+    """Three digits.  An int must be 100-999 (``55`` is more likely a typo
+    for 550 than a wish for 055); codes with leading zeros go as strings."""
+    ok = (
+        isinstance(code, int) and not isinstance(code, bool) and 100 <= code <= 999
+    ) or (isinstance(code, str) and len(code) == 3 and code.isascii() and code.isdigit())
+    if not ok:
+        raise ValueError(
+            f"reply code must be three digits (an int 100-999, or a string such as '050'), not {code!r}"
+        )
+    return str(code)
+
+
+def _domain(domain: str) -> str:
+    if not isinstance(domain, str) or not domain or "@" in domain or not _domain_ok(domain):
+        raise ValueError(f"not a valid mail domain: {domain!r}")
+    return domain
+
+
+def _domain_ok(domain: str) -> bool:
+    try:
+        commands.validate_address(f"x@{domain}", smtputf8=True)
+    except ReplyError:
+        return False
+    return True
+
+
+def address(verb: str, code: int | str, enhanced: str | None = None, *, domain: str = "example.com") -> str:
+    """An address that makes ``verb`` fail with ``code`` (and the RFC 3463
+    ``enhanced`` code ``x.y.z``), e.g. ``address("rcpt", 550, "5.1.1")`` →
+    ``"rcpt550_5.1.1@example.com"``.
+
+    ``mail`` fails the MAIL FROM that carries it; ``rcpt`` fails the RCPT TO
+    that carries it (or, in MAIL FROM, every RCPT TO of the transaction);
+    the others, put in MAIL FROM, fail that later command (spec 6.3)."""
+    if not isinstance(verb, str) or verb.lower() not in ADDRESS_VERBS:
+        hint = " (use helo_trigger_name() for HELO/EHLO)" if str(verb).lower() in ("helo", "ehlo") else ""
+        raise ValueError(
+            f"unknown trigger verb {verb!r}{hint}; expected one of {', '.join(ADDRESS_VERBS)}"
+        )
+    local = verb.lower() + _code(code)
+    if enhanced is not None:
+        if not isinstance(enhanced, str) or not _ENHANCED.fullmatch(enhanced):
+            raise ValueError(f"enhanced status code must look like x.y.z (digits), not {enhanced!r}")
+        local += "_" + enhanced
+    return f"{local}@{_domain(domain)}"
+
+
+def helo_trigger_name(code: int | str, *, domain: str = "example.com") -> str:
+    """A HELO/EHLO name that makes the HELO or EHLO itself fail with ``code``
+    (spec 5.5): ``helo_trigger_name(500)`` → ``"helo500.example.com"``."""
+    return f"helo{_code(code)}.{_neutral_domain(domain)}"
+
+
+def ehlo_name(
+    no: Iterable[str] = (),
+    *,
+    size: int | None = None,
+    auth: str | None = None,
+    delay: int | None = None,
+    reject: bool = False,
+    enhanced: bool = True,
+    domain: str = "example.com",
+) -> str:
+    """An EHLO name whose keywords switch capabilities for the session (spec 5.4).
+
+    ``no``: capabilities to withdraw (``auth``, ``8bit``, ``size``,
+    ``pipelining``, ``starttls``, ``chunking``, ``smtputf8``,
+    ``enhancedstatuscodes``); ``size``: the SIZE limit to advertise
+    (1000-10000000); ``auth``: offer only that mechanism (``plain``,
+    ``login``, ``cram``, ``oauth``); ``delay``: seconds before every reply
+    (1-605); ``reject``: answer EHLO with 502; ``enhanced=False``: no
+    enhanced status codes.  ``ehlo_name(no=["pipelining", "auth"],
+    size=100_000)`` → ``"nopipelining-noauth-size100000.example.com"``."""
+    if isinstance(no, str):
+        no = [no]  # ehlo_name(no="auth") means what it says
+    tokens: list[str] = []
+    for name in no:
+        keyword = CAPABILITIES.get(str(name).lower())
+        if keyword is None:
+            raise ValueError(
+                f"unknown capability {name!r}; expected one of {', '.join(sorted(set(CAPABILITIES)))}"
+            )
+        if keyword not in tokens:
+            tokens.append(keyword)
+    if not enhanced and "noenhancedstatuscodes" not in tokens:
+        tokens.append("noenhancedstatuscodes")
+    if size is not None:
+        if "nosize" in tokens:
+            raise ValueError("size= contradicts no=['size']")
+        if isinstance(size, bool) or not isinstance(size, int) or not (
+            triggers.SIZE_MIN <= size <= triggers.SIZE_MAX
+        ):
+            raise ValueError(
+                f"size must be an integer from {triggers.SIZE_MIN} to {triggers.SIZE_MAX}, not {size!r}"
+            )
+        tokens.append(f"size{size}")
+    if auth is not None:
+        if "noauth" in tokens:
+            raise ValueError("auth= contradicts no=['auth']")
+        keyword = AUTH_KEYWORDS.get(str(auth).lower())
+        if keyword is None:
+            raise ValueError(
+                f"unknown AUTH mechanism {auth!r}; expected one of {', '.join(AUTH_KEYWORDS)}"
+            )
+        tokens.append(keyword)
+    if delay is not None:
+        if isinstance(delay, bool) or not isinstance(delay, int) or not 1 <= delay <= triggers.DLAY_MAX:
+            raise ValueError(
+                f"delay must be whole seconds from 1 to {triggers.DLAY_MAX}, not {delay!r}"
+            )
+        tokens.append(f"dlay{delay}")
+    if reject:
+        tokens.append("reject")
+    domain = _neutral_domain(domain)
+    return f"{'-'.join(tokens)}.{domain}" if tokens else domain
+
+
+def _neutral_domain(domain: str) -> str:
+    """``domain`` must not switch anything by itself: keywords are matched
+    anywhere in the name (spec 5.4), so ``nosize.org`` would."""
+    _domain(domain)
+    plain = triggers.ehlo_capabilities(_NEUTRAL, False, "x")
+    if (
+        triggers.ehlo_capabilities(domain, False, "x") != plain
+        or triggers.ehlo_rejected(domain)
+        or triggers.helo_trigger(domain) is not None
+    ):
+        raise ValueError(f"domain {domain!r} holds an EHLO keyword of its own; pick another")
+    return domain
