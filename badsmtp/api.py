@@ -161,8 +161,12 @@ class BadSMTP:
                 return
             runtime.stopping.set()
             acceptor.stop()
-            if runtime.interrupt_all():
-                log.info("Shutting down: notifying active sessions")
+            sessions = runtime.interrupt_all()
+            if sessions:
+                log.info(
+                    "Shutting down: notifying active sessions",
+                    extra={"fields": {"sessions": sessions}},
+                )
             deadline = self.config.shutdown_timeout if timeout is None else timeout
             self._join(runtime, deadline)
             self._stopped.set()

@@ -37,6 +37,7 @@ from .session import (
     Verify,
     Write,
 )
+from .sessionlog import SessionLog
 from .storage import HEADER_LIMIT, Delivery, Message, MessageStore, error_reply, parse_headers
 from .transcript import Recorder, TranscriptLog
 
@@ -143,11 +144,13 @@ class Handler(socketserver.BaseRequestHandler):
         self._head = b""  # the start of the content, for Message.headers (18.1)
         self._accepted: Message | None = None
         self.recorder: Recorder | None = None
+        self.slog = SessionLog(self.client_ip, self.rt.ctx.identity)  # spec 19.3
 
     def handle(self) -> None:
         if not self.rt.register(self, self.sock):
             self._send_quietly(replies.SHUTTING_DOWN.render(False))
             return
+        self.slog.established(self.server.bound.port, self.listener.role is Role.TLS)
         ext = self.rt.extensions
         if ext is not None:
             self.hooks = ext.hooks(self.client_ip, self.rt.ctx.identity)
@@ -170,6 +173,7 @@ class Handler(socketserver.BaseRequestHandler):
             self._abort()
             if self.hooks is not None:
                 self.hooks.closed()
+            self.slog.closed(self.started)
             self.rt.unregister(self)
 
     def _admitted(self, hooks: ConnectionHooks) -> bool:
@@ -201,6 +205,7 @@ class Handler(socketserver.BaseRequestHandler):
         role, delay = self.listener.role, self.listener.delay
         if self.rt.transcripts is not None:
             self._start_transcript()
+        self.slog.behaviour(self.server.bound)
         if role is Role.DROP or role is Role.IMMEDIATE_DROP:
             # Send nothing, read nothing; close after the delay (spec 2.1).
             if delay and self.rt.stopping.wait(delay):
@@ -211,7 +216,7 @@ class Handler(socketserver.BaseRequestHandler):
             return
         if role is Role.TLS and not self._handshake():
             return
-        hooks = self.hooks
+        hooks, trace = self.hooks, self.slog.hook(self.recorder)  # a tracer around the recorder
         session = self.session = Session(
             self.rt.ctx if hooks is None else replace(self.rt.ctx, policy=hooks.policy()),
             tls=role is Role.TLS,
@@ -219,8 +224,10 @@ class Handler(socketserver.BaseRequestHandler):
             stream=self.rt.store is not None,
             challenge=self.rt.challenge,
             notify=hooks is not None and hooks.ext.notifies,
-            recorder=self.recorder,
+            recorder=trace,
         )
+        if trace is not self.recorder:
+            trace.attach(session)
         if hooks is not None:
             hooks.session = session
         self._idle_timeout()
@@ -332,9 +339,10 @@ class Handler(socketserver.BaseRequestHandler):
         try:
             wrapped.do_handshake()
         except (OSError, ssl.SSLError, ValueError) as exc:
-            log.info("TLS handshake failed: %s", exc)
+            self.slog.tls_failed(exc)
             return False
         wrapped.settimeout(self.rt.idle_timeout)
+        self.slog.tls_ok(wrapped)
         return True
 
     def _idle_timeout(self) -> None:
@@ -370,6 +378,7 @@ class Handler(socketserver.BaseRequestHandler):
     def _begin(self, env: Envelope) -> None:
         assert self.rt.store is not None and self.session is not None
         self._head = b""
+        self.slog.message_started(env)
         try:
             self.delivery = self.rt.store.begin(self._message(env))
         except Exception as exc:
@@ -387,7 +396,7 @@ class Handler(socketserver.BaseRequestHandler):
             self._store_failed(exc)
 
     def _store_failed(self, exc: Exception) -> None:
-        log.error("SMTP message storage failed: %s", exc)
+        self.slog.message_failed(self.rt.store, exc)
         assert self.session is not None
         self.session.store_failed(error_reply(exc))
 
@@ -396,13 +405,16 @@ class Handler(socketserver.BaseRequestHandler):
         if delivery is None:  # storage off: counted and discarded
             if self.hooks is not None:
                 self._accepted = self._message(env)
+            if self.rt.store is None:  # (else begin failed, and that was logged)
+                self.slog.message_stored(env, None, None)
             return None
         message = self._accepted = self._message(env)
         try:
             delivery.commit(message)
         except Exception as exc:
-            log.error("SMTP message storage failed: %s", exc)
+            self.slog.message_failed(self.rt.store, exc, env)
             return error_reply(exc)
+        self.slog.message_stored(env, self.rt.store, delivery)
         return None
 
     def _abort(self) -> None:
@@ -420,6 +432,7 @@ class Handler(socketserver.BaseRequestHandler):
             log.exception("authenticator raised")
             user = None
         inactive = user is not None and not getattr(user, "active", True)
+        self.slog.auth(credentials, user is not None and not inactive)
         actions = session.auth_done(user, inactive)
         if self.hooks is not None and user is not None and not inactive:
             self.hooks.authenticated(user)
@@ -428,7 +441,8 @@ class Handler(socketserver.BaseRequestHandler):
     def _log(self, action: Log) -> None:
         level = _LEVELS.get(action.level, logging.INFO)
         if session_log.isEnabledFor(level):
-            session_log.log(level, action.message, extra={"fields": action.fields})
+            fields = {**self.slog.base, **action.fields}  # every session record (19.2)
+            session_log.log(level, action.message, extra={"fields": fields})
 
 
 class ListenerServer(socketserver.ThreadingTCPServer):

@@ -482,10 +482,19 @@ def test_cli_serves_reports_and_exits_on_sigterm(tmp_path: Path) -> None:
     assert started["fields"] == {**ports, "log_level": "INFO", "log_output": "stdout"}
     assert messages.index("BadSMTP server started") > messages.index("Listening on port")
     assert "Listening on TLS port" in messages
-    assert messages[-2:] == [
-        "Shutdown signal received, initiating graceful shutdown",
-        "All sessions closed; shutdown complete",
+    assert messages[-1] == "All sessions closed; shutdown complete"
+    shutdown = messages.index("Shutdown signal received, initiating graceful shutdown")
+    assert shutdown > messages.index("BadSMTP server started")
+    # Session records carry the session's fields (spec 19.2, 19.3).
+    opened = [r["fields"] for r in records if r["message"] == "SMTP connection established"]
+    assert [(f["port"], f["tls_enabled"]) for f in opened] == [
+        (ports["normal_port"], False),
+        (ports["tls_port"], True),
     ]
+    assert all(re.fullmatch(r"sess_[0-9a-f]{24}", f["session_id"]) for f in opened)
+    (tls,) = [r["fields"] for r in records if r["message"] == "TLS handshake successful"]
+    assert tls["session_id"] == opened[1]["session_id"] and tls["tls_version"].startswith("TLS 1.")
+    assert messages.count("SMTP connection closed") == 2
     assert err == b""  # only the summary line (already read), no warnings or tracebacks
 
 

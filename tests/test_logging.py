@@ -4,6 +4,7 @@ syslog)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -13,11 +14,14 @@ import re
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from conftest import Client
 
+from badsmtp import BadSMTP, Listener
 from badsmtp import log as badlog
 from badsmtp.log import LogConfigError, LogSettings, LogSetupError, configure
 
@@ -288,3 +292,210 @@ def test_remote_address_must_be_host_and_port(addr: str) -> None:
 def test_ipv6_remote_address() -> None:
     setup = configure(LogSettings(log_output="udp", log_remote_addr="[::1]:9"))
     setup.close()
+
+
+# -- session events from a live server (spec 19.2, 19.3, 19.4) ----------------------------------
+SESSION_ID = re.compile(r"sess_[0-9a-f]{24}")
+
+
+@pytest.fixture
+def records() -> Iterator[Callable[[str], list[dict[str, Any]]]]:
+    """Configure logging at a level, return the records written so far."""
+    stream = io.StringIO()
+    setups: list[badlog.LogSetup] = []
+
+    def at(level: str) -> list[dict[str, Any]]:
+        if not setups:
+            setups.append(configure(LogSettings(log_level=level), stream=stream))
+        return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+    yield at
+    for setup in setups:
+        setup.close()
+
+
+def session_records(all_records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in all_records if "session_id" in r.get("fields", {})]
+
+
+def send_message(client: Client, sender: bytes = b"a@example.com") -> None:
+    assert client.command(b"EHLO client.example").startswith(b"250-")
+    assert client.command(b"MAIL FROM:<" + sender + b">").startswith(b"250 ")
+    assert client.command(b"RCPT TO:<b@example.com>").startswith(b"250 ")
+    assert client.command(b"DATA").startswith(b"354 ")
+    assert client.command(b"Subject: hi\r\n\r\nbody\r\n.").startswith(b"250 ")
+
+
+def test_info_session_events(records: Callable[[str], list[dict[str, Any]]]) -> None:
+    records("INFO")
+    with BadSMTP(ports=[0]) as server:
+        with Client(server.port) as client:
+            client.reply()
+            send_message(client)
+            client.command(b"QUIT")
+        with Client(server.port) as other:
+            other.reply()
+    got = session_records(records("INFO"))
+    messages = [r["message"] for r in got]
+    assert messages == [
+        "SMTP connection established",
+        "SMTP message processing started",
+        "SMTP message stored successfully",
+        "SMTP connection closed",
+        "SMTP connection established",
+        "SMTP connection closed",
+    ]
+    first, second = got[0]["fields"]["session_id"], got[-1]["fields"]["session_id"]
+    assert SESSION_ID.fullmatch(first) and SESSION_ID.fullmatch(second) and first != second
+    assert [r["fields"]["session_id"] for r in got[:4]] == [first] * 4
+    for r in got:
+        assert r["level"] == "INFO"
+        assert r["fields"]["client_ip"] == "127.0.0.1"
+        assert r["fields"]["hostname"] == "badsmtp.test"
+    assert got[0]["fields"]["port"] == server.port and got[0]["fields"]["tls_enabled"] is False
+    started, stored = got[1]["fields"], got[2]["fields"]
+    assert (started["mail_from"], started["rcpt_to"], started["rcpt_count"]) == (
+        "a@example.com", ["b@example.com"], 1,
+    )  # fmt: skip
+    assert stored["storage_type"] == "memory" and stored["message_size"] > 0
+    assert isinstance(stored["duration_ms"], float) and isinstance(got[3]["fields"]["duration_ms"], float)
+
+
+def test_debug_adds_per_command_events_and_redacts_auth(
+    records: Callable[[str], list[dict[str, Any]]],
+) -> None:
+    import base64
+
+    records("DEBUG")
+    secret = base64.b64encode(b"\0someone\0hunter2-secret").decode()
+    with BadSMTP(ports=[0]) as server, Client(server.port) as client:
+        client.reply()
+        client.command(b"EHLO client.example")
+        assert client.command(f"AUTH PLAIN {secret}".encode()).startswith(b"235 ")
+        assert client.command(b"RCPT TO:<b@example.com>").startswith(b"503 ")
+        client.command(b"QUIT")
+    got = session_records(records("DEBUG"))
+    text = json.dumps(got)
+    assert secret not in text and "hunter2" not in text
+    commands = [r["fields"] for r in got if r["message"] == "SMTP command received"]
+    assert [c["command"] for c in commands] == ["EHLO", "AUTH", "RCPT", "QUIT"]
+    assert commands[0] == {**commands[0], "smtp_state": "HELO", "args": ["client.example"]}
+    assert commands[1]["args"] == ["PLAIN", "[redacted]"] and commands[1]["smtp_state"] == "MAIL"
+    assert "args" not in commands[3]
+    sent = [r for r in got if r["message"].startswith("SMTP ") and "response" in r["message"]]
+    assert sent[0]["fields"]["response"].startswith("220 ")  # the greeting
+    assert sent[1]["fields"]["response"].startswith("250-badsmtp.test\r\n250-")  # CRLF-joined
+    errors = [r for r in got if r["message"] == "SMTP error response sent"]
+    assert [r["fields"]["response_code"] for r in errors] == [503]
+    (transition,) = [r["fields"] for r in got if r["message"] == "SMTP state transition"]
+    assert (transition["from_state"], transition["to_state"], transition["command"]) == (
+        "HELO", "MAIL", "EHLO",
+    )  # fmt: skip
+    (auth,) = [r for r in got if r["message"] == "SMTP authentication successful"]
+    assert auth["level"] == "INFO"
+    assert auth["fields"] | {} == {**auth["fields"], "auth_mechanism": "PLAIN",
+                                   "username": "someone", "success": True}  # fmt: skip
+
+
+def test_info_has_no_per_command_records(records: Callable[[str], list[dict[str, Any]]]) -> None:
+    records("INFO")
+    with BadSMTP(ports=[0]) as server, Client(server.port) as client:
+        client.reply()
+        for _ in range(5):
+            client.command(b"NOOP")
+        client.command(b"QUIT")
+    assert [r["message"] for r in session_records(records("INFO"))] == [
+        "SMTP connection established",
+        "SMTP connection closed",
+    ]
+
+
+def test_warn_events_carry_the_session(records: Callable[[str], list[dict[str, Any]]]) -> None:
+    records("WARN")
+    with BadSMTP(ports=[0]) as server, Client(server.port) as client:
+        client.reply()
+        client.command(b"EHLO size1000.example")
+        assert client.command(b"MAIL FROM:<mail550@example.com>").startswith(b"550 ")
+        assert client.command(b"NOOP " + b"x" * 5000).startswith(b"500 ")
+        client.command(b"MAIL FROM:<a@example.com>")
+        client.command(b"RCPT TO:<b@example.com>")
+        client.command(b"DATA")
+        assert client.command(b"x" * 2000 + b"\r\n.").startswith(b"552 ")
+        assert client.command(b"AUTH PLAIN AGJhZGF1dGgAeA==").startswith(b"535 ")
+        client.command(b"QUIT")
+    got = session_records(records("WARN"))
+    by_message = {r["message"]: r for r in got}
+    assert set(by_message) == {
+        "SMTP error simulation triggered",
+        "Command length limit exceeded",
+        "Message size limit exceeded",
+        "SMTP authentication failed",
+    }
+    assert len({r["fields"]["session_id"] for r in got}) == 1
+    assert all(r["level"] == "WARN" for r in got)
+    fired = by_message["SMTP error simulation triggered"]["fields"]
+    assert (fired["error_code"], fired["smtp_stage"]) == (550, "MAIL")
+    too_long = by_message["Command length limit exceeded"]["fields"]
+    assert too_long["command_length"] > too_long["max_length"] == 4096
+    size = by_message["Message size limit exceeded"]["fields"]
+    assert size["max_size"] == 1000 and size["current_size"] > 1000
+    failed = by_message["SMTP authentication failed"]["fields"]
+    assert (failed["username"], failed["success"]) == ("badauth", False)
+
+
+def test_behaviour_and_tls_events(records: Callable[[str], list[dict[str, Any]]]) -> None:
+    records("INFO")
+    listeners = [Listener(0, "greeting_delay", 0.01), Listener(0, "drop_delay"), Listener(0, "tls")]
+    with BadSMTP(ports=listeners) as server:
+        delayed, drop, tls_port = server.ports
+        with Client(delayed) as client:
+            assert client.reply().startswith(b"220 ")
+        with Client(drop) as client:
+            assert client.read_to_eof() == b""
+        context = server.client_ssl_context()
+        with socket.create_connection(("127.0.0.1", tls_port), timeout=5) as raw, \
+                context.wrap_socket(raw, server_hostname="localhost") as tls:  # fmt: skip
+            assert tls.recv(1024).startswith(b"220 ")
+        with socket.create_connection(("127.0.0.1", tls_port), timeout=5) as raw:
+            raw.sendall(b"EHLO not-tls\r\n")  # not a ClientHello: the handshake fails
+            raw.settimeout(5)
+            with contextlib.suppress(ConnectionResetError):
+                raw.recv(1024)  # the server gives up on the connection
+    got = session_records(records("INFO"))
+    behaviours = [r["fields"] for r in got if r["message"] == "SMTP behaviour triggered"]
+    assert [(b["behaviour"], b["port"], b.get("delay_seconds")) for b in behaviours] == [
+        ("greeting_delay", delayed, 0.01),
+        ("drop_delay", drop, None),  # delay 0: the field is omitted
+    ]
+    (ok,) = [r["fields"] for r in got if r["message"] == "TLS handshake successful"]
+    assert ok["success"] is True and ok["tls_version"] in ("TLS 1.2", "TLS 1.3") and ok["cipher"]
+    (failed,) = [r for r in got if r["message"] == "TLS handshake failed"]
+    assert failed["level"] == "ERROR" and failed["fields"]["success"] is False and failed["error"]
+
+
+def test_maildir_storage_events(
+    tmp_path: Path, records: Callable[[str], list[dict[str, Any]]]
+) -> None:
+    records("INFO")
+    with BadSMTP(ports=[0], capture=False, mailbox_dir=str(tmp_path / "box")) as server, \
+            Client(server.port) as client:  # fmt: skip
+        client.reply()
+        send_message(client)
+        client.command(b"QUIT")
+    got = records("INFO")
+    (stored,) = [r["fields"] for r in got if r["message"] == "SMTP message stored successfully"]
+    assert stored["storage_type"] == "local"
+    (saved,) = [r["fields"] for r in got if r["message"] == "Message saved"]
+    assert Path(saved["path"]).parent == tmp_path / "box" / "new" and Path(saved["path"]).is_file()
+
+
+def test_storage_off_is_storage_type_none(records: Callable[[str], list[dict[str, Any]]]) -> None:
+    records("INFO")
+    with BadSMTP(ports=[0], capture=False) as server, Client(server.port) as client:
+        client.reply()
+        send_message(client)
+        client.command(b"QUIT")
+    got = session_records(records("INFO"))
+    started = [r for r in got if r["message"] == "SMTP message processing started"]
+    (stored,) = [r["fields"] for r in got if r["message"] == "SMTP message stored successfully"]
+    assert len(started) == 1 and stored["storage_type"] == "none"
