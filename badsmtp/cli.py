@@ -49,9 +49,21 @@ class _Signals:
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self._saved[signum] = signal.signal(signum, self._handle)
+            # Blocked until listen(): every thread started meanwhile (acceptor,
+            # handlers, logging) inherits the block, so the kernel can only
+            # deliver the signal to the main thread.  Delivered to another
+            # thread it would not interrupt the main thread's wait, and the
+            # Python handler would never run (a lost SIGTERM).
+            signal.pthread_sigmask(signal.SIG_BLOCK, self._saved)
         return self
 
+    def listen(self) -> None:
+        """From now on a signal interrupts the main thread's wait at once."""
+        if self._saved:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, self._saved)
+
     def __exit__(self, *exc: object) -> None:
+        self.listen()
         for signum, handler in self._saved.items():
             signal.signal(signum, handler)
 
@@ -178,7 +190,7 @@ def _announce(server: BadSMTP, settings: Settings) -> None:
 
 def run(settings: Settings) -> int:
     stop = threading.Event()
-    with _Signals(stop):
+    with _Signals(stop) as signals:
         try:
             setup = configure(settings.log_settings())
         except LogSetupError as exc:
@@ -187,6 +199,7 @@ def run(settings: Settings) -> int:
             server = _start(settings)
             try:
                 _announce(server, settings)
+                signals.listen()
                 stop.wait()
                 _log.info("Shutdown signal received, initiating graceful shutdown")
             finally:
