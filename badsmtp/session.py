@@ -415,8 +415,7 @@ class Session:
         self.mode = Mode.LINE
         state = self.state
         if self._overflow:
-            self._reply(replies.size_exceeded(state.caps.size_limit))
-            self._transaction_failed()
+            self._transaction_failed(replies.size_exceeded(state.caps.size_limit))
         elif not self._chunk_last:
             self.state = replace(state, phase=Phase.BDAT)
             self._reply(replies.OK)
@@ -547,14 +546,11 @@ class Session:
 
     def _complete_message(self) -> None:
         if self._overflow:
-            self._reply(replies.size_exceeded(self.state.caps.size_limit))
-            self._transaction_failed()
+            self._transaction_failed(replies.size_exceeded(self.state.caps.size_limit))
         elif self.ctx.policy is not None and 0 <= self.ctx.policy.quota() < self._size:
-            self._reply(replies.QUOTA_EXCEEDED)  # the authorizer's quota (10.4, 18.5)
-            self._transaction_failed()
+            self._transaction_failed(replies.QUOTA_EXCEEDED)  # the authorizer's quota (10.4, 18.5)
         elif self._store_error is not None:
-            self._reply(self._store_error)
-            self._transaction_failed()
+            self._transaction_failed(self._store_error)
         else:
             self.mode = Mode.PAUSED
             self._act(Commit(self._envelope()))
@@ -568,9 +564,11 @@ class Session:
                 protocol.transaction_over(self.state), messages=self.state.messages + 1
             )
         else:
-            self._reply(error)
-            self._transaction_failed()
+            self._transaction_failed(error)
 
-    def _transaction_failed(self) -> None:
+    def _transaction_failed(self, reply: Reply) -> None:
+        # Drop the delivery before the reply leaves: once the client reads
+        # the error, nothing of the message may still exist (6.8).
         self._abort_delivery()
+        self._reply(reply)
         self.state = protocol.transaction_over(self.state)
