@@ -32,12 +32,6 @@ def swaks(port: int, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _swaks_help() -> str:
-    if shutil.which("swaks") is None:
-        return ""
-    return subprocess.run([SWAKS, "--help"], check=False, capture_output=True, text=True, timeout=30).stdout
-
-
 @needs_swaks
 def test_swaks_sends_a_message(server: BadSMTP) -> None:
     result = swaks(server.port, "--from", "alice@example.com")
@@ -82,19 +76,6 @@ def test_swaks_pipelining_twin_without_the_capability(server: BadSMTP) -> None:
     assert "250-PIPELINING" not in result.stdout
     assert " -> MAIL FROM:<alice@example.com>\n<-  250 2.1.0 OK\n -> RCPT TO" in result.stdout
     assert server.wait_for_messages(1)[0].helo == "nopipelining.example"
-
-
-@needs_swaks
-def test_swaks_bdat(server: BadSMTP) -> None:
-    if "--bdat" not in _swaks_help():
-        pytest.skip("this swaks has no --bdat (added after 20201014.0)")
-    result = swaks(server.port, "--from", "alice@example.com", "--bdat")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert " -> BDAT " in result.stdout
-    assert "<-  250 2.0.0 OK Message accepted for delivery" in result.stdout
-    [msg] = server.wait_for_messages(1)
-    assert msg.subject == "swaks test"
-    assert msg.content.split(b"\r\n\r\n", 1)[1].startswith(b"hello\r\n.dot line\r\n")  # no stuffing
 
 
 def _utf8_message() -> EmailMessage:
