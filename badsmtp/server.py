@@ -30,6 +30,7 @@ from .session import (
     Action,
     Begin,
     Commit,
+    Delay,
     Envelope,
     ErrorSent,
     Log,
@@ -282,11 +283,14 @@ class Handler(socketserver.BaseRequestHandler):
                     self.sock.sendall(action)
                 elif isinstance(action, Write):
                     self._write(action.data)
-                elif isinstance(action, protocol.Wait):
+                elif isinstance(action, (Delay, protocol.Wait)):
+                    assert session is not None
                     if self.rt.stopping.wait(action.seconds):
-                        assert session is not None
                         self.sock.settimeout(WRITE_DEADLINE)
                         following = session.shutdown()
+                        break
+                    if isinstance(action, Delay):  # a command waits for its delay
+                        following = session.delay_done()
                         break
                 elif isinstance(action, Begin):
                     self._begin(action.envelope)
@@ -531,4 +535,23 @@ class Acceptor:
         self._wake_r.close()
         self._wake_w.close()
         for server in self.servers:
+            self._refuse_backlog(server)
             server.server_close()
+
+    @staticmethod
+    def _refuse_backlog(server: ListenerServer) -> None:
+        """Connections the kernel completed but nobody accepted yet are live
+        sessions to their clients: tell them too (spec 21.3), not just RST."""
+        goodbye = replies.SHUTTING_DOWN.render(False)
+        while True:
+            try:
+                request, _ = server.socket.accept()
+            except OSError:  # BlockingIOError: the backlog is empty
+                return
+            try:
+                request.setblocking(False)
+                request.send(goodbye)
+            except OSError:
+                pass
+            finally:
+                request.close()

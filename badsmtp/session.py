@@ -84,6 +84,13 @@ class Verify:
 
 
 @dataclass(frozen=True, slots=True)
+class Delay:
+    """Pause: wait ``seconds`` (interruptibly), then call ``delay_done``."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class Log:
     level: str
     message: str
@@ -106,6 +113,7 @@ class Accepted:
 
 Action = Union[
     bytes,
+    Delay,
     protocol.Wait,
     protocol.Close,
     protocol.StartTLS,
@@ -177,6 +185,7 @@ class Session:
         self._auth: Generator[Reply, bytes, auth.Credentials | None] | None = None
         self._mechanism = ""
         self._verified = ""
+        self._delayed = False  # the buffered line already had its command delay
         # Observers and rate limiters (spec 18.4, 18.6) hear of error replies
         # and acknowledged messages through ErrorSent/Accepted; they queue in
         # _notes and leave right after the bytes they follow, so the replies
@@ -348,9 +357,31 @@ class Session:
             self._too_long(len(line))
         elif self.mode is Mode.AUTH:
             self._auth_step(line.rstrip())
+        elif self._delay_before(line):
+            return pos  # the line stays buffered until ``delay_done``
         else:
             self._command(line)
         return nl + 1
+
+    def _delay_before(self, line: bytes) -> bool:
+        """Pause for the command delay before this command is processed
+        (spec 16.3): a shutdown during the wait then finds the session as it
+        was before the command.  Empty and over-long lines are not delayed."""
+        if self._delayed:
+            self._delayed = False
+            return False
+        delay = self.state.caps.delay or self.command_delay
+        stripped = line.strip()
+        if not delay or not stripped or len(stripped) > MAX_LINE:
+            return False
+        self._delayed = True
+        self.mode = Mode.PAUSED
+        self._act(Delay(delay))
+        return True
+
+    def delay_done(self) -> list[Action]:
+        """The command delay announced by ``Delay`` has passed."""
+        return self._resume()
 
     def _too_long(self, length: int) -> None:
         if self._recorder is not None:
@@ -435,9 +466,6 @@ class Session:
         if len(raw) > MAX_LINE:
             self._too_long(len(raw))
             return
-        delay = self.state.caps.delay or self.command_delay
-        if delay:
-            self._act(protocol.Wait(delay))
         # Tokens are split at runs of spaces and tabs only (spec 3.3): str.split()
         # would also split at NBSP, U+2028, \x1c-\x1f and the like.
         words = [w for w in raw.decode("utf-8", "replace").replace("\t", " ").split(" ") if w]

@@ -21,6 +21,7 @@ from badsmtp.session import (
     Action,
     Begin,
     Commit,
+    Delay,
     Envelope,
     Log,
     Session,
@@ -146,7 +147,7 @@ class Wire:
 
     @property
     def waits(self) -> list[float]:
-        return [a.seconds for a in self.actions if isinstance(a, Wait)]
+        return [a.seconds for a in self.actions if isinstance(a, (Wait, Delay))]
 
     @property
     def logs(self) -> list[Log]:
@@ -198,6 +199,9 @@ class Wire:
                     c = action.credentials
                     user = auth.pattern_authenticate(c.username, c.password)
                     following = self.session.auth_done(user, self.inactive and user is not None)
+                elif isinstance(action, Delay):
+                    assert last, "a pausing action ends its batch"
+                    following = self.session.delay_done()
                 elif isinstance(action, StartTLS):
                     assert last, "a pausing action ends its batch"
                     self.handshakes += 1
@@ -341,9 +345,10 @@ def test_dlay_waits_before_the_ehlo_reply_and_every_later_command(name: str, sec
     actions = wire.session.receive_data(f"EHLO {name}\r\n".encode())
     assert actions[0] == Wait(seconds) and isinstance(actions[1], bytes)
     wire.run(actions)
-    actions = wire.session.receive_data(b"NOOP\r\n\r\nNOOP\r\n")
-    assert actions == [Wait(seconds), Wait(seconds), OK + OK] or actions == [
-        Wait(seconds), OK, Wait(seconds), OK]
+    # The command delay is a pause: the command is handled only after it.
+    assert wire.session.receive_data(b"NOOP\r\n\r\nNOOP\r\n") == [Delay(seconds)]
+    assert wire.session.delay_done() == [OK, Delay(seconds)]
+    assert wire.session.delay_done() == [OK]
 
 
 @pytest.mark.parametrize("name", ["notdlay123.x", "dlayabc.x", "dlay-5.x", "dlay0.example", "dlay5x.example"])
@@ -1607,7 +1612,15 @@ def test_command_delay_applies_to_every_command_but_not_content() -> None:
 def test_command_delay_flushes_held_replies_first() -> None:
     wire = greeted(command_delay=1.0)
     actions = wire.session.receive_data(b"NOOP\r\nNOOP\r\n")
-    assert actions == [Wait(1.0), OK, Wait(1.0), OK]
+    assert actions == [Delay(1.0)]
+    assert wire.session.delay_done() == [OK, Delay(1.0)]
+
+
+def test_shutdown_during_a_command_delay_finds_the_command_unprocessed() -> None:
+    wire = greeted(command_delay=1.0)
+    assert wire.session.receive_data(b"QUIT\r\n") == [Delay(1.0)]
+    # The QUIT was not handled: the shutdown 421 is sent, not 221 Bye.
+    assert wire.session.shutdown() == [b"421 4.3.2 Service shutting down\r\n", Close()]
 
 
 # == framing under arbitrary splits ===============================================
