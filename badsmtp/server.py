@@ -9,8 +9,10 @@ pipelined after it), and does what the returned actions say.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
+import secrets
 import selectors
 import socket
 import socketserver
@@ -54,6 +56,7 @@ _LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARN": logging.WARNING
 RECV_SIZE = 65536
 WRITE_DEADLINE = 5.0  # bounded writes during shutdown (spec 21.3)
 HANDSHAKE_TIMEOUT = 30.0
+_CHALLENGES = itertools.count(1)  # next() is atomic under the GIL
 
 
 class Runtime:
@@ -86,9 +89,11 @@ class Runtime:
         self.transcripts = transcripts  # None: nothing recorded, nothing paid
 
     def challenge(self) -> str:
-        # Spec 13.3: "<{unix_time}.{pid}@{identity}>", RFC 2195 §2's shape.  The
-        # digest is never checked (no account exists), so reuse is harmless.
-        return f"<{int(time.time())}.{self._pid}@{self.ctx.identity}>"
+        # RFC 2195 §2: a challenge must be unique; spec 13.3's
+        # "<{unix_time}.{pid}@{identity}>" repeats within a second, so a
+        # random part and a per-process sequence number come first.
+        nonce = f"{secrets.randbelow(10**9)}{next(_CHALLENGES)}"
+        return f"<{nonce}.{int(time.time())}.{self._pid}@{self.ctx.identity}>"
 
     def record_error(self, exc: BaseException) -> None:
         with self._lock:

@@ -232,7 +232,8 @@ def test_cram_sha256_raw(client: Client) -> None:
     m = re.fullmatch(rb"334 ([A-Za-z0-9+/=]+)\r\n", reply)
     assert m, reply
     challenge = base64.b64decode(m.group(1), validate=True)
-    assert re.fullmatch(rb"<\d+\.\d+@badsmtp\.test>", challenge), challenge  # spec 13.3
+    # RFC 2195 shape, unique: <random+sequence.unix_time.pid@identity>
+    assert re.fullmatch(rb"<\d+\.\d+\.\d+@badsmtp\.test>", challenge), challenge
     digest = hmac.new(PASSWORD.encode(), challenge, hashlib.sha256).hexdigest()
     assert client.command(b64(f"{GOOD} {digest}")) == b"235 2.7.0 Authentication successful\r\n"
     assert client.command(b"AUTH CRAM-SHA256") == b"503 5.5.1 Already authenticated\r\n"
