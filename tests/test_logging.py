@@ -13,6 +13,7 @@ import queue
 import re
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -60,13 +61,14 @@ def test_unknown_values_fall_back_to_defaults() -> None:
 
 # -- record shapes ---------------------------------------------------------------------------
 def test_json_record_shape(stdout_log: tuple[io.StringIO, badlog.LogSetup]) -> None:
-    stream, _ = stdout_log
+    stream, setup = stdout_log
     fields = {"session_id": "sess_" + "0" * 24, "client_ip": "127.0.0.1", "port": 2525,
               "tls_enabled": False, "hostname": "badsmtp.test"}  # fmt: skip
     logging.getLogger("badsmtp.session").info("SMTP connection established", extra={"fields": fields})
     server_log.warning("Port already in use; skipping listener")
     server_log.error("SMTP message storage failed", extra={"fields": {"error": "disk full", "message_size": 3}})
     server_log.debug("debug %s", "args", extra={"error": "boom"})
+    assert setup.flush()  # records are written by the logging thread
     records = [json.loads(line) for line in lines(stream)]
     first = records[0]
     assert list(first) == ["timestamp", "level", "message", "fields"]
@@ -84,11 +86,12 @@ def test_json_record_shape(stdout_log: tuple[io.StringIO, badlog.LogSetup]) -> N
 
 
 def test_exceptions_become_the_error(stdout_log: tuple[io.StringIO, badlog.LogSetup]) -> None:
-    stream, _ = stdout_log
+    stream, setup = stdout_log
     try:
         raise ValueError("bad thing")
     except ValueError:
         server_log.exception("internal error while serving %s", "127.0.0.1")
+    assert setup.flush()
     (record,) = [json.loads(line) for line in lines(stream)]
     assert record["level"] == "ERROR"
     assert record["error"] == "ValueError: bad thing"
@@ -269,12 +272,13 @@ def test_a_receiver_that_never_reads_never_stalls_the_caller() -> None:
     assert elapsed < 5.0
 
 
-def test_a_full_queue_drops_instead_of_blocking() -> None:
-    handler = badlog._QueueHandler(queue.Queue(2))
+def test_a_full_buffer_drops_instead_of_blocking() -> None:
+    buffer = badlog._Buffer(2)
+    handler = badlog._QueueHandler(buffer)
     for n in range(5):
         handler.handle(logging.LogRecord("badsmtp", logging.INFO, __file__, 1, "m%d", (n,), None))
-    assert handler.dropped == 3
-    assert [handler.queue.get_nowait().message for _ in range(2)] == ["m0", "m1"]
+    assert buffer.dropped == 3
+    assert [record.message for record in buffer.items] == ["m0", "m1"]
 
 
 @pytest.mark.parametrize("output", ["tcp", "udp"])
@@ -307,6 +311,7 @@ def records() -> Iterator[Callable[[str], list[dict[str, Any]]]]:
     def at(level: str) -> list[dict[str, Any]]:
         if not setups:
             setups.append(configure(LogSettings(log_level=level), stream=stream))
+        assert setups[0].flush()  # records are written by the logging thread
         return [json.loads(line) for line in stream.getvalue().splitlines()]
 
     yield at
@@ -336,18 +341,21 @@ def test_info_session_events(records: Callable[[str], list[dict[str, Any]]]) -> 
         with Client(server.port) as other:
             other.reply()
     got = session_records(records("INFO"))
-    messages = [r["message"] for r in got]
-    assert messages == [
+    ids = list(dict.fromkeys(r["fields"]["session_id"] for r in got))  # in order of appearance
+    assert len(ids) == 2 and all(SESSION_ID.fullmatch(i) for i in ids)
+    first = [r for r in got if r["fields"]["session_id"] == ids[0]]
+    second = [r for r in got if r["fields"]["session_id"] == ids[1]]
+    assert [r["message"] for r in first] == [
         "SMTP connection established",
         "SMTP message processing started",
         "SMTP message stored successfully",
         "SMTP connection closed",
+    ]
+    assert [r["message"] for r in second] == [
         "SMTP connection established",
         "SMTP connection closed",
     ]
-    first, second = got[0]["fields"]["session_id"], got[-1]["fields"]["session_id"]
-    assert SESSION_ID.fullmatch(first) and SESSION_ID.fullmatch(second) and first != second
-    assert [r["fields"]["session_id"] for r in got[:4]] == [first] * 4
+    got = first + second
     for r in got:
         assert r["level"] == "INFO"
         assert r["fields"]["client_ip"] == "127.0.0.1"
@@ -499,3 +507,33 @@ def test_storage_off_is_storage_type_none(records: Callable[[str], list[dict[str
     started = [r for r in got if r["message"] == "SMTP message processing started"]
     (stored,) = [r["fields"] for r in got if r["message"] == "SMTP message stored successfully"]
     assert len(started) == 1 and stored["storage_type"] == "none"
+
+
+def test_records_are_written_off_the_calling_thread() -> None:
+    # The caller only enqueues: formatting and writing happen on the
+    # listener's thread, and stdout is flushed once a burst is written.
+    written: list[str] = []
+
+    class Stream(io.StringIO):
+        def write(self, text: str) -> int:
+            written.append(threading.current_thread().name)
+            return super().write(text)
+
+    stream = Stream()
+    setup = configure(LogSettings(), stream=stream)
+    try:
+        for n in range(100):
+            server_log.info("burst %d", n)
+        assert setup.flush()
+    finally:
+        setup.close()
+    assert len(lines(stream)) == 100
+    assert threading.current_thread().name not in written
+
+
+def test_close_restores_the_record_switches() -> None:
+    before = (logging._srcfile, logging.logThreads)  # type: ignore[attr-defined]
+    setup = configure(LogSettings())
+    assert logging._srcfile is None and not logging.logThreads  # type: ignore[attr-defined]
+    setup.close()
+    assert (logging._srcfile, logging.logThreads) == before  # type: ignore[attr-defined]
