@@ -13,28 +13,30 @@ batch and the shell reports back with ``tls_started``, ``commit_done`` or
 
 from __future__ import annotations
 
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Callable, Generator, Protocol, Union
+from typing import Protocol, Union
 
 from . import auth, protocol, replies
 from .protocol import Context, Phase, State
 from .replies import Reply, ReplyError
 
 __all__ = [
-    "Session",
-    "Envelope",
-    "Begin",
-    "Write",
-    "Commit",
+    "MAX_AUTH_LINE",
+    "MAX_LINE",
     "AbortDelivery",
-    "Verify",
-    "Log",
-    "ErrorSent",
     "Accepted",
     "Action",
-    "MAX_LINE",
-    "MAX_AUTH_LINE",
+    "Begin",
+    "Commit",
+    "Delay",
+    "Envelope",
+    "ErrorSent",
+    "Log",
+    "Session",
+    "Verify",
+    "Write",
 ]
 
 MAX_LINE = 4096  # spec 3.2 (RFC 5321 §4.5.3.1.4 asks for at least 512)
@@ -386,6 +388,8 @@ class Session:
     def _too_long(self, length: int) -> None:
         if self._recorder is not None:
             self._recorder.too_long(length)
+        limit = MAX_AUTH_LINE if self.mode is Mode.AUTH else MAX_LINE
+        self._log("WARN", "Command length limit exceeded", {"command_length": length, "max_length": limit})
         if self.mode is Mode.AUTH:
             self.mode = Mode.LINE
             self._auth = None
@@ -446,7 +450,7 @@ class Session:
         self.mode = Mode.LINE
         state = self.state
         if self._overflow:
-            self._transaction_failed(replies.size_exceeded(state.caps.size_limit))
+            self._size_exceeded()
         elif not self._chunk_last:
             self.state = replace(state, phase=Phase.BDAT)
             self._reply(replies.OK)
@@ -521,11 +525,19 @@ class Session:
         elif isinstance(out, protocol.Wait):
             self._act(out)
 
+    def _log(self, level: str, message: str, fields: dict[str, object]) -> None:
+        # Logs travel with the actions but need no flush: they never split a
+        # pipelined batch of replies into two sends.
+        self._actions.append(Log(level, message, fields))
+
     def _fired(self, trigger: str, code: int, stage: str) -> None:
-        self._act(
-            Log("WARN", "SMTP error simulation triggered",
-                {"error_code": code, "trigger": trigger, "smtp_stage": stage})
-        )
+        fields = {"error_code": code, "trigger": trigger, "smtp_stage": stage}
+        self._log("WARN", "SMTP error simulation triggered", fields)
+
+    def _size_exceeded(self) -> None:
+        limit = self.state.caps.size_limit
+        self._log("WARN", "Message size limit exceeded", {"current_size": self._size, "max_size": limit})
+        self._transaction_failed(replies.size_exceeded(limit))
 
     # -- AUTH exchange (RFC 4954 §4) --------------------------------------------
     def _auth_step(self, line: bytes | None) -> None:
@@ -574,7 +586,7 @@ class Session:
 
     def _complete_message(self) -> None:
         if self._overflow:
-            self._transaction_failed(replies.size_exceeded(self.state.caps.size_limit))
+            self._size_exceeded()
         elif self.ctx.policy is not None and 0 <= self.ctx.policy.quota() < self._size:
             self._transaction_failed(replies.QUOTA_EXCEEDED)  # the authorizer's quota (10.4, 18.5)
         elif self._store_error is not None:

@@ -8,8 +8,9 @@ nothing but a few attribute tests.
 
 The per-command DEBUG events come from :class:`SessionTracer`, which plugs
 into the session's recorder hook (the interface the transcript recorder
-implements) and passes every call on to that recorder when there is one.
-It also reports the two limit events the session only signals with a reply.
+implements) and passes every call on to that recorder when there is one;
+it is only installed while DEBUG is on.  The WARN events (triggers, limits)
+come from the session itself as ``Log`` actions.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .auth import Credentials, redact_auth_args
-from .replies import Reply, size_exceeded
-from .session import MAX_AUTH_LINE, MAX_LINE, Mode
+from .replies import Reply
 
 if TYPE_CHECKING:
     import ssl
@@ -188,7 +188,7 @@ class SessionLog:
     def hook(self, recorder: Any) -> Any:
         """What to give the session as its recorder: a tracer when anything
         it reports is logged, else the transcript recorder (or None)."""
-        return SessionTracer(self, recorder) if self.warn else recorder
+        return SessionTracer(self, recorder) if self.debug else recorder
 
 
 def _ignore(*args: object) -> None:
@@ -198,8 +198,8 @@ def _ignore(*args: object) -> None:
 class SessionTracer:
     """The session's recorder hook: DEBUG ``SMTP command received``,
     ``SMTP response sent``/``SMTP error response sent`` and ``SMTP state
-    transition`` (only when DEBUG was on at connect), and the WARN limit
-    events; every call is passed on to ``inner`` (the transcript recorder)."""
+    transition`` (only installed when DEBUG was on at connect); every call is
+    passed on to ``inner`` (the transcript recorder)."""
 
     def __init__(self, log: SessionLog, inner: Any = None) -> None:
         self._log = log
@@ -241,13 +241,6 @@ class SessionTracer:
     def reply(self, reply: Reply, enhanced: bool) -> None:
         if self._inner is not None:
             self._inner.reply(reply, enhanced)
-        session = self.session
-        if reply.code == 552 and session is not None:
-            limit = session.state.caps.size_limit
-            if reply == size_exceeded(limit):
-                size = getattr(session, "_size", 0)  # content octets so far (DATA or BDAT)
-                fields = {"current_size": size, "max_size": limit}
-                self._log.event(WARN, "Message size limit exceeded", fields)
         if not self._debug:
             return
         self._transition()
@@ -258,10 +251,6 @@ class SessionTracer:
     def too_long(self, length: int) -> None:
         if self._inner is not None:
             self._inner.too_long(length)
-        session = self.session
-        limit = MAX_AUTH_LINE if session is not None and session.mode is Mode.AUTH else MAX_LINE
-        fields = {"command_length": length, "max_length": limit}
-        self._log.event(WARN, "Command length limit exceeded", fields)
 
     def _transition(self) -> None:
         """Log a phase change, attributed to the command that caused it; seen
