@@ -256,6 +256,13 @@ class _QueueHandler(logging.handlers.QueueHandler):
             return True
         return False
 
+    def emit(self, record: logging.LogRecord) -> None:
+        # The record stays in this process: only what may change before it
+        # is formatted needs fixing now (the arguments, the traceback).
+        if record.args or record.exc_info:
+            record = self.prepare(record)
+        self.buffer.put_nowait(record)
+
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         record.message = record.getMessage()
         record.msg, record.args = record.message, None
@@ -263,9 +270,6 @@ class _QueueHandler(logging.handlers.QueueHandler):
             record.exc_text = logging.Formatter().formatException(record.exc_info)
             record.exc_info = None
         return record
-
-    def enqueue(self, record: logging.LogRecord) -> None:
-        self.buffer.put_nowait(record)
 
 
 class _StreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
