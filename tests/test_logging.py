@@ -9,7 +9,6 @@ import io
 import json
 import logging
 import os
-import queue
 import re
 import socket
 import tempfile
