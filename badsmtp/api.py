@@ -173,21 +173,12 @@ class BadSMTP:
 
     @staticmethod
     def _join(runtime: Runtime, timeout: float) -> None:
-        import time
-
-        end = time.monotonic() + timeout
-        while True:
-            with runtime._lock:
-                threads = [t for t in runtime.threads if t.is_alive()]
-            if not threads:
-                return
-            remaining = end - time.monotonic()
-            if remaining <= 0:
-                runtime.force_close_all()
-                for t in threads:
-                    t.join(1.0)
-                return
-            threads[0].join(remaining)
+        """Wait for every session to end, up to ``timeout``; then force the
+        remaining sockets shut (spec 21.3 step 3)."""
+        if not runtime.pool.wait_done(timeout):
+            runtime.force_close_all()
+            runtime.pool.wait_done(1.0)
+        runtime.pool.stop()
 
     def __enter__(self) -> BadSMTP:
         return self.serve_in_thread()

@@ -41,6 +41,7 @@ from .session import (
     Write,
 )
 from .sessionlog import SessionLog
+from .workers import WorkerPool
 from .storage import HEADER_LIMIT, Delivery, Message, MessageStore, error_reply, parse_headers
 from .transcript import Recorder, TranscriptLog
 
@@ -84,7 +85,7 @@ class Runtime:
         self.errors: list[BaseException] = []
         self._lock = threading.Lock()
         self.connections: dict[Handler, socket.socket] = {}
-        self.threads: set[threading.Thread] = set()
+        self.pool = WorkerPool()
         self._pid = os.getpid()
         self.transcripts = transcripts  # None: nothing recorded, nothing paid
 
@@ -109,7 +110,6 @@ class Runtime:
     def unregister(self, handler: Handler) -> None:
         with self._lock:
             self.connections.pop(handler, None)
-            self.threads.discard(threading.current_thread())
 
     def interrupt_all(self) -> int:
         """Wake every handler blocked in ``recv``: the read side is shut, so
@@ -472,15 +472,15 @@ class ListenerServer(socketserver.ThreadingTCPServer):
         self.bound = Listener(self.server_address[1], listener.role, listener.delay)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        thread = threading.Thread(
-            target=self.process_request_thread,
-            args=(request, client_address),
-            name=f"badsmtp-{self.bound.port}",
-            daemon=True,
-        )
-        with self.runtime._lock:
-            self.runtime.threads.add(thread)
-        thread.start()
+        """Serve the connection on a thread of its own (a reused one, when
+        one is idle), for the connection's whole life."""
+        name = f"badsmtp-{self.bound.port}"
+
+        def serve() -> None:
+            threading.current_thread().name = name
+            self.process_request_thread(request, client_address)
+
+        self.runtime.pool.submit(serve, name)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.exception("error handling a connection from %s", client_address)
