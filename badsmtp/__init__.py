@@ -22,7 +22,6 @@ from .extensions import (
     User,
 )
 from .storage import MailboxUnavailable, Message, QuotaExceeded, StorageError
-from .transcript import Transcript
 
 __version__ = "0.1.0"
 
@@ -53,3 +52,13 @@ __all__ = [
     "helo_trigger_name",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # Transcript lives in a module only an embedding that records needs: load
+    # it on first use so the CLI starts without it (PEP 562).
+    if name == "Transcript":
+        from .transcript import Transcript
+
+        return Transcript
+    raise AttributeError(f"module 'badsmtp' has no attribute {name!r}")

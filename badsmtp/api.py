@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import fields, replace
 from types import TracebackType
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import protocol, replies
 from .config import (
@@ -23,7 +23,9 @@ from .config import (
 from .extensions import Authenticator, Authorizer, Extensions, RateLimiter, as_observers
 from .server import Acceptor, ListenerServer, Runtime
 from .storage import MaildirStore, MemoryStore, Message, MessageStore, TeeStore
-from .transcript import Transcript, TranscriptLog
+
+if TYPE_CHECKING:
+    from .transcript import Transcript, TranscriptLog
 
 __all__ = ["BadSMTP"]
 
@@ -84,7 +86,11 @@ class BadSMTP:
         if not self._requested:
             raise ConfigError("no listener requested")
         self._capture = MemoryStore() if capture else None
-        self._transcripts = TranscriptLog() if record else None
+        self._transcripts: TranscriptLog | None = None
+        if record:
+            from .transcript import TranscriptLog  # lazy: the CLI never records
+
+            self._transcripts = TranscriptLog()
         stores: list[MessageStore] = [s for s in (message_store, self._capture) if s is not None]
         if self.config.mailbox_dir:
             stores.insert(0, MaildirStore(self.config.mailbox_dir))

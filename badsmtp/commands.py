@@ -9,7 +9,6 @@ from __future__ import annotations
 import ipaddress
 import re
 import unicodedata
-from email.utils import parseaddr
 
 from . import replies
 from .replies import ReplyError
@@ -140,6 +139,8 @@ def bdat_arguments(args: list[str]) -> tuple[int, bool]:
 def vrfy_mailbox(args: list[str]) -> str:
     """The mailbox a VRFY names (spec 12.4 steps 1-3)."""
     text = " ".join(args)
+    from email.utils import parseaddr  # lazy: VRFY is rare, email is slow to import
+
     _, addr = parseaddr(text)
     if "@" not in addr or any(c in addr for c in " <>"):
         addr = next((tok.strip("<>,'\"") for tok in text.split(" ") if "@" in tok), "")

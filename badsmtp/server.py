@@ -43,11 +43,11 @@ from .session import (
 from .sessionlog import SessionLog
 from .workers import WorkerPool
 from .storage import HEADER_LIMIT, Delivery, Message, MessageStore, error_reply, parse_headers
-from .transcript import Recorder, TranscriptLog
 
 if TYPE_CHECKING:
     from .extensions import ConnectionHooks, Extensions
     from .tls import TLSProvider
+    from .transcript import Recorder, TranscriptLog
 
 __all__ = ["Runtime", "ListenerServer", "Acceptor"]
 
@@ -254,6 +254,8 @@ class Handler(socketserver.BaseRequestHandler):
             self._run(session.receive_data(data))
 
     def _start_transcript(self) -> None:
+        from .transcript import Recorder
+
         assert self.rt.transcripts is not None
         address = self.client_address
         transcript = self.rt.transcripts.new(

@@ -11,14 +11,13 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from email import policy
-from email.message import EmailMessage
-from email.parser import BytesHeaderParser, BytesParser
-from email.utils import formatdate
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from . import replies
 from .replies import Reply
+
+if TYPE_CHECKING:
+    from email.message import EmailMessage
 
 __all__ = [
     "Message",
@@ -77,6 +76,10 @@ class Message:
     @property
     def email(self) -> EmailMessage:
         """The content parsed with the standard library (``email.policy.default``)."""
+        from email import policy  # lazy: a plain start must not pay for email
+        from email.message import EmailMessage
+        from email.parser import BytesParser
+
         parsed = BytesParser(policy=policy.default).parsebytes(self.content)
         assert isinstance(parsed, EmailMessage)
         return parsed
@@ -88,6 +91,9 @@ class Message:
 
 def parse_headers(content: bytes) -> dict[str, str]:
     """Header name → all its values joined with ``, `` (spec 18.1)."""
+    from email import policy
+    from email.parser import BytesHeaderParser
+
     parsed = BytesHeaderParser(policy=policy.compat32).parsebytes(content[:HEADER_LIMIT])
     out: dict[str, str] = {}
     for name in parsed.keys():
@@ -185,6 +191,8 @@ class _MaildirDelivery:
         prefix = [f"From: {message.sender or '<>'}\r\n"]
         if message.recipients:
             prefix.append(f"To: {', '.join(message.recipients)}\r\n")
+        from email.utils import formatdate
+
         prefix.append(f"Received: by {message.hostname}; {formatdate(now, localtime=True)}\r\n\r\n")
         self._file.write("".join(prefix).encode("utf-8"))
 
