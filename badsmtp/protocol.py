@@ -8,7 +8,7 @@ raising :class:`ReplyError`; the one conversion to a reply is in ``dispatch``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Callable, Union
 

@@ -41,8 +41,8 @@ from .session import (
     Write,
 )
 from .sessionlog import SessionLog
-from .workers import WorkerPool
 from .storage import HEADER_LIMIT, Delivery, Message, MessageStore, error_reply, parse_headers
+from .workers import WorkerPool
 
 if TYPE_CHECKING:
     from .extensions import ConnectionHooks, Extensions

@@ -93,7 +93,8 @@ def _size(name: str) -> int | None:
 
 def _auth_mechanisms(name: str) -> tuple[str, ...]:
     # Several auth<mech> keywords: the one starting furthest right wins (5.4.2).
-    best, mechs = -1, AUTH_ALL
+    best = -1
+    mechs: tuple[str, ...] = AUTH_ALL
     for keyword, chosen in _AUTH_KEYWORDS.items():
         at = name.rfind(keyword)
         if at > best:
