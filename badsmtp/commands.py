@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import unicodedata
+from functools import lru_cache
 
 from . import replies
 from .replies import ReplyError
@@ -18,6 +19,7 @@ __all__ = [
     "extract_path",
     "validate_address",
     "normalise",
+    "checked",
     "size_parameter",
     "bdat_arguments",
     "vrfy_mailbox",
@@ -108,6 +110,15 @@ def validate_address(address: str, smtputf8: bool) -> None:
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain or not _local_ok(local, smtputf8) or not _domain_ok(domain):
         raise ReplyError(replies.SYNTAX)
+
+
+@lru_cache(maxsize=4096)
+def checked(address: str, smtputf8: bool) -> str:
+    """``address`` validated (501 otherwise) and normalised.  Cached: load
+    tests and real clients send the same few addresses again and again, and a
+    pure function of its text is safe to remember (a 501 is not cached)."""
+    validate_address(address, smtputf8)
+    return normalise(address)
 
 
 def normalise(address: str) -> str:

@@ -230,8 +230,7 @@ def _mail(state: State, args: list[str], ctx: Context) -> Result:
     if path == "<>":  # the null reverse-path: bounces and DSNs (RFC 5321 §4.5.5)
         sender = ""
     else:
-        commands.validate_address(path, state.caps.smtputf8)
-        sender = commands.normalise(path)
+        sender = commands.checked(path, state.caps.smtputf8)
         armed = triggers.address_trigger(sender)
         if armed is not None and armed.verb == "mail":
             return state, [armed.reply, Fired(sender, armed.reply.code, "MAIL")]
@@ -253,8 +252,7 @@ def _rcpt(state: State, args: list[str], ctx: Context) -> Result:
     path, _ = commands.extract_path(args, "TO:")
     if path == "<>":  # the null path is only a reverse-path
         raise ReplyError(replies.SYNTAX)
-    commands.validate_address(path, state.caps.smtputf8)
-    recipient = commands.normalise(path)
+    recipient = commands.checked(path, state.caps.smtputf8)
     if len(state.recipients) >= ctx.max_recipients:
         raise ReplyError(replies.TOO_MANY_RCPTS)
     own = triggers.address_trigger(recipient)

@@ -5,6 +5,7 @@ VRFY table.  Pure functions of their text."""
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from dataclasses import dataclass
 
 from . import replies
@@ -54,6 +55,7 @@ class Trigger:
     source: str
 
 
+@lru_cache(maxsize=4096)
 def address_trigger(address: str) -> Trigger | None:
     """The trigger in a normalised address, if any (spec 6.2)."""
     m = _ADDRESS.match(address.lower())
