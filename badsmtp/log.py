@@ -335,6 +335,10 @@ class _QueueListener(logging.handlers.QueueListener):
                     handler.flush()
                 item.done.set()
                 continue
+            # Let the sessions in between records: formatting a burst in one
+            # go holds the GIL for milliseconds, and every session thread that
+            # returns from recv()/send() meanwhile waits for it.
+            time.sleep(0)
             return item
 
     def enqueue_sentinel(self) -> None:
