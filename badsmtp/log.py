@@ -277,7 +277,7 @@ class _QueueHandler(logging.handlers.QueueHandler):
         if self.formatter is not None:
             try:
                 setattr(record, _FORMATTED, self.formatter.format(record))
-            except Exception:  # noqa: BLE001 - the writer formats it again, or reports it
+            except Exception:  # noqa: BLE001,S110 - the writer formats it again, or reports it
                 pass
         self.buffer.put_nowait(record)
 
