@@ -114,25 +114,22 @@ class Runtime:
     def interrupt_all(self) -> int:
         """Wake every handler blocked in ``recv``: the read side is shut, so
         recv returns at once and the handler sends its 421 (spec 21.3)."""
+        return self._shutdown_all(socket.SHUT_RD)
+
+    def force_close_all(self) -> None:
+        self._shutdown_all(socket.SHUT_RDWR)
+
+    def _shutdown_all(self, how: int) -> int:
         with self._lock:
             socks = list(self.connections.values())
         for sock in socks:
             try:
                 # The plain socket's shutdown: an SSLSocket's own would drop
                 # the TLS state we still need to send the 421.
-                socket.socket.shutdown(sock, socket.SHUT_RD)
+                socket.socket.shutdown(sock, how)
             except OSError:
                 pass
         return len(socks)
-
-    def force_close_all(self) -> None:
-        with self._lock:
-            socks = list(self.connections.values())
-        for sock in socks:
-            try:
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 class Handler(socketserver.BaseRequestHandler):

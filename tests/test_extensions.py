@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from conftest import Client
+from wire import ACCEPTED
 
 import badsmtp
 from badsmtp import (
@@ -44,7 +45,6 @@ from badsmtp.triggers import ehlo_capabilities
 
 ROOT = Path(__file__).resolve().parent.parent
 GOOD = "goodauth@example.com"
-ACCEPTED = b"250 2.0.0 OK Message accepted for delivery\r\n"
 AUTHZ = b"550 5.7.1 Requested action not taken: mailbox unavailable\r\n"
 QUOTA = b"552 5.2.2 Requested mail action aborted: exceeded storage allocation\r\n"
 LOCAL_ERROR = b"451 4.3.0 Requested action aborted: local error in processing\r\n"

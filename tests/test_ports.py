@@ -20,19 +20,21 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from conftest import Client
+from wire import (
+    ACCEPTED,
+    BYE,
+    GO_AHEAD,
+    GREETING,
+    MAIL_OK,
+    OK,
+    RCPT_OK,
+    SHUTTING_DOWN,
+    SHUTTING_DOWN_ENH,
+)
 
 from badsmtp import BadSMTP, Listener
 from badsmtp.config import Role
 
-GREETING = b"220 badsmtp.test ESMTP BadSMTP - The Reliably Unreliable Mail Server\r\n"
-SHUTTING_DOWN = b"421 Service shutting down\r\n"
-SHUTTING_DOWN_ENH = b"421 4.3.2 Service shutting down\r\n"
-MAIL_OK = b"250 2.1.0 OK\r\n"
-RCPT_OK = b"250 2.1.5 OK\r\n"
-OK = b"250 2.0.0 OK\r\n"
-GO_AHEAD = b"354 End data with <CR><LF>.<CR><LF>\r\n"
-ACCEPTED = b"250 2.0.0 OK Message accepted for delivery\r\n"
-BYE = b"221 2.0.0 Bye\r\n"
 SLACK = 0.02  # timer granularity: a wait of d may be observed as d - a few ms
 MARGIN = 0.5  # how much later than asked a delay may end on a busy machine
 

@@ -16,31 +16,21 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from conftest import Client
+from wire import (
+    ACCEPTED,
+    BYE,
+    EHLO_REPLY,
+    GO_AHEAD,
+    GREETING,
+    MAIL_OK,
+    OK,
+    RCPT_OK,
+    SHUTTING_DOWN,
+    SHUTTING_DOWN_ENH,
+)
 
 from badsmtp import BadSMTP, Listener
 from badsmtp.session import Session
-
-GREETING = b"220 badsmtp.test ESMTP BadSMTP - The Reliably Unreliable Mail Server\r\n"
-EHLO_REPLY = (
-    b"250-badsmtp.test\r\n"
-    b"250-AUTH PLAIN LOGIN CRAM-MD5 CRAM-SHA256 XOAUTH2\r\n"
-    b"250-8BITMIME\r\n"
-    b"250-SIZE 10485760\r\n"
-    b"250-PIPELINING\r\n"
-    b"250-STARTTLS\r\n"
-    b"250-CHUNKING\r\n"
-    b"250-SMTPUTF8\r\n"
-    b"250-ENHANCEDSTATUSCODES\r\n"
-    b"250 OK\r\n"
-)
-MAIL_OK = b"250 2.1.0 OK\r\n"
-RCPT_OK = b"250 2.1.5 OK\r\n"
-OK = b"250 2.0.0 OK\r\n"
-GO_AHEAD = b"354 End data with <CR><LF>.<CR><LF>\r\n"
-ACCEPTED = b"250 2.0.0 OK Message accepted for delivery\r\n"
-BYE = b"221 2.0.0 Bye\r\n"
-SHUTTING_DOWN = b"421 Service shutting down\r\n"
-SHUTTING_DOWN_ENH = b"421 4.3.2 Service shutting down\r\n"
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:

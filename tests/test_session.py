@@ -11,6 +11,7 @@ import base64
 from dataclasses import dataclass, field
 
 import pytest
+from wire import ACCEPTED, BYE, GO_AHEAD, GREETING, MAIL_OK, OK, RCPT_OK
 
 from badsmtp import auth, replies
 from badsmtp.protocol import Close, Context, Phase, StartTLS, Wait
@@ -29,7 +30,6 @@ from badsmtp.session import (
     Write,
 )
 
-GREETING = b"220 badsmtp.test ESMTP BadSMTP - The Reliably Unreliable Mail Server\r\n"
 EHLO_DEFAULT = (
     b"250-badsmtp.test\r\n"
     b"250-AUTH PLAIN LOGIN CRAM-MD5 CRAM-SHA256 XOAUTH2\r\n"
@@ -52,12 +52,6 @@ DEFAULT_LINES = (
     "SMTPUTF8",
     "ENHANCEDSTATUSCODES",
 )
-OK = b"250 2.0.0 OK\r\n"
-MAIL_OK = b"250 2.1.0 OK\r\n"
-RCPT_OK = b"250 2.1.5 OK\r\n"
-GO_AHEAD = b"354 End data with <CR><LF>.<CR><LF>\r\n"
-ACCEPTED = b"250 2.0.0 OK Message accepted for delivery\r\n"
-BYE = b"221 2.0.0 Bye\r\n"
 SYNTAX = b"501 5.5.4 Syntax error in parameters\r\n"
 TOO_LONG = b"500 5.5.2 Command too long\r\n"
 UNKNOWN = b"500 5.5.2 Command not recognised\r\n"

@@ -26,16 +26,14 @@ from pathlib import Path
 
 import pytest
 from conftest import Client
+from wire import GREETING, MAIL_OK, OK
 
 from badsmtp import BadSMTP, Listener
 from badsmtp.config import Role
 from badsmtp.tls import TLSSetupError
 
-GREETING = b"220 badsmtp.test ESMTP BadSMTP - The Reliably Unreliable Mail Server\r\n"
 READY = b"220 2.0.0 Ready to start TLS\r\n"
 ALREADY = b"554 5.5.1 TLS already started\r\n"
-OK = b"250 2.0.0 OK\r\n"
-MAIL_OK = b"250 2.1.0 OK\r\n"
 SELF_SIGNED = 18  # X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT
 HOSTNAME_MISMATCH = 62  # X509_V_ERR_HOSTNAME_MISMATCH
 IP_MISMATCH = 64  # X509_V_ERR_IP_ADDRESS_MISMATCH
