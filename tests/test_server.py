@@ -705,3 +705,40 @@ def test_help_over_the_wire(client: Client) -> None:
     assert client.command(b"HELP") == _help(b"2.0.0 ")
     assert client.command(b"RCPT TO:<bob@example.com>") == RCPT_OK
     assert client.command(b"EXPN staff") == b"502 5.5.1 Command not implemented\r\n"
+
+
+# -- huge messages at the default limit (spec 10.3, 11.3; 0.6: never held whole) ------------
+HUGE = 12 * 1024 * 1024  # over the default 10485760
+
+
+def _huge_data(c: Client) -> None:
+    line = b"x" * 998 + b"\r\n"
+    block = line * 1024  # 1 MiB
+    for _ in range(HUGE // len(block)):
+        c.send(block)
+    c.send(b".\r\n")
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["DATA", "BDAT"])
+def test_a_12_mib_message_gets_552_and_the_session_goes_on(server: BadSMTP, chunked: bool) -> None:
+    with Client(server.port, timeout=30) as c:
+        assert c.reply() == GREETING
+        ehlo(c)
+        assert c.command(b"MAIL FROM:<big@example.com>") == MAIL_OK
+        assert c.command(b"RCPT TO:<r@example.com>") == RCPT_OK
+        if chunked:
+            c.send(b"BDAT %d LAST\r\n" % HUGE)
+            c.send(b"y" * HUGE)  # read in full before the verdict (RFC 3030)
+        else:
+            assert c.command(b"DATA") == GO_AHEAD
+            _huge_data(c)
+        assert c.reply(timeout=30) == (
+            b"552 5.3.4 Message size exceeds fixed maximum of 10485760 bytes\r\n"
+        )
+        # Nothing kept, and the same connection carries a normal message next.
+        assert c.command(b"MAIL FROM:<small@example.com>") == MAIL_OK
+        assert c.command(b"RCPT TO:<r@example.com>") == RCPT_OK
+        assert c.command(b"DATA") == GO_AHEAD
+        assert c.command(b"Subject: small\r\n\r\nok\r\n.") == ACCEPTED
+    [message] = server.wait_for_messages(1)
+    assert message.sender == "small@example.com"
