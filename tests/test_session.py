@@ -11,7 +11,7 @@ import base64
 from dataclasses import dataclass, field
 
 import pytest
-from wire import ACCEPTED, BYE, GO_AHEAD, GREETING, MAIL_OK, OK, RCPT_OK
+from wire import ACCEPTED, BYE, EHLO_REPLY, GO_AHEAD, GREETING, MAIL_OK, OK, RCPT_OK
 
 from badsmtp import auth, replies
 from badsmtp.protocol import Close, Context, Phase, StartTLS, Wait
@@ -30,18 +30,6 @@ from badsmtp.session import (
     Write,
 )
 
-EHLO_DEFAULT = (
-    b"250-badsmtp.test\r\n"
-    b"250-AUTH PLAIN LOGIN CRAM-MD5 CRAM-SHA256 XOAUTH2\r\n"
-    b"250-8BITMIME\r\n"
-    b"250-SIZE 10485760\r\n"
-    b"250-PIPELINING\r\n"
-    b"250-STARTTLS\r\n"
-    b"250-CHUNKING\r\n"
-    b"250-SMTPUTF8\r\n"
-    b"250-ENHANCEDSTATUSCODES\r\n"
-    b"250 OK\r\n"
-)
 DEFAULT_LINES = (
     "AUTH PLAIN LOGIN CRAM-MD5 CRAM-SHA256 XOAUTH2",
     "8BITMIME",
@@ -248,14 +236,14 @@ def test_greeting_uses_the_configured_identity() -> None:
 # == EHLO (5.3, 5.4) ==========================================================
 def test_ehlo_default_list() -> None:
     wire = Wire()
-    assert wire.feed(b"EHLO client.example\r\n") == EHLO_DEFAULT
-    assert ehlo_list(*DEFAULT_LINES) == EHLO_DEFAULT
+    assert wire.feed(b"EHLO client.example\r\n") == EHLO_REPLY
+    assert ehlo_list(*DEFAULT_LINES) == EHLO_REPLY
     assert phase(wire) is Phase.MAIL
 
 
 def test_ehlo_on_an_encrypted_connection_omits_starttls() -> None:
     assert greeted(tls=True).sent == GREETING + ehlo_list(*without("STARTTLS"))
-    assert greeted(tls=False).sent == GREETING + EHLO_DEFAULT  # twin
+    assert greeted(tls=False).sent == GREETING + EHLO_REPLY  # twin
 
 
 @pytest.mark.parametrize(
@@ -422,7 +410,7 @@ def test_helo_trigger(line: bytes, reply: bytes) -> None:
     assert wire.feed(line + b"\r\n") == reply
     assert phase(wire) is Phase.HELO
     assert wire.feed(b"RCPT TO:<a@example.com>\r\n") == b"503 Bad sequence - RCPT not allowed in HELO state\r\n"
-    assert wire.feed(b"EHLO client.example\r\n") == EHLO_DEFAULT  # may try again
+    assert wire.feed(b"EHLO client.example\r\n") == EHLO_REPLY  # may try again
     assert wire.feed(line + b"\r\n") == reply  # never enhanced
     log = wire.logs[-1]
     assert (log.level, log.message) == ("WARN", "SMTP error simulation triggered")
@@ -469,7 +457,7 @@ def test_repeated_helo_resets_the_transaction_and_keeps_armed_triggers(line: byt
 def test_repeated_ehlo_aborts_bdat_content() -> None:
     wire = in_rcpt()
     assert wire.feed(b"BDAT 3\r\nabc") == OK
-    assert wire.feed(b"EHLO again.example\r\n") == EHLO_DEFAULT
+    assert wire.feed(b"EHLO again.example\r\n") == EHLO_REPLY
     assert wire.aborted == 1 and wire.messages == []
     assert wire.feed(b"BDAT 1 LAST\r\nx") == b"503 5.5.1 Bad sequence - BDAT not allowed in MAIL state\r\n"
 
@@ -733,14 +721,14 @@ def test_max_recipients_exactly_reached_is_fine() -> None:
 def test_pipelined_envelope(how: str) -> None:
     wire = Wire()
     out = wire.feed_how(b"EHLO client.example\r\n" + ENVELOPE, how)
-    assert out == EHLO_DEFAULT + MAIL_OK + RCPT_OK
+    assert out == EHLO_REPLY + MAIL_OK + RCPT_OK
 
 
 @pytest.mark.parametrize("how", HOW)
 def test_bare_lf_command_lines_are_accepted(how: str) -> None:
     wire = Wire()
     out = wire.feed_how(b"EHLO client.example\nMAIL FROM:<a@example.com>\nRCPT TO:<b@example.com>\n", how)
-    assert out == EHLO_DEFAULT + MAIL_OK + RCPT_OK
+    assert out == EHLO_REPLY + MAIL_OK + RCPT_OK
 
 
 @pytest.mark.parametrize("how", HOW)
@@ -773,7 +761,7 @@ def test_pipelined_batch_gives_one_send() -> None:
              b"RSET\r\nHELP\r\nXYZZY\r\nEXPN list\r\n")
     actions = wire.session.receive_data(batch)
     assert len(actions) == 1 and isinstance(actions[0], bytes)
-    assert actions[0].startswith(EHLO_DEFAULT + MAIL_OK + RCPT_OK + RCPT_OK + OK)
+    assert actions[0].startswith(EHLO_REPLY + MAIL_OK + RCPT_OK + RCPT_OK + OK)
     assert actions[0].endswith(b"214 2.0.0 End of HELP\r\n" + UNKNOWN + b"502 5.5.1 Command not implemented\r\n")
 
 
@@ -879,7 +867,7 @@ def test_nul_and_invalid_utf8_never_raise(line: bytes, reply: bytes) -> None:
 
 def test_invalid_utf8_helo_name_is_accepted() -> None:
     wire = Wire()
-    assert wire.feed(b"EHLO \xff\xfe.example\r\n") == EHLO_DEFAULT
+    assert wire.feed(b"EHLO \xff\xfe.example\r\n") == EHLO_REPLY
 
 
 @pytest.mark.parametrize("blob", [bytes(range(256)), bytes(range(256)) * 20, b"\r\n".join([bytes([i]) * 3 for i in range(256)])])
