@@ -184,9 +184,13 @@ class _MaildirDelivery:
         self._store = store
         now = time.time()
         self._name = f"{int(now)}.{int(now * 1_000_000)}_{os.getpid()}_{next(_counter)}.{store.host}"
-        store.ensure_dirs()
         self._tmp = os.path.join(store.path, "tmp", self._name)
-        fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        try:
+            fd = os.open(self._tmp, flags, 0o600)
+        except FileNotFoundError:  # the maildir went away: re-create it (17.1)
+            store.ensure_dirs()
+            fd = os.open(self._tmp, flags, 0o600)
         self._file = os.fdopen(fd, "wb")
         prefix = [f"From: {message.sender or '<>'}\r\n"]
         if message.recipients:
@@ -203,7 +207,11 @@ class _MaildirDelivery:
         try:
             self._file.close()
             final = os.path.join(self._store.path, "new", self._name)
-            os.rename(self._tmp, final)  # atomic on one filesystem: never a partial file in new/
+            try:
+                os.rename(self._tmp, final)  # atomic on one filesystem: never a partial file in new/
+            except FileNotFoundError:  # new/ went away meanwhile
+                self._store.ensure_dirs()
+                os.rename(self._tmp, final)
             self.path = final
         except BaseException:
             self.abort()
@@ -229,7 +237,8 @@ class MaildirStore:
             raise StorageError(f"failed to create mailbox: {exc}") from exc
 
     def ensure_dirs(self) -> None:
-        # Re-created at the next delivery if they disappear while running (17.1).
+        # At start-up, and again whenever a delivery finds them gone (17.1):
+        # not on every message, which would cost three stat() calls each.
         for sub in ("tmp", "new", "cur"):
             _makedirs(os.path.join(self.path, sub))
 

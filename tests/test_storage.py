@@ -410,3 +410,17 @@ def test_a_store_that_works_sees_the_whole_stream() -> None:
     assert committed.recipients == ("bob@example.com",)
     assert committed.size == len(b"Subject: ok\r\n\r\n.dot\r\n")
     assert store.aborted == 0
+
+
+@pytest.mark.parametrize("gone", ["mailbox", "new"])
+def test_a_maildir_that_disappears_is_recreated_at_the_next_delivery(
+    maildir_server: BadSMTP, mb: Path, gone: str
+) -> None:
+    import shutil
+
+    send_one(maildir_server.port)
+    assert len(listing(mb, "new")) == 1
+    shutil.rmtree(mb if gone == "mailbox" else mb / "new")  # 17.1: re-created when needed
+    send_one(maildir_server.port)
+    assert len(listing(mb, "new")) == 1 and listing(mb, "tmp") == []
+    assert stat.S_IMODE((mb / "new").stat().st_mode) == 0o750 & ~_umask()
