@@ -52,7 +52,6 @@ if TYPE_CHECKING:
 __all__ = ["Runtime", "ListenerServer", "Acceptor"]
 
 log = logging.getLogger("badsmtp.server")
-session_log = logging.getLogger("badsmtp.session")
 _LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARN": logging.WARNING, "ERROR": logging.ERROR}
 RECV_SIZE = 65536
 WRITE_DEADLINE = 5.0  # bounded writes during shutdown (spec 21.3)
@@ -447,10 +446,7 @@ class Handler(socketserver.BaseRequestHandler):
         return actions
 
     def _log(self, action: Log) -> None:
-        level = _LEVELS.get(action.level, logging.INFO)
-        if session_log.isEnabledFor(level):
-            fields = {**self.slog.base, **action.fields}  # every session record (19.2)
-            session_log.log(level, action.message, extra={"fields": fields})
+        self.slog.event(_LEVELS.get(action.level, logging.INFO), action.message, action.fields)
 
 
 class ListenerServer(socketserver.ThreadingTCPServer):

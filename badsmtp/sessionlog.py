@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .auth import Credentials, redact_auth_args
@@ -30,11 +31,36 @@ if TYPE_CHECKING:
     from .session import Envelope, Session
     from .storage import Delivery, MessageStore
 
-__all__ = ["SessionLog", "SessionTracer", "new_session_id", "storage_type"]
+__all__ = ["SessionLog", "SessionTracer", "new_session_id", "set_direct_writer", "storage_type"]
 
 session_log = logging.getLogger("badsmtp.session")
 server_log = logging.getLogger("badsmtp.server")
 DEBUG, INFO, WARN, ERROR = logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR
+
+# writer(level, message, fields, error): the line of one record, written
+DirectWriter = Callable[[int, str, dict[str, Any], "str | None"], None]
+_direct: Callable[[dict[str, Any]], DirectWriter] | None = None
+
+
+def set_direct_writer(factory: Callable[[dict[str, Any]], DirectWriter] | None) -> None:
+    """Give session records a shorter way out than ``Logger.handle``.
+
+    :func:`badsmtp.log.configure` installs one while it owns the
+    ``badsmtp`` logger (the CLI).  Each connection, when it starts, calls
+    ``factory(base)`` with the fields all its records carry and gets a
+    writer that queues each record's parts for the logging thread to
+    format, unless ``badsmtp.session`` has handlers or filters of its own.
+    Levels are checked against the logger's level when the connection
+    started, as its ``info``/``warn``/``debug`` flags are."""
+    global _direct
+    _direct = factory
+
+
+def _direct_writer(base: dict[str, Any]) -> DirectWriter | None:
+    factory = _direct
+    if factory is None or session_log.handlers or session_log.filters or not session_log.propagate:
+        return None
+    return factory(base)
 
 
 def new_session_id() -> str:
@@ -66,7 +92,9 @@ def _tls_version(name: str | None) -> str:
 
 
 def _ms(since: float) -> float:
-    return round((time.monotonic() - since) * 1000, 3)
+    """Milliseconds since ``since``, to the microsecond (``round`` costs
+    a sink as much as the rest of the record's fields)."""
+    return int((time.monotonic() - since) * 1_000_000) / 1000
 
 
 class _SessionRecord(logging.LogRecord):
@@ -99,7 +127,7 @@ class SessionLog:
     """The log of one connection; the ``info``/``warn``/``debug`` flags are
     read once, when the connection starts."""
 
-    __slots__ = ("_envelope", "_message_at", "base", "debug", "info", "warn")
+    __slots__ = ("_direct", "_envelope", "_level", "_message_at", "base", "debug", "info", "warn")
 
     def __init__(self, client_ip: str, hostname: str) -> None:
         self.base: dict[str, Any] = {
@@ -110,6 +138,8 @@ class SessionLog:
         self.info = session_log.isEnabledFor(INFO)
         self.warn = session_log.isEnabledFor(WARN)
         self.debug = session_log.isEnabledFor(DEBUG)
+        self._direct = _direct_writer(self.base) if self.warn else None
+        self._level = session_log.getEffectiveLevel()  # for the direct writer
         self._envelope: Envelope | None = None
         self._message_at = 0.0
 
@@ -124,6 +154,10 @@ class SessionLog:
         fields: dict[str, Any] | None = None,
         error: str | None = None,
     ) -> None:
+        if self._direct is not None:
+            if level >= self._level:
+                self._direct(level, message, fields or {}, error)
+            return
         if not session_log.isEnabledFor(level):
             return
         record = _SessionRecord(level, message, {**self.base, **fields} if fields else self.base)
