@@ -11,14 +11,15 @@ the configuration says:
 - text: ``{timestamp} [{LEVEL}] {message} error=... key=value...`` (keys sorted);
 - outputs ``stdout``, ``syslog`` (tag ``badsmtp``), ``tcp`` and ``udp``.
 
-Records are formatted and written on a :class:`~logging.handlers.QueueListener`
-thread behind a bounded queue, for every output: a session thread only
-creates the record and enqueues it (no formatting, no system call, no lock
-held across a write), so a slow or dead receiver never stalls a session and
-INFO logging stays cheap on the hot path.  When the queue is full, records
-are dropped (and counted); when a send fails, the record goes to stdout
-instead (spec 19.1).  Standard output is flushed when the queue runs empty,
-not after every record.
+Records are written on a :class:`~logging.handlers.QueueListener` thread
+behind a bounded buffer, for every output, so a slow or dead receiver never
+stalls a session: a thread that logs formats its record and appends it (no
+system call, no lock held across a write).  Session records, two per
+message at INFO, take a shorter way (:class:`_DirectWriter`): their parts
+go on the buffer as they are and the logging thread formats them, a burst
+at a time.  When the buffer is full, records are dropped (and counted);
+when a send fails, the record goes to stdout instead (spec 19.1).  Standard
+output is flushed when the buffer runs empty, not after every record.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import IO, Any
 
 from pythonjsonlogger.json import JsonEncoder
@@ -181,6 +182,7 @@ def _merging(line: LineMaker, base: dict[str, Any]) -> LineMaker:
 
     return merged
 
+
 _FORMATTED = "_badsmtp_text"  # a record's text, when its emitting thread formatted it
 
 
@@ -211,7 +213,7 @@ def _compact_encoder() -> Callable[[Any], str]:
     no ``markers``, so no circular-reference check, which records of plain
     strings, numbers and lists never need)."""
     encoder = JsonEncoder(separators=(",", ":"))
-    make = json.encoder.c_make_encoder
+    make = getattr(json.encoder, "c_make_encoder", None)
     if make is None:  # no C accelerator in this Python
         return encoder.encode
     chunks = make(None, encoder.default, json.encoder.encode_basestring_ascii, None,
@@ -351,12 +353,6 @@ class _Buffer:
         return len(self.items)
 
 
-# A session record on the buffer, from _DirectWriter: a plain tuple (the
-# cheapest thing to make) of (levelno, line maker, created, message, error,
-# fields, base); the writer makes its line.
-_Pending = tuple
-
-
 class _DirectWriter:
     """The session records' short way to the buffer (installed with
     :func:`badsmtp.sessionlog.set_direct_writer`).
@@ -378,6 +374,8 @@ class _DirectWriter:
         make_line, buffer = self._formatter.session_lines(base), self._buffer
         items, limit = buffer.items, buffer.limit
 
+        # A record goes on the buffer as a plain tuple, the cheapest thing to
+        # make: (levelno, line maker, created, message, error, fields, base).
         def write(
             levelno: int, message: str, fields: dict[str, Any], error: str | None = None
         ) -> None:
@@ -437,10 +435,9 @@ class _QueueHandler(logging.handlers.QueueHandler):
         # is formatted needs fixing now (the arguments, the traceback).
         if record.args or record.exc_info:
             record = self.prepare(record)
-        # Format here, in the thread that logs: the writer formatting a
-        # 20 ms burst of records in one go held the GIL for milliseconds,
-        # and every session thread back from recv()/send() waited behind it
-        # (a quarter of a busy sink's throughput at INFO).
+        # Format here, in the thread that logs, so the line shows the fields
+        # as they were when logged, whatever the caller does with its dict
+        # next.  (Session records, the many, take _DirectWriter's way.)
         if self.formatter is not None:
             try:
                 setattr(record, _FORMATTED, self.formatter.format(record))
@@ -529,7 +526,7 @@ class _QueueListener(logging.handlers.QueueListener):
                 self.wake.wait(BATCH_INTERVAL)
                 self.wake.clear()
                 continue
-            if type(item) is _Pending:
+            if type(item) is tuple:  # a session record's parts, from _DirectWriter
                 line = _pending_line(item)
                 if stream is not None and type(line) is tuple:
                     if line[0] >= stream.level:
@@ -543,8 +540,8 @@ class _QueueListener(logging.handlers.QueueListener):
                 continue
             return item
 
-    def handle(self, record: logging.LogRecord | tuple[int, str]) -> None:  # type: ignore[override]
-        if type(record) is not tuple:
+    def handle(self, record: logging.LogRecord | tuple[int, str]) -> None:
+        if not isinstance(record, tuple):
             super().handle(record)
             return
         levelno, text = record  # a session record's line
@@ -755,7 +752,7 @@ def configure(
     spec's one-line texts."""
     if settings.log_output in ("tcp", "udp") and not settings.log_remote_addr:
         raise LogConfigError(f"remote address required for {settings.log_output} logging")
-    formatter: logging.Formatter = (
+    formatter: JsonFormatter | TextFormatter = (
         TextFormatter() if settings.log_format == "text" else JsonFormatter()
     )
     pending = _Buffer(QUEUE_SIZE)
