@@ -112,6 +112,7 @@ def goals_table(res: Results) -> str:
         ("transaction latency p50, same CPU", res.median("badsmtp", "lat50"), "<=", 0.4, " ms"),
         ("spawn to first 220", res.median("badsmtp", "spawn"), "<=", 60.0, " ms"),
         ("serve_in_thread()+stop()", res.median("badsmtp", "inproc"), "<=", 5.0, " ms"),
+        ("logging at INFO, cost in load 1", logging_cost(res), "<=", 10.0, "%"),
     ]
     rows = [["badsmtp target (issue)", "goal", "measured", "result"]]
     for label, value, op, limit, suffix in goals:
@@ -119,9 +120,40 @@ def goals_table(res: Results) -> str:
             rows.append([label, f"{op} {limit:g}{suffix}", "-", "n/a"])
             continue
         ok = value >= limit if op == ">=" else value <= limit
-        shown = f"{value:.2f}x" if suffix == "x" else f"{_num(value, 'ms')}{suffix}"
+        if suffix == "x":
+            shown = f"{value:.2f}x"
+        elif suffix == "%":
+            shown = f"{value:.1f}%"
+        else:
+            shown = f"{_num(value, 'ms')}{suffix}"
         rows.append([label, f"{op} {limit:g}{suffix}", shown, "pass" if ok else "MISS"])
     return _table(rows, right_from=1)
+
+
+QUIET = "badsmtp-quiet"  # load 8: badsmtp at --log-level ERROR
+
+
+def logging_cost(res: Results) -> float | None:
+    """Load 8: how much of load 1's throughput the default level (INFO)
+    costs against --log-level ERROR, in percent."""
+    info, quiet = res.median("badsmtp", "persist"), res.median(QUIET, "persist")
+    return (1 - info / quiet) * 100 if info is not None and quiet else None
+
+
+def logging_table(res: Results) -> str:
+    """Load 8 (badsmtp only): load 1 at both levels, and the samples."""
+    rows = [["load 1 (badsmtp only)", "unit", "median", "samples"]]
+    for target, label in (("badsmtp", "log level INFO (default)"), (QUIET, "log level ERROR")):
+        samples = res.values.get(target, {}).get("persist") or []
+        if "persist" in res.failed.get(target, {}):
+            median_cell = f"failed[{res.failed[target]['persist']}]"
+        else:
+            median_cell = _num(median(samples), "msg/s") if samples else "-"
+        rows.append([f"8 {label}", "msg/s", median_cell,
+                     " ".join(_num(v, "msg/s") for v in samples) or "-"])  # fmt: skip
+    cost = logging_cost(res)
+    rows.append(["8 cost of INFO", "%", "-" if cost is None else f"{cost:.1f}", ""])
+    return _table(rows, right_from=2)
 
 
 def samples_block(res: Results, targets: list[str]) -> str:
