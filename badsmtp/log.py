@@ -70,6 +70,7 @@ FACILITIES = ("mail", "daemon", *(f"local{n}" for n in range(8)))
 SYSLOG_ADDRESS = "/dev/log"
 QUEUE_SIZE = 10_000  # records waiting for a slow receiver before new ones are dropped
 BATCH_INTERVAL = 0.02  # seconds: how often the logging thread writes what was logged
+BATCH_LINES = 4096  # lines: written at once even if the buffer never runs empty
 SEND_TIMEOUT = 1.0  # seconds: connect and send to a remote receiver
 RETRY_AFTER = 5.0  # seconds: after a failed send, records go to stdout this long
 
@@ -475,13 +476,17 @@ class _StreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def add(self, text: str) -> None:
         """Write one formatted line (with the burst it belongs to)."""
-        self._lines.append(text + self.terminator)
+        self.add_pending(text)
         if not self._pending:
             self.flush()
 
     def add_pending(self, text: str) -> None:
-        """Add one formatted line to the batch; the caller flushes."""
-        self._lines.append(text + self.terminator)
+        """Add one formatted line to the burst; the caller flushes when the
+        buffer runs empty (or the burst reaches :data:`BATCH_LINES`)."""
+        lines = self._lines
+        lines.append(text + self.terminator)
+        if len(lines) >= BATCH_LINES:
+            self.flush()
 
     def flush(self) -> None:
         if not self._lines:

@@ -182,3 +182,25 @@ def test_a_record_that_cannot_be_encoded_is_reported_and_writing_goes_on(
         written = stream.getvalue().splitlines()
     assert [json.loads(line)["message"] for line in written] == ["good"]
     assert "--- Logging error ---" in capsys.readouterr().err
+
+
+def test_a_buffer_that_never_runs_empty_is_still_written_in_bursts() -> None:
+    writes: list[int] = []
+
+    class Stream(io.StringIO):
+        def write(self, text: str) -> int:
+            writes.append(text.count("\n"))
+            return super().write(text)
+
+    buffer = badlog._Buffer(badlog.QUEUE_SIZE)
+    stream_handler = badlog._StreamHandler(Stream(), buffer)
+    stream_handler.setFormatter(JsonFormatter())
+    listener = badlog._QueueListener(buffer, stream_handler)  # not started: drained by hand
+    write = badlog._DirectWriter(JsonFormatter(), buffer)(dict(BASE))
+    for n in range(2 * badlog.BATCH_LINES + 10):
+        write(logging.INFO, "m", {"n": n})
+    with pytest.raises(badlog.queue.Empty):
+        listener.dequeue(False)
+    assert writes == [badlog.BATCH_LINES, badlog.BATCH_LINES]  # the last 10 wait for the flush
+    stream_handler.flush()
+    assert writes[-1] == 10
