@@ -37,7 +37,7 @@ session_log = logging.getLogger("badsmtp.session")
 server_log = logging.getLogger("badsmtp.server")
 DEBUG, INFO, WARN, ERROR = logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR
 
-# writer(level, message, fields, error): the line of one record, written
+# writer(level, message, fields, error): queues one record of the connection
 DirectWriter = Callable[[int, str, dict[str, Any], "str | None"], None]
 _direct: Callable[[dict[str, Any]], DirectWriter] | None = None
 
@@ -92,8 +92,8 @@ def _tls_version(name: str | None) -> str:
 
 
 def _ms(since: float) -> float:
-    """Milliseconds since ``since``, to the microsecond (``round`` costs
-    a sink as much as the rest of the record's fields)."""
+    """Milliseconds since ``since``, to the microsecond (truncated: a
+    third of the cost of ``round``, on a path taken twice per message)."""
     return int((time.monotonic() - since) * 1_000_000) / 1000
 
 
