@@ -204,3 +204,16 @@ def test_a_buffer_that_never_runs_empty_is_still_written_in_bursts() -> None:
     assert writes == [badlog.BATCH_LINES, badlog.BATCH_LINES]  # the last 10 wait for the flush
     stream_handler.flush()
     assert writes[-1] == 10
+
+
+def test_text_format_takes_the_short_way_too() -> None:
+    with configured(log_format="text") as (stream, setup):
+        log = SessionLog("127.0.0.1", "badsmtp.test")
+        assert log._direct is not None
+        log.event(logging.INFO, "SMTP connection closed", {"duration_ms": 1.5})
+        assert setup.flush()
+        (line,) = stream.getvalue().splitlines()
+    assert line.endswith(
+        f" [INFO] SMTP connection closed client_ip=127.0.0.1 duration_ms=1.5 "
+        f"hostname=badsmtp.test session_id={log.session_id}"
+    )
