@@ -38,11 +38,11 @@ server_log = logging.getLogger("badsmtp.server")
 DEBUG, INFO, WARN, ERROR = logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR
 
 # writer(level, message, fields, error): queues one record of the connection
-DirectWriter = Callable[[int, str, dict[str, Any], "str | None"], None]
-_direct: Callable[[dict[str, Any]], DirectWriter] | None = None
+RecordWriter = Callable[[int, str, dict[str, Any], "str | None"], None]
+_direct: Callable[[dict[str, Any]], RecordWriter] | None = None
 
 
-def set_direct_writer(factory: Callable[[dict[str, Any]], DirectWriter] | None) -> None:
+def set_direct_writer(factory: Callable[[dict[str, Any]], RecordWriter] | None) -> None:
     """Give session records a shorter way out than ``Logger.handle``.
 
     :func:`badsmtp.log.configure` installs one while it owns the
@@ -56,7 +56,7 @@ def set_direct_writer(factory: Callable[[dict[str, Any]], DirectWriter] | None) 
     _direct = factory
 
 
-def _direct_writer(base: dict[str, Any]) -> DirectWriter | None:
+def _direct_writer(base: dict[str, Any]) -> RecordWriter | None:
     factory = _direct
     if factory is None or session_log.handlers or session_log.filters or not session_log.propagate:
         return None

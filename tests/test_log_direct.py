@@ -1,4 +1,4 @@
-"""Session records' short way out (badsmtp.log._DirectWriter): while the
+"""Session records' short way out (badsmtp.logbuffer.DirectWriter): while the
 CLI's logging owns the ``badsmtp`` logger, a connection queues its records'
 parts and the logging thread makes the lines.  The lines must be exactly
 what the general way (a LogRecord through the formatter) writes, in the
@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import logging
+import queue
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from badsmtp import log as badlog
+from badsmtp import logbuffer
 from badsmtp.log import JsonFormatter, LogSettings, TextFormatter, configure
 from badsmtp.sessionlog import SessionLog
 
@@ -163,8 +165,8 @@ def test_session_records_reach_a_remote_output() -> None:
 
 
 def test_a_full_buffer_drops_session_records_too() -> None:
-    buffer = badlog._Buffer(3)
-    write = badlog._DirectWriter(JsonFormatter(), buffer)(dict(BASE))
+    buffer = logbuffer.Buffer(3)
+    write = logbuffer.DirectWriter(JsonFormatter(), buffer)(dict(BASE))
     for n in range(5):
         write(logging.INFO, "m", {"n": n})
     assert buffer.dropped == 2
@@ -192,16 +194,16 @@ def test_a_buffer_that_never_runs_empty_is_still_written_in_bursts() -> None:
             writes.append(text.count("\n"))
             return super().write(text)
 
-    buffer = badlog._Buffer(badlog.QUEUE_SIZE)
-    stream_handler = badlog._StreamHandler(Stream(), buffer)
+    buffer = logbuffer.Buffer(logbuffer.QUEUE_SIZE)
+    stream_handler = logbuffer.BurstStreamHandler(Stream(), buffer)
     stream_handler.setFormatter(JsonFormatter())
-    listener = badlog._QueueListener(buffer, stream_handler)  # not started: drained by hand
-    write = badlog._DirectWriter(JsonFormatter(), buffer)(dict(BASE))
-    for n in range(2 * badlog.BATCH_LINES + 10):
+    listener = logbuffer.BufferListener(buffer, stream_handler)  # not started: drained by hand
+    write = logbuffer.DirectWriter(JsonFormatter(), buffer)(dict(BASE))
+    for n in range(2 * logbuffer.BATCH_LINES + 10):
         write(logging.INFO, "m", {"n": n})
-    with pytest.raises(badlog.queue.Empty):
+    with pytest.raises(queue.Empty):
         listener.dequeue(False)
-    assert writes == [badlog.BATCH_LINES, badlog.BATCH_LINES]  # the last 10 wait for the flush
+    assert writes == [logbuffer.BATCH_LINES, logbuffer.BATCH_LINES]  # the last 10 wait for the flush
     stream_handler.flush()
     assert writes[-1] == 10
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from conftest import Client
 
-from badsmtp import BadSMTP, Listener
+from badsmtp import BadSMTP, Listener, logbuffer
 from badsmtp import log as badlog
 from badsmtp.log import LogConfigError, LogSettings, LogSetupError, configure
 
@@ -272,8 +272,8 @@ def test_a_receiver_that_never_reads_never_stalls_the_caller() -> None:
 
 
 def test_a_full_buffer_drops_instead_of_blocking() -> None:
-    buffer = badlog._Buffer(2)
-    handler = badlog._QueueHandler(buffer)
+    buffer = logbuffer.Buffer(2)
+    handler = logbuffer.BufferHandler(buffer)
     for n in range(5):
         handler.handle(logging.LogRecord("badsmtp", logging.INFO, __file__, 1, "m%d", (n,), None))
     assert buffer.dropped == 3
