@@ -19,7 +19,6 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable
-from types import FrameType
 from typing import Any, Self
 
 from . import __version__
@@ -36,41 +35,48 @@ __all__ = ["main", "port_fields", "write_atomically"]
 _log = logging.getLogger("badsmtp.server")
 
 
+SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
 class _Signals:
     """SIGINT/SIGTERM: the first asks for a graceful shutdown, a second one
-    during it exits at once (spec 21.2).  Handlers can only be installed
-    from the main thread; elsewhere (an in-process test) they are not."""
+    during it exits at once (spec 21.2).
+
+    Both stay blocked in every thread (threads started later inherit the
+    mask) and are taken with ``sigwait()``.  So no Python handler runs at
+    an arbitrary point of the main thread: one that set the stop event
+    while the main thread was inside that event's ``wait()``, holding its
+    lock, deadlocked the shutdown.  A signal sent while the server starts
+    stays pending until :meth:`wait` takes it.  Only from the main thread;
+    elsewhere (an in-process test) signals are left alone and :meth:`wait`
+    waits for ``stop``."""
 
     def __init__(self, stop: threading.Event) -> None:
         self.stop = stop
-        self._saved: dict[int, Any] = {}
+        self._saved: set[int | signal.Signals] | None = None
 
     def __enter__(self) -> Self:
         if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self._saved[signum] = signal.signal(signum, self._handle)
-            # Blocked until listen(): every thread started meanwhile (acceptor,
-            # handlers, logging) inherits the block, so the kernel can only
-            # deliver the signal to the main thread.  Delivered to another
-            # thread it would not interrupt the main thread's wait, and the
-            # Python handler would never run (a lost SIGTERM).
-            signal.pthread_sigmask(signal.SIG_BLOCK, self._saved)
+            self._saved = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
         return self
 
-    def listen(self) -> None:
-        """From now on a signal interrupts the main thread's wait at once."""
-        if self._saved:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, self._saved)
+    def wait(self) -> None:
+        """Until the first signal; from then on a second one exits at once."""
+        if self._saved is None:
+            self.stop.wait()
+            return
+        signal.sigwait(SIGNALS)
+        self.stop.set()
+        threading.Thread(target=self._second, name="badsmtp-signals", daemon=True).start()
+
+    @staticmethod
+    def _second() -> None:
+        signum = signal.sigwait(SIGNALS)
+        os._exit(128 + signum)  # no clean-up: the user asked twice
 
     def __exit__(self, *exc: object) -> None:
-        self.listen()
-        for signum, handler in self._saved.items():
-            signal.signal(signum, handler)
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.stop.is_set():
-            os._exit(128 + signum)  # no clean-up: the user asked twice
-        self.stop.set()
+        if self._saved is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self._saved)
 
 
 def port_fields(server: BadSMTP) -> dict[str, Any]:
@@ -199,8 +205,7 @@ def run(settings: Settings) -> int:
             server = _start(settings)
             try:
                 _announce(server, settings)
-                signals.listen()
-                stop.wait()
+                signals.wait()
                 _log.info("Shutdown signal received, initiating graceful shutdown")
             finally:
                 server.stop()

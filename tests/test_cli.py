@@ -93,6 +93,49 @@ def test_signal_shuts_down_gracefully_with_status_0(tmp_path: Path, signum: sign
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
 
 
+# The CLI's signal handling alone: wait() until the first signal, then a
+# "graceful shutdown" that never ends, so only a second signal can end it.
+SIGNALS_SCRIPT = """
+import os, signal, sys, threading, time
+from badsmtp.cli import _Signals
+with _Signals(threading.Event()) as signals:
+    if sys.argv[1] == "early":
+        os.kill(os.getpid(), signal.SIGTERM)  # before wait(): it must stay pending
+    print("waiting", flush=True)
+    signals.wait()
+    print("stopping", flush=True)
+    threading.Event().wait()
+"""
+
+
+def _signals_script(mode: str) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SIGNALS_SCRIPT, mode], stdout=subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"waiting\n"
+    return proc
+
+
+@pytest.mark.parametrize("second", [signal.SIGINT, signal.SIGTERM])
+def test_a_second_signal_during_shutdown_exits_at_once(second: signal.Signals) -> None:
+    with _signals_script("late") as proc:
+        assert proc.stdout is not None
+        proc.send_signal(signal.SIGTERM)
+        assert proc.stdout.readline() == b"stopping\n"
+        t0 = time.monotonic()
+        proc.send_signal(second)
+        assert proc.wait(timeout=5) == 128 + second
+        assert time.monotonic() - t0 < 2
+
+
+def test_a_signal_sent_while_starting_is_not_lost() -> None:
+    with _signals_script("early") as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"stopping\n"  # wait() took the pending signal
+        proc.kill()
+
+
 def test_mailbox_option_stores_a_message(tmp_path: Path) -> None:
     mb = tmp_path / "mb"
     with running(tmp_path, "--port", "0", "--mailbox", str(mb)) as (proc, port):
