@@ -76,6 +76,10 @@ class _Signals:
 
     def __exit__(self, *exc: object) -> None:
         if self._saved is not None:
+            # One that came while starting failed is taken here: unblocked,
+            # a SIGINT would end the exit with a KeyboardInterrupt traceback.
+            while SIGNALS & signal.sigpending():
+                signal.sigwait(SIGNALS)
             signal.pthread_sigmask(signal.SIG_SETMASK, self._saved)
 
 

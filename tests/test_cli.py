@@ -101,6 +101,9 @@ from badsmtp.cli import _Signals
 with _Signals(threading.Event()) as signals:
     if sys.argv[1] == "early":
         os.kill(os.getpid(), signal.SIGTERM)  # before wait(): it must stay pending
+    if sys.argv[1] == "unused":
+        os.kill(os.getpid(), signal.SIGINT)  # and the start-up fails: no wait()
+        sys.exit(3)
     print("waiting", flush=True)
     signals.wait()
     print("stopping", flush=True)
@@ -127,6 +130,13 @@ def test_a_second_signal_during_shutdown_exits_at_once(second: signal.Signals) -
         proc.send_signal(second)
         assert proc.wait(timeout=5) == 128 + second
         assert time.monotonic() - t0 < 2
+
+
+def test_a_signal_during_a_failed_start_leaves_no_traceback() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", SIGNALS_SCRIPT, "unused"], capture_output=True, timeout=30
+    )
+    assert (done.returncode, done.stderr) == (3, b"")
 
 
 def test_a_signal_sent_while_starting_is_not_lost() -> None:
