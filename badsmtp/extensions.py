@@ -45,7 +45,6 @@ and only when an observer or rate limiter is installed.
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -255,8 +254,8 @@ class Extensions:
             _failed("authenticator.authenticate", exc)
             return None
 
-    def hooks(self, client_ip: str, identity: str) -> ConnectionHooks | None:
-        return ConnectionHooks(self, client_ip, identity) if self.active else None
+    def hooks(self, client_ip: str, identity: str, session_id: str) -> ConnectionHooks | None:
+        return ConnectionHooks(self, client_ip, identity, session_id) if self.active else None
 
 
 class ConnectionHooks:
@@ -265,11 +264,11 @@ class ConnectionHooks:
     exception out (spec 18: logged at ERROR, turned into the documented reply,
     ignored for observers)."""
 
-    def __init__(self, ext: Extensions, client_ip: str, identity: str) -> None:
+    def __init__(self, ext: Extensions, client_ip: str, identity: str, session_id: str) -> None:
         self.ext = ext
         self.client_ip = client_ip
         self.identity = identity
-        self.session_id = "sess_" + secrets.token_hex(12)
+        self.session_id = session_id  # the one of the session's log records (19.2)
         self.user: User | None = None
         self.session: Any = None  # the Session, once there is one
         self._recorded = False

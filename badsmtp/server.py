@@ -155,7 +155,7 @@ class Handler(socketserver.BaseRequestHandler):
         self.slog.established(self.server.bound.port, self.listener.role is Role.TLS)
         ext = self.rt.extensions
         if ext is not None:
-            self.hooks = ext.hooks(self.client_ip, self.rt.ctx.identity)
+            self.hooks = ext.hooks(self.client_ip, self.rt.ctx.identity, self.slog.session_id)
         try:
             if self.hooks is None or self._admitted(self.hooks):
                 self._serve()

@@ -514,6 +514,18 @@ class OnlyMessages:
         self.got.set()
 
 
+def test_observers_see_the_session_id_of_the_log_records(caplog: pytest.LogCaptureFixture) -> None:
+    observer = Observer()
+    with caplog.at_level(logging.INFO, logger="badsmtp.session"), BadSMTP(
+        ports=[0], observer=observer
+    ) as srv:
+        with greeted(srv, b"") as c:
+            c.command(b"QUIT")
+        observer.wait_for("disconnect")
+    logged = {r.fields["session_id"] for r in caplog.records if r.name == "badsmtp.session"}  # type: ignore[attr-defined]
+    assert logged == {ctx.id for ctx in observer.contexts}
+
+
 def test_observer_call_points() -> None:
     first, second, partial = Observer(), Observer(), OnlyMessages()
     with BadSMTP(ports=[0], observer=first, observers=[second, partial]) as srv:
