@@ -48,7 +48,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from . import protocol, replies
 from .auth import Credentials, User, pattern_authenticate
@@ -192,12 +192,31 @@ class AllowAllAuthorizer:
 
 
 # -- the adapters the IO shell uses ------------------------------------------------
+T = TypeVar("T")
+
+
 def _failed(what: str, exc: BaseException) -> None:
     log.error(
         "Extension raised an exception",
         exc_info=exc,
         extra={"fields": {"extension": what, "error": f"{type(exc).__name__}: {exc}"}},
     )
+
+
+def _ask(
+    name: str, fallback: T, then: Callable[[Any], T], method: Callable[..., Any], *args: Any
+) -> T:
+    """An extension's answer, through ``then``; if either raises, the
+    exception is logged at ERROR and ``fallback`` answers (spec 18)."""
+    try:
+        return then(method(*args))
+    except Exception as exc:  # noqa: BLE001 - an extension's bug never reaches the session
+        _failed(name, exc)
+        return fallback
+
+
+def _as_is(result: Any) -> Any:
+    return result
 
 
 def _verdict(result: Any) -> tuple[bool, str]:
@@ -248,11 +267,8 @@ class Extensions:
 
     def authenticate(self, credentials: Credentials) -> Any:
         """The authenticator's verdict (spec 18.3); an exception is a rejection."""
-        try:
-            return self._authenticate(credentials.username, credentials.password)
-        except Exception as exc:
-            _failed("authenticator.authenticate", exc)
-            return None
+        return _ask("authenticator.authenticate", None, _as_is, self._authenticate,
+                    credentials.username, credentials.password)  # fmt: skip
 
     def hooks(self, client_ip: str, identity: str, session_id: str) -> ConnectionHooks | None:
         return ConnectionHooks(self, client_ip, identity, session_id) if self.active else None
@@ -280,11 +296,8 @@ class ConnectionHooks:
         """None to go on, or the 421 that refuses the connection."""
         limiter = self.ext.rate_limiter
         if limiter is not None:
-            try:
-                allowed, reason = _verdict(limiter.allow_connection(self.client_ip))
-            except Exception as exc:
-                _failed("rate_limiter.allow_connection", exc)
-                allowed, reason = False, ""
+            allowed, reason = _ask("rate_limiter.allow_connection", (False, ""), _verdict,
+                                   limiter.allow_connection, self.client_ip)  # fmt: skip
             if not allowed:
                 return replies.connection_refused(reason)
             self._recorded = True
@@ -336,41 +349,29 @@ class ConnectionHooks:
         authorizer = self.ext.authorizer
         if authorizer is None:
             return True
-        try:
-            return bool(authorizer.can_send_from(self._current_user(), sender))
-        except Exception as exc:
-            _failed("authorizer.can_send_from", exc)
-            return False
+        return _ask("authorizer.can_send_from", False, bool, authorizer.can_send_from,
+                    self._current_user(), sender)  # fmt: skip
 
     def _can_send_to(self, recipient: str) -> bool:
         authorizer = self.ext.authorizer
         if authorizer is None:
             return True
-        try:
-            return bool(authorizer.can_send_to(self._current_user(), recipient))
-        except Exception as exc:
-            _failed("authorizer.can_send_to", exc)
-            return False
+        return _ask("authorizer.can_send_to", False, bool, authorizer.can_send_to,
+                    self._current_user(), recipient)  # fmt: skip
 
     def _allow_message(self) -> tuple[bool, str]:
         limiter = self.ext.rate_limiter
         if limiter is None:
             return True, ""
-        try:
-            return _verdict(limiter.allow_message(self._current_user(), self.client_ip))
-        except Exception as exc:
-            _failed("rate_limiter.allow_message", exc)
-            return False, ""
+        return _ask("rate_limiter.allow_message", (False, ""), _verdict, limiter.allow_message,
+                    self._current_user(), self.client_ip)  # fmt: skip
 
     def _quota(self) -> int:
         authorizer = self.ext.authorizer
         if authorizer is None:
             return -1
-        try:
-            return int(authorizer.get_quota(self._current_user()))
-        except Exception as exc:
-            _failed("authorizer.get_quota", exc)
-            return 0  # fail closed: the documented 552, nothing stored
+        # A failure closes: 0 is the documented 552, nothing stored.
+        return _ask("authorizer.get_quota", 0, int, authorizer.get_quota, self._current_user())
 
     # -- helpers --------------------------------------------------------------------
     def _current_user(self) -> User | None:
@@ -405,10 +406,7 @@ class ConnectionHooks:
 
     @staticmethod
     def _call(name: str, method: Callable[..., Any], *args: Any) -> None:
-        try:
-            method(*args)
-        except Exception as exc:
-            _failed(name, exc)
+        _ask(name, None, _as_is, method, *args)
 
 
 def as_observers(observer: Any = None, observers: Iterable[Any] | None = None) -> list[Any]:
