@@ -255,9 +255,6 @@ class Session:
     def shutdown(self) -> list[Action]:
         return self._end_with(replies.SHUTTING_DOWN)
 
-    def internal_error(self) -> list[Action]:
-        return self._end_with(replies.INTERNAL_ERROR)
-
     @property
     def closed(self) -> bool:
         return self.mode is Mode.CLOSED

@@ -1391,12 +1391,6 @@ def test_timeout_and_shutdown_abort_a_delivery(method: str) -> None:
     assert wire.closed and wire.aborted == 1 and wire.messages == []
 
 
-def test_internal_error_closes_with_421() -> None:
-    wire = greeted()
-    assert wire.session.internal_error() == [
-        b"421 4.3.0 Service not available, closing transmission channel\r\n", Close()]
-
-
 def test_client_eof_closes() -> None:
     wire = greeted()
     assert wire.session.receive_data(b"") == [Close()]
