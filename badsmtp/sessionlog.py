@@ -139,7 +139,8 @@ class SessionLog:
         self.warn = session_log.isEnabledFor(WARN)
         self.debug = session_log.isEnabledFor(DEBUG)
         self._direct = _direct_writer(self.base) if self.warn else None
-        self._level = session_log.getEffectiveLevel()  # for the direct writer
+        # The direct writer's level check: the lowest of the levels above.
+        self._level = DEBUG if self.debug else INFO if self.info else WARN if self.warn else ERROR
         self._envelope: Envelope | None = None
         self._message_at = 0.0
 
