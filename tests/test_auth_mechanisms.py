@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import ast
 import base64
 import json
 from collections.abc import Generator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -449,45 +447,3 @@ def test_redact_auth_args() -> None:
     assert redact_auth_args(["LOGIN"]) == ["LOGIN"]
     assert redact_auth_args([]) == []
     assert redact_auth_args(["LOGIN", "dQ==", "pw"]) == ["LOGIN", "[redacted]", "[redacted]"]
-
-
-# -- purity (STYLE: three rings) ----------------------------------------------
-IO_MODULES = {
-    "socket",
-    "ssl",
-    "threading",
-    "time",
-    "os",
-    "selectors",
-    "socketserver",
-    "asyncio",
-    "subprocess",
-    "logging",
-    "io",
-    "pathlib",
-    "shutil",
-    "secrets",
-}
-
-
-def _imports(path: Path) -> set[str]:
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
-    return names
-
-
-def test_auth_imports_no_io_module() -> None:
-    assert auth.__file__ is not None
-    imported = _imports(Path(auth.__file__))
-    assert imported, "the AST walk found no imports at all"
-    assert imported.isdisjoint(IO_MODULES), imported & IO_MODULES
-
-
-def test_import_check_catches_io(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.py"
-    bad.write_text("import os.path\nfrom socket import socket\nimport base64\n")
-    assert _imports(bad) & IO_MODULES == {"os", "socket"}

@@ -101,3 +101,18 @@ def test_checker_catches_a_bad_import(source: str, bad: set[str]) -> None:
 )
 def test_checker_accepts_a_clean_source(source: str) -> None:
     assert forbidden_imports(source) == set()
+
+
+# auth's SASL exchanges keep out of even more: no logging, no files, no
+# randomness (the challenge comes from the shell).
+AUTH_ALSO = frozenset({"logging", "io", "pathlib", "shutil", "secrets"})
+
+
+def test_auth_also_keeps_out_of_logging_files_and_randomness() -> None:
+    source = (PACKAGE / "auth.py").read_text(encoding="utf-8")
+    assert imported_modules(source) & AUTH_ALSO == set()
+
+
+def test_the_auth_check_catches_those_too() -> None:
+    source = "import secrets\nfrom pathlib import Path\nimport base64\n"
+    assert imported_modules(source) & AUTH_ALSO == {"secrets", "pathlib"}
