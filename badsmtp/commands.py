@@ -22,6 +22,7 @@ __all__ = [
     "checked",
     "size_parameter",
     "bdat_arguments",
+    "bdat_size",
     "vrfy_mailbox",
 ]
 
@@ -135,16 +136,22 @@ def size_parameter(params: list[str]) -> int | None:
     return None
 
 
+def bdat_size(args: list[str]) -> int | None:
+    """The chunk size of ``BDAT size …`` (RFC 3030 §2), or None if it does not parse."""
+    if not args:
+        return None
+    digits = args[0].removeprefix("+")
+    if not digits.isascii() or not digits.isdigit():
+        return None
+    return int(digits)
+
+
 def bdat_arguments(args: list[str]) -> tuple[int, bool]:
     """``BDAT size [LAST]`` (RFC 3030 §2): the chunk size and whether it is last."""
-    if not args:
+    size = bdat_size(args)
+    if size is None or len(args) > 1 and args[1].upper() != "LAST":
         raise ReplyError(replies.SYNTAX)
-    digits = args[0][1:] if args[0].startswith("+") else args[0]
-    if not digits.isascii() or not digits.isdigit():
-        raise ReplyError(replies.SYNTAX)
-    if len(args) > 1 and args[1].upper() != "LAST":
-        raise ReplyError(replies.SYNTAX)
-    return int(digits), len(args) > 1
+    return size, len(args) > 1
 
 
 def vrfy_mailbox(args: list[str]) -> str:

@@ -23,6 +23,7 @@ __all__ = [
     "Close",
     "ReadData",
     "ReadChunk",
+    "DiscardChunk",
     "StartTLS",
     "Authenticate",
     "Policy",
@@ -107,6 +108,17 @@ class ReadChunk:
 
 
 @dataclass(frozen=True, slots=True)
+class DiscardChunk:
+    """A refused BDAT: read and discard its ``size`` octets of chunk, then
+    answer with ``then`` (RFC 3030 §2: the server MUST read the chunk even
+    when it refuses the command, or the chunk's octets would be taken as
+    commands: SMTP smuggling)."""
+
+    size: int
+    then: tuple[Reply | Fired, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class StartTLS:
     """Hand the connection to TLS (after the queued 220)."""
 
@@ -140,7 +152,9 @@ class Fired:
     stage: str
 
 
-Effect = Union[Close, ReadData, ReadChunk, StartTLS, Authenticate, Abort, Wait, Fired]
+Effect = Union[
+    Close, ReadData, ReadChunk, DiscardChunk, StartTLS, Authenticate, Abort, Wait, Fired
+]
 Output = Union[Reply, Effect]
 Result = tuple[State, list[Output]]
 Handler = Callable[[State, list[str], Context], Result]
@@ -335,6 +349,29 @@ _NEEDS_ARGUMENT = frozenset({"HELO", "EHLO", "AUTH", "MAIL", "RCPT", "VRFY"})
 
 def dispatch(state: State, verb: str, args: list[str], ctx: Context) -> Result:
     """Run one command (spec 3.4 steps 3-6).  Never raises for client input."""
+    result = _dispatch(state, verb, args, ctx)
+    if verb == "BDAT":
+        return _chunk_always_read(state, args, result)
+    return result
+
+
+def _chunk_always_read(before: State, args: list[str], result: Result) -> Result:
+    """A BDAT whose size parses is followed by that many octets of chunk
+    whatever its verdict (RFC 3030 §2), so a refused one must consume them
+    too.  A chunk refused in the middle of a message fails the whole
+    transaction (RFC 3030 §2): the message is dropped and the chunks still
+    in the pipeline after it are read and refused, so none can complete it."""
+    state, outputs = result
+    size = commands.bdat_size(args)
+    if size is None or any(isinstance(out, ReadChunk) for out in outputs):
+        return result
+    refusal = tuple(out for out in outputs if isinstance(out, (Reply, Fired)))
+    if before.phase is Phase.BDAT:
+        return transaction_over(state), [Abort(), DiscardChunk(size, refusal)]
+    return state, [DiscardChunk(size, refusal)]
+
+
+def _dispatch(state: State, verb: str, args: list[str], ctx: Context) -> Result:
     handler = HANDLERS.get(verb)
     if handler is None:
         if verb in UNIMPLEMENTED_VERBS:

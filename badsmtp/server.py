@@ -140,6 +140,10 @@ class Handler(socketserver.BaseRequestHandler):
         self.sock: socket.socket = self.request
         self.session: Session | None = None
         self.delivery: Delivery | None = None
+        # Why the open delivery failed (begin or write raised), answered at
+        # its Commit: the session may have read far ahead in a pipeline by
+        # the time the shell runs the failing write (18.2).
+        self._delivery_failed: replies.Reply | None = None
         self.client_ip = self.client_address[0] if self.client_address else ""
         self.started = time.monotonic()
         self.hooks: ConnectionHooks | None = None
@@ -383,7 +387,8 @@ class Handler(socketserver.BaseRequestHandler):
         )
 
     def _begin(self, env: Envelope) -> None:
-        assert self.rt.store is not None and self.session is not None
+        assert self.rt.store is not None
+        self._abort()  # the session ends each delivery before the next: never two open
         self._head = b""
         self.slog.message_started(env)
         try:
@@ -403,17 +408,20 @@ class Handler(socketserver.BaseRequestHandler):
             self._store_failed(exc)
 
     def _store_failed(self, exc: Exception) -> None:
+        """Pass nothing more to the store; the delivery's Commit answers
+        with this failure (18.2)."""
         self.slog.message_failed(self.rt.store, exc)
-        assert self.session is not None
-        self.session.store_failed(error_reply(exc))
+        self._delivery_failed = error_reply(exc)
 
     def _commit(self, env: Envelope) -> replies.Reply | None:
         delivery, self.delivery = self.delivery, None
+        failed, self._delivery_failed = self._delivery_failed, None
+        if failed is not None:  # logged when it happened
+            return failed
         if delivery is None:  # storage off: counted and discarded
             if self.hooks is not None:
                 self._accepted = self._message(env)
-            if self.rt.store is None:  # (else begin failed, and that was logged)
-                self.slog.message_stored(env, None, None)
+            self.slog.message_stored(env, None, None)
             return None
         message = self._accepted = self._message(env)
         try:
@@ -426,6 +434,7 @@ class Handler(socketserver.BaseRequestHandler):
 
     def _abort(self) -> None:
         delivery, self.delivery = self.delivery, None
+        self._delivery_failed = None
         if delivery is not None:
             try:
                 delivery.abort()

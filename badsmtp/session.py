@@ -13,7 +13,7 @@ batch and the shell reports back with ``tls_started``, ``commit_done`` or
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Protocol, Union
@@ -180,10 +180,10 @@ class Session:
         self._delivering = False
         self._size = 0  # octets of content so far (DATA unstuffed, BDAT chunks)
         self._overflow = False
-        self._store_error: Reply | None = None
         self._tail = b"\r\n"  # last two content octets passed on (DATA)
         self._chunk_left = 0
         self._chunk_last = False
+        self._refusal: tuple[Reply | protocol.Fired, ...] | None = None  # a refused chunk's answer
         self._auth: Generator[Reply, bytes, auth.Credentials | None] | None = None
         self._mechanism = ""
         self._verified = ""
@@ -217,11 +217,13 @@ class Session:
         return self._take()
 
     def commit_done(self, error: Reply | None) -> list[Action]:
-        """The store committed the message (``error`` None) or failed."""
+        """The store committed the message (``error`` None) or failed.  The
+        shell reports every failure of this delivery here, whether ``begin``,
+        a ``write`` or ``commit`` raised: a failure travels with the delivery
+        it belongs to, never with whatever transaction the session (which may
+        have read far ahead in a pipeline) is in when the shell sees it."""
         self._delivering = False
-        # ``begin``/``write`` may fail while the shell runs the same batch
-        # that ends with this Commit: that error still wins (18.2).
-        self._finish_message(error or self._store_error)
+        self._finish_message(error)
         return self._resume()
 
     def auth_done(self, user: object | None, inactive: bool = False) -> list[Action]:
@@ -436,7 +438,7 @@ class Session:
     def _read_chunk(self, buf: bytes, pos: int) -> int:
         take = min(self._chunk_left, len(buf) - pos)
         self._chunk_left -= take
-        if self._delivering and self._stream and not self._overflow:
+        if self._delivering and self._stream and not self._overflow and self._refusal is None:
             self._act(Write(buf[pos : pos + take]))
         if self._chunk_left == 0:
             self._chunk_complete()
@@ -446,7 +448,10 @@ class Session:
         """Judge a BDAT chunk once all of it was read (RFC 3030 §3)."""
         self.mode = Mode.LINE
         state = self.state
-        if self._overflow:
+        if self._refusal is not None:
+            refusal, self._refusal = self._refusal, None
+            self._outputs(refusal, state.caps.enhanced)
+        elif self._overflow:
             self._size_exceeded()
         elif not self._chunk_last:
             self.state = replace(state, phase=Phase.BDAT)
@@ -478,7 +483,9 @@ class Session:
         self._verb = verb
         state, outputs = protocol.dispatch(self.state, verb, args, self.ctx)
         self.state = state
-        enhanced = False if verb in ("HELO", "EHLO") else state.caps.enhanced
+        self._outputs(outputs, False if verb in ("HELO", "EHLO") else state.caps.enhanced)
+
+    def _outputs(self, outputs: Sequence[protocol.Output], enhanced: bool) -> None:
         for out in outputs:  # log a fired trigger even when its 421 closes (6.6, 6.7)
             if isinstance(out, protocol.Fired):
                 self._effect(out)
@@ -504,6 +511,10 @@ class Session:
                 self._overflow = True
                 self._abort_delivery()
             self._size += out.size
+        elif isinstance(out, protocol.DiscardChunk):
+            self._flush()  # a BDAT synchronises the pipeline, refused or not
+            self.mode = Mode.CHUNK
+            self._chunk_left, self._refusal = out.size, out.then
         elif isinstance(out, protocol.Close):
             self._close()
         elif isinstance(out, protocol.Abort):
@@ -564,7 +575,6 @@ class Session:
         if not self._delivering and self.state.phase is Phase.RCPT:
             self._size = 0
             self._overflow = False
-            self._store_error = None
             self._delivering = True
             if self._stream:
                 self._act(Begin(self._envelope()))
@@ -575,19 +585,11 @@ class Session:
             if self._stream:
                 self._act(AbortDelivery())
 
-    def store_failed(self, error: Reply) -> None:
-        """The store raised while content streamed in: keep reading, pass
-        nothing more, answer the end of the content with ``error`` (18.2)."""
-        self._store_error = self._store_error or error
-        self._delivering = False
-
     def _complete_message(self) -> None:
         if self._overflow:
             self._size_exceeded()
         elif self.ctx.policy is not None and 0 <= self.ctx.policy.quota() < self._size:
             self._transaction_failed(replies.QUOTA_EXCEEDED)  # the authorizer's quota (10.4, 18.5)
-        elif self._store_error is not None:
-            self._transaction_failed(self._store_error)
         else:
             self.mode = Mode.PAUSED
             self._act(Commit(self._envelope()))

@@ -14,6 +14,7 @@ from badsmtp.protocol import (
     Abort,
     Authenticate,
     Close,
+    DiscardChunk,
     Context,
     Fired,
     Phase,
@@ -57,7 +58,16 @@ def wire(state: State, outputs: list[protocol.Output], verb: str = "") -> bytes:
     codes per the resulting state's capabilities, never on a reply to
     HELO/EHLO (RFC 2034 §3, spec 5.1)."""
     enhanced = state.caps.enhanced and verb not in ("HELO", "EHLO")
-    return b"".join(o.render(enhanced) for o in outputs if isinstance(o, Reply))
+    return b"".join(o.render(enhanced) for o in answers(outputs) if isinstance(o, Reply))
+
+
+def answers(outputs: list[protocol.Output]) -> list[protocol.Output]:
+    """``outputs`` with a refused BDAT's answer in place of its DiscardChunk
+    (sent once the chunk has been read)."""
+    flat: list[protocol.Output] = []
+    for out in outputs:
+        flat.extend(out.then if isinstance(out, protocol.DiscardChunk) else (out,))
+    return flat
 
 
 def run(state: State, line: str, ctx: Context = CTX) -> tuple[State, list[protocol.Output], bytes]:
@@ -117,7 +127,8 @@ def test_verb_outside_its_states_gets_the_generic_503(verb: str, phase: Phase) -
     esc = "" if phase is Phase.HELO else "5.5.1 "  # HELO: no EHLO yet, no enhanced codes
     assert out == f"503 {esc}Bad sequence - {verb} not allowed in {phase.value} state\r\n".encode()
     assert new == state  # nothing changes
-    assert effects(outputs) == []
+    # A refused BDAT's chunk is still read, never taken as commands (RFC 3030 §2).
+    assert effects(outputs) == ([protocol.DiscardChunk(10, (outputs[0].then[0],))] if verb == "BDAT" else [])
 
 
 @pytest.mark.parametrize("verb, phase", [(v, p) for v, p in MATRIX if p.value in ALLOWED[v]])
@@ -237,12 +248,10 @@ def test_malformed_mail_from_never_fires_a_trigger() -> None:
         (Phase.RCPT, "BDAT"),
         (Phase.RCPT, "BDAT x"),
         (Phase.RCPT, "BDAT -1"),
-        (Phase.RCPT, "BDAT 5 FOO"),
         (Phase.RCPT, "BDAT 1.5"),
         (Phase.RCPT, "BDAT 0x10"),
         (Phase.RCPT, "BDAT ++5"),
         (Phase.RCPT, "BDAT \u0665"),  # a non-ASCII digit is not a size
-        (Phase.BDAT, "BDAT 5 LAS"),
         (Phase.HELO, "VRFY"),
         (Phase.MAIL, "VRFY"),
     ],
@@ -256,6 +265,28 @@ def test_argument_check_failures_get_501(phase: Phase, line: str) -> None:
     ))
     assert new == state
     assert effects(outputs) == []
+
+
+@pytest.mark.parametrize("phase", [Phase.HELO, Phase.MAIL, Phase.RCPT])
+@pytest.mark.parametrize("line", ["BDAT 5 FOO", "BDAT 5 LAS", "BDAT 5", "BDAT +5 LAST"])
+def test_a_refused_bdat_with_a_size_still_reads_its_chunk(phase: Phase, line: str) -> None:
+    """RFC 3030 §2: whatever refuses a BDAT (sequence, no recipients,
+    syntax), its chunk's octets follow and are read, never parsed."""
+    state = at(phase, recipients=()) if phase is Phase.RCPT else at(phase)
+    new, outputs, out = run(state, line)
+    assert out[:4] in (b"501 ", b"503 ")
+    assert new == state
+    assert [type(o) for o in outputs] == [protocol.DiscardChunk]
+    assert outputs[0].size == 5  # type: ignore[union-attr]
+
+
+def test_a_refused_bdat_in_the_middle_of_a_message_ends_the_transaction() -> None:
+    """RFC 3030 §2: the message failed; later chunks must not complete it."""
+    state = at(Phase.BDAT)
+    new, outputs, out = run(state, "BDAT 5 LAS")
+    assert out == b"501 5.5.4 Syntax error in parameters\r\n"
+    assert (new.phase, new.sender, new.recipients) == (Phase.MAIL, None, ())
+    assert [type(o) for o in outputs] == [protocol.Abort, protocol.DiscardChunk]
 
 
 @pytest.mark.parametrize(
@@ -1045,7 +1076,7 @@ def test_dispatch_never_raises_for_client_input(phase: Phase, args: list[str]) -
     for verb in sorted(protocol.KNOWN_VERBS | {"EXPN", "\x00", "\ufffd"}):
         state, outputs = dispatch(at(phase), verb, list(args), CTX)
         assert isinstance(state, State)
-        assert any(isinstance(o, (Reply, ReadChunk, Authenticate)) for o in outputs)
+        assert any(isinstance(o, (Reply, ReadChunk, DiscardChunk, Authenticate)) for o in outputs)
 
 
 def test_reply_error_is_the_one_error_type() -> None:

@@ -99,6 +99,7 @@ class Wire:
         self.credentials: list[auth.Credentials] = []
         self.handshakes = 0
         self._delivery: bytearray | None = None
+        self._failed: Reply | None = None
         self.run(self.session.greeting())
 
     # -- feeding ------------------------------------------------------------------
@@ -156,22 +157,22 @@ class Wire:
                     assert last, f"actions after Close: {batch[i + 1:]!r}"
                     self.closed = True
                 elif isinstance(action, Begin):
-                    assert self._delivery is None
+                    assert self._delivery is None and self._failed is None, "two open deliveries"
                     self.begun.append(action.envelope)
                     if self.begin_error is not None:
-                        self.session.store_failed(self.begin_error)
+                        self._failed = self.begin_error
                     else:
                         self._delivery = bytearray()
                 elif isinstance(action, Write):
                     if self._delivery is not None:
                         if self.write_error is not None:
                             self._delivery = None
-                            self.session.store_failed(self.write_error)
+                            self._failed = self.write_error
                         else:
                             self._delivery += action.data
                 elif isinstance(action, AbortDelivery):
                     self.aborted += 1
-                    self._delivery = None
+                    self._delivery = self._failed = None
                 elif isinstance(action, Commit):
                     assert last, "a pausing action ends its batch"
                     following = self.session.commit_done(self._commit(action.envelope))
@@ -196,11 +197,16 @@ class Wire:
             batch = following
 
     def _commit(self, envelope: Envelope) -> Reply | None:
+        """Like the server: a failure of ``begin`` or ``write`` is this
+        delivery's answer, else the commit's own."""
         delivery, self._delivery = self._delivery, None
+        failed, self._failed = self._failed, None
+        if failed is not None:
+            return failed
         if self.commit_error is not None:
             return self.commit_error
         if delivery is None:
-            return None  # storage off (or failed: the session remembers why)
+            return None  # storage off
         self.messages.append((envelope, bytes(delivery)))
         return None
 
@@ -485,7 +491,7 @@ def test_sequence_errors_on_the_wire() -> None:
     assert wire.feed(b"AUTH PLAIN\r\n") == b"503 5.5.1 Bad sequence - AUTH not allowed in RCPT state\r\n"
     assert wire.feed(b"STARTTLS\r\n") == b"503 5.5.1 Bad sequence - STARTTLS not allowed in RCPT state\r\n"
     assert wire.feed(b"DATA\r\n") == NO_RCPTS
-    assert wire.feed(b"BDAT 3 LAST\r\n") == NO_RCPTS
+    assert wire.feed(b"BDAT 3 LAST\r\nxyz") == NO_RCPTS  # the refused chunk is read (RFC 3030 §2)
     assert wire.feed(b"RCPT TO:<b@example.com>\r\nBDAT 3\r\nabc") == RCPT_OK + OK
     assert wire.feed(b"DATA\r\n") == b"503 5.5.1 Bad sequence - DATA not allowed in BDAT state\r\n"
     assert wire.feed(b"MAIL FROM:<a@example.com>\r\n") == b"503 5.5.1 Bad sequence - MAIL not allowed in BDAT state\r\n"
@@ -1149,19 +1155,28 @@ def test_bdat_split_at_every_byte_boundary(stream: bytes) -> None:
     assert (wire.feed_bytewise(stream), wire.contents) == (expected, whole.contents)
 
 
-@pytest.mark.parametrize("line", [b"BDAT x", b"BDAT -1", b"BDAT 5 FOO", b"BDAT", b"BDAT 1e3", b"BDAT  ", b"BDAT 5 LASTX"])
+@pytest.mark.parametrize("line", [b"BDAT x", b"BDAT -1", b"BDAT", b"BDAT 1e3", b"BDAT  "])
 @pytest.mark.parametrize("how", HOW)
 def test_bdat_syntax_errors(line: bytes, how: str) -> None:
+    """No size: nothing can be read as a chunk, the next line is a command."""
     wire = data_wire()
     assert wire.feed_how(line + b"\r\n", how) == SYNTAX
     assert phase(wire) is Phase.RCPT and wire.begun == []
 
 
+@pytest.mark.parametrize("line", [b"BDAT 5 FOO", b"BDAT 5 LASTX", b"BDAT +5 last!"])
+@pytest.mark.parametrize("how", HOW)
+def test_bdat_syntax_error_with_a_size_reads_the_chunk(line: bytes, how: str) -> None:
+    wire = data_wire()
+    assert wire.feed_how(line + b"\r\nQUIT\r", how) == SYNTAX
+    assert not wire.closed and phase(wire) is Phase.RCPT and wire.begun == []
+
+
 def test_bdat_before_recipients() -> None:
     wire = greeted()
-    assert wire.feed(b"BDAT 3 LAST\r\n") == b"503 5.5.1 Bad sequence - BDAT not allowed in MAIL state\r\n"
+    assert wire.feed(b"BDAT 3 LAST\r\nabc") == b"503 5.5.1 Bad sequence - BDAT not allowed in MAIL state\r\n"
     wire.feed(b"MAIL FROM:<a@example.com>\r\n")
-    assert wire.feed(b"BDAT 3 LAST\r\n") == NO_RCPTS
+    assert wire.feed(b"BDAT 3 LAST\r\nabc") == NO_RCPTS
 
 
 @pytest.mark.parametrize("how", HOW)

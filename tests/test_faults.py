@@ -1,0 +1,178 @@
+"""Correctness under pipelining and faults, over real sockets: a refused
+BDAT never lets its chunk be read as commands (RFC 3030 §2), and a storage
+failure is charged to the message it belongs to however far the client
+pipelined ahead: stored if and only if acknowledged."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from conftest import Client
+from wire import ACCEPTED, GREETING, MAIL_OK, OK, RCPT_OK
+
+from badsmtp import BadSMTP, Message, StorageError
+
+BYE = b"221 2.0.0 Bye\r\n"
+NO_RCPTS = b"503 5.5.1 Bad sequence of commands\r\n"
+SYNTAX = b"501 5.5.4 Syntax error in parameters\r\n"
+# A chunk that spells a whole transaction of its own: if a refused BDAT let
+# these octets be parsed, a message the client never sent would be stored.
+SMUGGLED = (
+    b"MAIL FROM:<smuggler@example.net>\r\n"
+    b"RCPT TO:<victim@example.org>\r\n"
+    b"DATA\r\n"
+    b"Subject: smuggled\r\n\r\nThis message was never sent by the client.\r\n"
+    b".\r\n"
+)
+
+
+def replies_of(stream: bytes) -> list[bytes]:
+    return [line + b"\r\n" for line in stream.split(b"\r\n") if line]
+
+
+def pipelined(port: int, data: bytes, ehlo: bytes = b"client.example") -> list[bytes]:
+    """Send ``data`` in one write after the greeting and EHLO, then QUIT;
+    every reply line until the server closes."""
+    with Client(port) as c:
+        assert c.reply() == GREETING
+        c.send(b"EHLO " + ehlo + b"\r\n")
+        assert c.reply().startswith(b"250-badsmtp.test\r\n")
+        c.send(data + b"QUIT\r\n")
+        return replies_of(c.read_to_eof())
+
+
+REFUSED_BDAT = {
+    # MAIL refused, so RCPT and BDAT are out of sequence (the issue's case).
+    "sequence": (
+        b"MAIL FROM:<mail452@example.com>\r\nRCPT TO:<x@example.com>\r\n",
+        b"BDAT %d LAST\r\n",
+        [b"452 Requested action not taken: insufficient system storage\r\n",
+         b"503 5.5.1 Bad sequence - RCPT not allowed in MAIL state\r\n",
+         b"503 5.5.1 Bad sequence - BDAT not allowed in MAIL state\r\n"],
+    ),
+    "no valid recipients": (
+        b"MAIL FROM:<a@example.com>\r\nRCPT TO:<rcpt550@example.com>\r\n",
+        b"BDAT %d LAST\r\n",
+        [MAIL_OK, b"550 Requested action not taken: mailbox unavailable\r\n", NO_RCPTS],
+    ),
+    "syntax": (
+        b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n",
+        b"BDAT %d LASTLY\r\n",
+        [MAIL_OK, RCPT_OK, SYNTAX],
+    ),
+    "syntax mid-message": (
+        b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nBDAT 3\r\nabc",
+        b"BDAT %d LAST!\r\n",
+        [MAIL_OK, RCPT_OK, OK, SYNTAX],
+    ),
+    "data trigger": (
+        b"MAIL FROM:<data554@example.com>\r\nRCPT TO:<b@example.com>\r\n",
+        b"BDAT %d LAST\r\n",
+        [MAIL_OK, RCPT_OK, b"554 Transaction failed\r\n"],
+    ),
+    "size": (
+        b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n",
+        b"BDAT %d LAST\r\n",
+        [MAIL_OK, RCPT_OK, b"552 5.3.4 Message size exceeds fixed maximum of 1000 bytes\r\n"],
+    ),
+}
+
+
+@pytest.mark.parametrize("reason", REFUSED_BDAT)
+def test_a_refused_bdat_chunk_is_read_and_never_executed(tmp_path: Path, reason: str) -> None:
+    before, bdat, expected = REFUSED_BDAT[reason]
+    chunk = SMUGGLED + b"NOOP\r\n" * 200 if reason == "size" else SMUGGLED  # over 1000 octets
+    with BadSMTP(ports=[0], mailbox_dir=tmp_path / "mb") as srv:
+        got = pipelined(srv.port, before + bdat % len(chunk) + chunk, b"size1000.example")
+        assert got == [*expected, BYE]  # no 250 or 354 for the smuggled commands
+        assert srv.messages == []
+        assert srv.errors == []
+    assert os.listdir(tmp_path / "mb" / "new") == []
+    assert os.listdir(tmp_path / "mb" / "tmp") == []
+
+
+def test_chunks_pipelined_after_a_refused_one_are_refused_too(server: BadSMTP) -> None:
+    """RFC 3030 §2: the message failed; the rest of its chunks already in
+    the pipeline are read and discarded, and none completes it."""
+    got = pipelined(
+        server.port,
+        b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n"
+        b"BDAT 4\r\nhead" b"BDAT 4 NOTLAST\r\nbody" b"BDAT 4 LAST\r\ntail",
+    )
+    assert got == [MAIL_OK, RCPT_OK, OK, SYNTAX,
+                   b"503 5.5.1 Bad sequence - BDAT not allowed in MAIL state\r\n", BYE]
+    assert server.messages == []
+
+
+# -- a storage failure belongs to its own delivery (18.2) -----------------------------
+class _FailsOn:
+    """A message store whose write raises for content containing ``marker``."""
+
+    def __init__(self, marker: bytes) -> None:
+        self.marker = marker
+        self.committed: list[Message] = []
+
+    def begin(self, message: Message) -> _FailsOn:
+        return self
+
+    def write(self, data: bytes) -> None:
+        if self.marker in data:
+            raise StorageError("disk on fire")
+
+    def commit(self, message: Message) -> None:
+        self.committed.append(message)
+
+    def abort(self) -> None:
+        pass
+
+
+FAILED = b"451 4.3.0 Requested action aborted: local error in processing\r\n"
+ENVELOPE = b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n"
+
+
+def _store_server(tmp_path: Path, store: _FailsOn) -> BadSMTP:
+    return BadSMTP(ports=[0], message_store=store, mailbox_dir=tmp_path / "mb")
+
+
+def test_a_failed_write_is_not_charged_to_the_next_pipelined_message(tmp_path: Path) -> None:
+    store = _FailsOn(b"FAIL")
+    with _store_server(tmp_path, store) as srv:
+        got = pipelined(srv.port, ENVELOPE + b"BDAT 4\r\nFAIL" b"RSET\r\n" + ENVELOPE + b"BDAT 2 LAST\r\nok")
+        # The failing chunk was not the last one: its 250 is right, and RSET
+        # ends that message.  The second message is stored and says so.
+        assert got == [MAIL_OK, RCPT_OK, OK, OK, MAIL_OK, RCPT_OK, ACCEPTED, BYE]
+        assert [m.content for m in srv.messages] == [b"ok"]
+    assert len(store.committed) == 1
+    assert len(os.listdir(tmp_path / "mb" / "new")) == 1
+    assert os.listdir(tmp_path / "mb" / "tmp") == []
+
+
+def test_a_failed_write_is_answered_at_the_end_of_its_own_message(tmp_path: Path) -> None:
+    store = _FailsOn(b"FAIL")
+    with _store_server(tmp_path, store) as srv:
+        got = pipelined(srv.port, ENVELOPE + b"BDAT 4\r\nFAIL" b"BDAT 2 LAST\r\nok" + ENVELOPE + b"BDAT 2 LAST\r\nok")
+        assert got == [MAIL_OK, RCPT_OK, OK, FAILED, MAIL_OK, RCPT_OK, ACCEPTED, BYE]
+        assert [m.content for m in srv.messages] == [b"ok"]
+    assert len(os.listdir(tmp_path / "mb" / "new")) == 1
+    assert os.listdir(tmp_path / "mb" / "tmp") == []
+
+
+def test_a_message_after_a_failed_one_is_aborted_or_stored_never_orphaned(tmp_path: Path) -> None:
+    """The issue's second variant: the next message's chunk is not LAST,
+    then the client resets and sends a third message.  The second delivery
+    is aborted (no tmp/ file left behind), the third stored."""
+    store = _FailsOn(b"FAIL")
+    with _store_server(tmp_path, store) as srv, Client(srv.port) as c:
+        assert c.reply() == GREETING
+        assert c.command(b"EHLO client.example").startswith(b"250-")
+        c.send(ENVELOPE + b"BDAT 4\r\nFAIL" b"RSET\r\n" + ENVELOPE + b"BDAT 2\r\nok")
+        assert c.replies(7) == [MAIL_OK, RCPT_OK, OK, OK, MAIL_OK, RCPT_OK, OK]
+        assert c.command(b"RSET") == OK
+        c.send(ENVELOPE + b"BDAT 5 LAST\r\nthird")
+        assert c.replies(3) == [MAIL_OK, RCPT_OK, ACCEPTED]
+        assert [m.content for m in srv.messages] == [b"third"]
+        assert len(os.listdir(tmp_path / "mb" / "new")) == 1
+        assert os.listdir(tmp_path / "mb" / "tmp") == []
+    assert len(store.committed) == 1
