@@ -6,7 +6,9 @@ memory except by the capture (spec 0.6).  Failures are typed (spec 0.7)."""
 from __future__ import annotations
 
 import itertools
+import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -32,6 +34,12 @@ __all__ = [
 ]
 
 HEADER_LIMIT = 64 * 1024  # headers are parsed from at most this much content (0.16)
+# The Maildir convention (maildir(5), "Cleaning up"): a file in tmp/ untouched
+# for 36 hours is a leftover and may be removed by anyone.
+STALE_AGE = 36 * 3600
+_OUR_NAME = re.compile(r"\d+\.\d+_(\d+)_\d+\.(.+)\Z")  # {sec}.{usec}_{pid}_{n}.{host}
+
+log = logging.getLogger("badsmtp.storage")
 
 
 class StorageError(Exception):
@@ -174,9 +182,38 @@ def _makedirs(path: str) -> None:
             raise
 
 
+def _folded(name: str, addresses: tuple[str, ...]) -> str:
+    """``name`` and the addresses as a header folded before a line passes 78
+    octets (RFC 5322 §2.1.1: 998 at most, 78 should), one address per line at
+    worst: a thousand recipients must not make one 20,000-octet line."""
+    lines, line = [], name
+    for i, address in enumerate(addresses):
+        item = f" {address}{',' if i < len(addresses) - 1 else ''}"
+        if len(line) + len(item) > 78 and line != name:
+            lines.append(line)
+            line = ""
+        line += item
+    lines.append(line)
+    return "\r\n".join(lines) + "\r\n"
+
+
 def _host() -> str:
     name = socket.gethostname() or "badsmtp.test"
     return name.replace("/", r"\057").replace(":", r"\072")
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists; True where that cannot be asked safely
+    (on Windows, signal 0 is CTRL_C_EVENT)."""
+    if pid == os.getpid() or os.name == "nt":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # EPERM: it exists, as another user
+    return True
 
 
 class _MaildirDelivery:
@@ -194,7 +231,7 @@ class _MaildirDelivery:
         self._file = os.fdopen(fd, "wb")
         prefix = [f"From: {message.sender or '<>'}\r\n"]
         if message.recipients:
-            prefix.append(f"To: {', '.join(message.recipients)}\r\n")
+            prefix.append(_folded("To:", message.recipients))
         from email.utils import formatdate
 
         prefix.append(f"Received: by {message.hostname}; {formatdate(now, localtime=True)}\r\n\r\n")
@@ -218,11 +255,15 @@ class _MaildirDelivery:
             raise
 
     def abort(self) -> None:
-        self._file.close()
         try:
-            os.unlink(self._tmp)
-        except FileNotFoundError:
-            pass
+            self._file.close()  # may flush, and fail: a full disk (ENOSPC)
+        except OSError:
+            pass  # the descriptor is closed all the same
+        finally:
+            try:
+                os.unlink(self._tmp)  # a failed message never keeps its disk space
+            except FileNotFoundError:
+                pass
 
 
 class MaildirStore:
@@ -235,6 +276,36 @@ class MaildirStore:
             self.ensure_dirs()
         except OSError as exc:
             raise StorageError(f"failed to create mailbox: {exc}") from exc
+        removed = self.remove_stale()
+        if removed:
+            log.info("Removed stale temporary files", extra={"fields": {"count": removed, "dir": self.path}})
+
+    def remove_stale(self, now: float | None = None) -> int:
+        """Remove what no delivery will ever finish from ``tmp/``: files this
+        host's badsmtp wrote in a process that is gone (a ``kill -9`` in the
+        middle of a message), and any file older than 36 hours (the Maildir
+        convention).  A live process's files are left alone: another server
+        may share the mailbox.  Returns how many were removed."""
+        now = time.time() if now is None else now
+        removed = 0
+        with os.scandir(os.path.join(self.path, "tmp")) as entries:
+            for entry in entries:
+                try:
+                    if entry.is_file(follow_symlinks=False) and (
+                        self._orphaned(entry.name)
+                        or now - entry.stat(follow_symlinks=False).st_mtime > STALE_AGE
+                    ):
+                        os.unlink(entry.path)
+                        removed += 1
+                except OSError:
+                    continue  # gone meanwhile, or not ours to remove
+        return removed
+
+    def _orphaned(self, name: str) -> bool:
+        match = _OUR_NAME.match(name)
+        if match is None or match.group(2) != self.host:
+            return False
+        return not _alive(int(match.group(1)))
 
     def ensure_dirs(self) -> None:
         # At start-up, and again whenever a delivery finds them gone (17.1):

@@ -4,15 +4,21 @@ errors turned into replies (0.7, Appendix A)."""
 
 from __future__ import annotations
 
+import email
+import errno
 import mailbox
 import os
 import re
+import shutil
 import socket
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import Client
@@ -30,6 +36,7 @@ from test_server import (
 )
 
 from badsmtp import BadSMTP, MailboxUnavailable, Message, QuotaExceeded, StorageError
+from badsmtp.storage import STALE_AGE, MaildirStore, MessageStore
 
 NAME = re.compile(r"^(\d+)\.(\d+)_(\d+)_(\d+)\.(.+)$")  # spec 17.2
 DATE = r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}"
@@ -424,3 +431,164 @@ def test_a_maildir_that_disappears_is_recreated_at_the_next_delivery(
     send_one(maildir_server.port)
     assert len(listing(mb, "new")) == 1 and listing(mb, "tmp") == []
     assert stat.S_IMODE((mb / "new").stat().st_mode) == 0o750 & ~_umask()
+
+
+# -- a full disk, a crash: nothing left in tmp/ (17.2) ------------------------------------
+class _FullDiskFile:
+    """A maildir file on a disk that fills up after ``room`` octets: writes
+    past it fail with ENOSPC, and so does the flush in ``close()`` (as a
+    buffered file's does), after which the descriptor is closed anyway."""
+
+    def __init__(self, real: object, room: int) -> None:
+        self.real, self.room, self.pending = real, room, False
+
+    def write(self, data: bytes) -> int:
+        if len(data) > self.room:
+            self.pending = True
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.room -= len(data)
+        return self.real.write(data)  # type: ignore[attr-defined, no-any-return]
+
+    def close(self) -> None:
+        self.real.close()  # type: ignore[attr-defined]
+        if self.pending:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+
+class _FullDiskMaildir(MaildirStore):
+    def begin(self, message: Message) -> Any:
+        delivery = super().begin(message)
+        delivery._file = _FullDiskFile(delivery._file, 64 * 1024)  # type: ignore[assignment]
+        return delivery
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[tuple[Path, Callable[[str], MessageStore]]]:
+    """A real 2 MiB filesystem (a tmpfs: CI runs as root), or, where mounting
+    is not allowed, a maildir whose files fail like a full disk's."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    mounted = shutil.which("mount") is not None and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+        capture_output=True, check=False,
+    ).returncode == 0
+    try:
+        yield mount / "mb", MaildirStore if mounted else _FullDiskMaildir
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_a_full_disk_fails_the_message_and_frees_its_space(
+    small_disk: tuple[Path, Callable[[str], MessageStore]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mb, store = small_disk
+    # Content that arrives in small pieces sits in the file's buffer when the
+    # disk fills, so closing the file fails too (the issue's case).
+    monkeypatch.setattr("badsmtp.server.RECV_SIZE", 1000)
+    with BadSMTP(ports=[0], capture=False, message_store=store(str(mb))) as srv:
+        with Client(srv.port) as c:
+            assert c.reply() == GREETING
+            open_transaction(c)
+            assert c.command(b"DATA") == GO_AHEAD
+            for _ in range(3 * 1024):  # 3 MiB in small segments: more than the disk holds
+                c.send(b"x" * 1022 + b"\r\n")
+            c.send(b".\r\n")
+            assert c.reply() == b"451 4.3.0 Requested action aborted: local error in processing\r\n"
+            assert listing(mb, "tmp") == [] and listing(mb, "new") == []
+            # The failed message's space is free again: the next one is stored.
+            assert c.command(b"MAIL FROM:<alice@example.com>") == MAIL_OK
+            assert c.command(b"RCPT TO:<bob@example.com>") == RCPT_OK
+            assert c.command(b"DATA") == GO_AHEAD
+            assert c.command(b"Subject: small\r\n\r\nfits\r\n.") == ACCEPTED
+        assert listing(mb, "tmp") == [] and len(listing(mb, "new")) == 1
+        assert srv.errors == []
+
+
+def test_abort_removes_the_file_even_when_closing_it_fails(tmp_path: Path) -> None:
+    store = _FullDiskMaildir(str(tmp_path / "mb"))
+    delivery = store.begin(Message("a@example.com", ("b@example.com",)))
+    with pytest.raises(OSError):
+        delivery.write(b"x" * 100_000)
+    delivery.abort()  # close() raises ENOSPC inside: abort must not
+    assert listing(tmp_path / "mb", "tmp") == []
+
+
+def _tmp_file(mb: Path, name: str, age: float = 0.0) -> Path:
+    path = mb / "tmp" / name
+    path.write_bytes(b"From: a@example.com\r\n\r\nhalf a mess")
+    if age:
+        then = time.time() - age
+        os.utime(path, (then, then))
+    return path
+
+
+def _dead_pid() -> int:
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, check=True, text=True)  # fmt: skip
+    return int(proc.stdout)
+
+
+def test_stale_tmp_files_are_removed_at_start(tmp_path: Path) -> None:
+    mb = tmp_path / "mb"
+    host = MaildirStore(str(mb)).host
+    dead = _tmp_file(mb, f"1700000000.1700000000000001_{_dead_pid()}_7.{host}")
+    live_pid = _tmp_file(mb, f"1700000000.1700000000000002_{os.getpid()}_8.{host}")
+    live_init = _tmp_file(mb, f"1700000000.1700000000000003_1_9.{host}")
+    other_host = _tmp_file(mb, f"1700000000.1700000000000004_{_dead_pid()}_7.elsewhere")
+    not_ours = _tmp_file(mb, "1700000000.M1P2Q3.mailer")
+    ancient = _tmp_file(mb, "1600000000.M1P2Q4.mailer", age=STALE_AGE + 60)
+    BadSMTP(ports=[0], mailbox_dir=str(mb))  # construction sets up the mailbox (17.1)
+    assert not dead.exists() and not ancient.exists()
+    assert live_pid.exists() and live_init.exists() and other_host.exists() and not_ours.exists()
+
+
+def test_a_killed_server_leaves_nothing_in_tmp_for_the_next_one(tmp_path: Path) -> None:
+    """kill -9 in the middle of a message: the next server on the mailbox
+    removes the file the killed one left in tmp/."""
+    mb = tmp_path / "mb"
+    script = (
+        "import sys\nfrom badsmtp import BadSMTP\n"
+        "srv = BadSMTP(ports=[0], mailbox_dir=sys.argv[1]).serve_in_thread()\n"
+        "print(srv.port, flush=True)\nsys.stdin.read()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(mb)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        with Client(port) as c:
+            assert c.reply() == GREETING
+            open_transaction(c)
+            assert c.command(b"DATA") == GO_AHEAD
+            c.send(b"Subject: interrupted\r\n\r\nhalf")
+            _one_tmp_file(mb)
+            proc.kill()
+            proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                stream.close()
+    assert len(listing(mb, "tmp")) == 1
+    MaildirStore(str(mb))
+    assert listing(mb, "tmp") == [] and listing(mb, "new") == []
+
+
+def test_a_thousand_recipients_make_a_folded_to_header(maildir_server: BadSMTP, mb: Path) -> None:
+    recipients = [f"recipient{i}@example.com".encode() for i in range(1000)]
+    with Client(maildir_server.port) as c:
+        assert c.reply() == GREETING
+        ehlo(c)
+        c.send(b"MAIL FROM:<alice@example.com>\r\n" + b"".join(b"RCPT TO:<%s>\r\n" % r for r in recipients))
+        assert c.replies(1001) == [MAIL_OK] + [RCPT_OK] * 1000
+        c.send(b"BDAT 2 LAST\r\nhi")
+        assert c.reply() == ACCEPTED
+    [name] = listing(mb, "new")
+    data = (mb / "new" / name).read_bytes()
+    head = data[: data.index(b"\r\n\r\n")]
+    assert max(len(line) for line in head.split(b"\r\n")) <= 78  # RFC 5322 §2.1.1
+    message = email.message_from_bytes(data)
+    assert [a.strip() for a in message["To"].replace("\r\n", "").split(",")] == [r.decode() for r in recipients]
