@@ -17,14 +17,13 @@ import selectors
 import socket
 import socketserver
 import ssl
-import struct
 import threading
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
-from . import auth, protocol, replies
+from . import auth, protocol, replies, sockio
 from .config import Listener, Role
 from .session import (
     AbortDelivery,
@@ -151,6 +150,7 @@ class Handler(socketserver.BaseRequestHandler):
         self._accepted: Message | None = None
         self.recorder: Recorder | None = None
         self.slog = SessionLog(self.client_ip, self.rt.ctx.identity)  # spec 19.3
+        self._held = bytearray()  # what the client sent during a server-side wait
 
     def handle(self) -> None:
         if not self.rt.register(self, self.sock):
@@ -213,12 +213,11 @@ class Handler(socketserver.BaseRequestHandler):
             self._start_transcript()
         self.slog.behaviour(self.server.bound)
         if role is Role.DROP or role is Role.IMMEDIATE_DROP:
-            # Send nothing, read nothing; close after the delay (spec 2.1).
-            if delay and self.rt.stopping.wait(delay):
-                self._send_quietly(replies.SHUTTING_DOWN.render(False))
+            # Send nothing, answer nothing; close after the delay (spec 2.1).
+            if delay:
+                self._connection_delay(delay)
             return
-        if role is Role.GREETING_DELAY and delay and self.rt.stopping.wait(delay):
-            self._send_quietly(replies.SHUTTING_DOWN.render(False))
+        if role is Role.GREETING_DELAY and delay and not self._connection_delay(delay):
             return
         if role is Role.TLS and not self._handshake():
             return
@@ -236,22 +235,63 @@ class Handler(socketserver.BaseRequestHandler):
             trace.attach(session)
         if hooks is not None:
             hooks.session = session
-        self._idle_timeout()
+        sockio.set_timeouts(self.sock, self.rt.idle_timeout)
         self._run(session.greeting())
+        self._converse(session)
+
+    def _converse(self, session: Session) -> None:
+        """Read and answer until the session ends.  The idle timeout bounds
+        each whole command line, not each ``recv`` (0.20): while only part
+        of a line is here, the next read gets what is left of the line's
+        time, so a client trickling octets cannot hold the session."""
+        timeout, line_began = self.rt.idle_timeout, None
         while not session.closed:
-            try:
-                data = self.sock.recv(RECV_SIZE)  # not cached: STARTTLS replaces the socket
-            except (TimeoutError, BlockingIOError, ssl.SSLWantReadError):
-                self._run(session.timeout())
-                return
-            except ConnectionError:
-                data = b""
-            if self.rt.stopping.is_set():
-                self._stop(session)
-                return
-            if self.recorder is not None:
-                self.recorder.received(data)
-            self._run(session.receive_data(data))
+            began = time.monotonic()
+            if self._held:
+                data, self._held = bytes(self._held), bytearray()
+            else:
+                try:
+                    data = self.sock.recv(RECV_SIZE)  # not cached: STARTTLS replaces the socket
+                except (TimeoutError, BlockingIOError, ssl.SSLWantReadError):
+                    self._timed_out(session)
+                    return
+                except ConnectionError:
+                    data = b""
+                if self.rt.stopping.is_set():
+                    self._stop(session)
+                    return
+            self._run(self._received(data))
+            if not timeout:
+                continue
+            if session.mid_line:
+                line_began = began if line_began is None else line_began
+                sockio.read_timeout(self.sock, line_began + timeout - time.monotonic())
+            elif line_began is not None:
+                line_began = None
+                sockio.read_timeout(self.sock, timeout)
+
+    def _received(self, data: bytes) -> list[Action]:
+        if self.recorder is not None:
+            self.recorder.received(data)
+        assert self.session is not None
+        return self.session.receive_data(data)
+
+    def _connection_delay(self, seconds: float) -> bool:
+        """A delay before any session (a greeting delay, a drop): True when
+        it ran its course, False when the server stopped (a 421 is sent) or
+        the client left."""
+        waited = self._wait(seconds)
+        if waited is sockio.Waited.STOPPING:
+            self._send_quietly(replies.SHUTTING_DOWN.render(False))
+        elif waited is sockio.Waited.CLOSED and self.recorder is not None:
+            self.recorder.finish("client")
+        return waited is sockio.Waited.ELAPSED
+
+    def _wait(self, seconds: float) -> sockio.Waited:
+        """A server-side wait (a delay), which ends early when the server
+        stops or the client closes (0.20): a session that asked for long
+        delays must not outlive its client."""
+        return sockio.wait(self.sock, seconds, self.rt.stopping, self._held)
 
     def _start_transcript(self) -> None:
         from .transcript import Recorder
@@ -271,6 +311,10 @@ class Handler(socketserver.BaseRequestHandler):
         self.sock.settimeout(WRITE_DEADLINE)
         self._run(session.shutdown())
 
+    def _timed_out(self, session: Session) -> None:
+        self.sock.settimeout(WRITE_DEADLINE)  # the 421 is best effort (2.4)
+        self._run(session.timeout())
+
     def _send_quietly(self, data: bytes) -> None:
         try:
             self.sock.settimeout(WRITE_DEADLINE)
@@ -287,14 +331,19 @@ class Handler(socketserver.BaseRequestHandler):
             following: list[Action] | None = None
             for action in actions:
                 if type(action) is bytes:
-                    self.sock.sendall(action)
+                    sockio.send(self.sock, action, self.rt.idle_timeout)
                 elif isinstance(action, Write):
                     self._write(action.data)
                 elif isinstance(action, (Delay, protocol.Wait)):
                     assert session is not None
-                    if self.rt.stopping.wait(action.seconds):
+                    waited = self._wait(action.seconds)
+                    if waited is sockio.Waited.STOPPING:
                         self.sock.settimeout(WRITE_DEADLINE)
                         following = session.shutdown()
+                        break
+                    if waited is sockio.Waited.CLOSED:
+                        self._held.clear()  # nobody is left to answer
+                        following = self._received(b"")
                         break
                     if isinstance(action, Delay):  # a command waits for its delay
                         following = session.delay_done()
@@ -355,21 +404,6 @@ class Handler(socketserver.BaseRequestHandler):
         wrapped.settimeout(self.rt.idle_timeout)
         self.slog.tls_ok(wrapped)
         return True
-
-    def _idle_timeout(self) -> None:
-        """Bound every wait for the client by the idle timeout (spec 2.4).
-        On a plain socket the kernel does it (SO_RCVTIMEO/SO_SNDTIMEO): a
-        Python-level timeout would cost a poll() before every recv and send,
-        doubling the system calls on the hot path."""
-        sock, timeout = self.sock, self.rt.idle_timeout
-        if isinstance(sock, ssl.SSLSocket) or not timeout:
-            sock.settimeout(timeout)
-            return
-        sock.settimeout(None)
-        seconds = int(timeout)
-        value = struct.pack("ll", seconds, int((timeout - seconds) * 1_000_000))
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
 
     # -- storage --------------------------------------------------------------------
     def _message(self, env: Envelope) -> Message:

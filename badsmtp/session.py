@@ -261,6 +261,15 @@ class Session:
     def closed(self) -> bool:
         return self.mode is Mode.CLOSED
 
+    @property
+    def mid_line(self) -> bool:
+        """Part of a command (or AUTH) line is here, its end is not: the
+        shell bounds the wait for the rest by what is left of the line's
+        idle timeout (RFC 5321 §4.5.3.2.7 times whole commands)."""
+        return (self.mode is Mode.LINE or self.mode is Mode.AUTH) and (
+            bool(self._buf) or self._discarding
+        )
+
     # -- plumbing -------------------------------------------------------------
     def _take(self) -> list[Action]:
         self._flush()

@@ -6,13 +6,18 @@ pipelined ahead: stored if and only if acknowledged."""
 from __future__ import annotations
 
 import os
+import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
 from conftest import Client
+from test_server import wait_until
 from wire import ACCEPTED, GREETING, MAIL_OK, OK, RCPT_OK
 
-from badsmtp import BadSMTP, Message, StorageError
+from badsmtp import BadSMTP, Listener, Message, StorageError
+from badsmtp.config import Role
 
 BYE = b"221 2.0.0 Bye\r\n"
 NO_RCPTS = b"503 5.5.1 Bad sequence of commands\r\n"
@@ -176,3 +181,128 @@ def test_a_message_after_a_failed_one_is_aborted_or_stored_never_orphaned(tmp_pa
         assert len(os.listdir(tmp_path / "mb" / "new")) == 1
         assert os.listdir(tmp_path / "mb" / "tmp") == []
     assert len(store.committed) == 1
+
+
+# -- every wait ends when the client leaves (0.20) ------------------------------------
+LONG = 600.0  # a delay no test may sit out
+
+
+def _ended_promptly(srv: BadSMTP) -> None:
+    """The session is over on the server side, well before any long delay."""
+    [transcript] = srv.wait_for_sessions(1, timeout=5)
+    assert transcript.closed_by == "client"
+    assert transcript.duration is not None and transcript.duration < 5
+
+
+@pytest.mark.parametrize("role", [Role.GREETING_DELAY, Role.DROP])
+def test_a_connection_delay_ends_when_the_client_closes(role: Role) -> None:
+    with BadSMTP(ports=[Listener(0, role, LONG)]) as srv:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=5):
+            pass
+        _ended_promptly(srv)
+        assert srv.errors == []
+
+
+def test_a_dlay_session_with_pipelined_commands_ends_when_the_client_closes() -> None:
+    """The issue's case: EHLO dlay605 + 100 NOOPs, then close: the session
+    used to sit out 605 s per buffered command (~17 h)."""
+    with BadSMTP(ports=[0]) as srv:
+        with Client(srv.port) as c:
+            assert c.reply() == GREETING
+            c.send(b"EHLO dlay605.example\r\n" + b"NOOP\r\n" * 100)
+        _ended_promptly(srv)
+        assert srv.errors == []
+
+
+def test_a_command_delay_ends_when_the_client_closes() -> None:
+    with BadSMTP(ports=[Listener(0, Role.COMMAND_DELAY, LONG)]) as srv:
+        with Client(srv.port) as c:
+            assert c.reply() == GREETING
+            c.send(b"EHLO client.example\r\n")
+        _ended_promptly(srv)
+
+
+def test_what_a_client_sends_during_a_delay_is_answered_after_it() -> None:
+    """Reading during a delay (to see a close) must not lose or reorder
+    what the client pipelined meanwhile."""
+    with BadSMTP(ports=[Listener(0, Role.COMMAND_DELAY, 0.3)]) as srv, Client(srv.port) as c:
+        assert c.reply() == GREETING
+        c.send(b"NOOP\r\n")
+        c.send(b"RSET\r\n")  # arrives while the NOOP's delay runs
+        c.send(b"HELP\r\nQUIT\r\n")
+        out = c.read_to_eof()
+        assert out.startswith(b"250 OK\r\n250 OK\r\n214-BadSMTP")
+        assert out.endswith(b"214 End of HELP\r\n221 Bye\r\n")
+
+
+def test_a_stop_still_ends_a_delay_with_421() -> None:
+    srv = BadSMTP(ports=[0]).serve_in_thread()
+    with Client(srv.port) as c:
+        assert c.reply() == GREETING
+        c.send(b"EHLO dlay605.example\r\n")
+        wait_until(lambda: srv.sessions[0].commands == ["EHLO"], what="the EHLO's delay")
+        began = time.monotonic()
+        srv.stop()
+        assert time.monotonic() - began < 3
+        assert c.read_to_eof() == b"421 4.3.2 Service shutting down\r\n"
+
+
+# -- the idle timeout is per command line and per reply write (0.20) -----------------
+IDLE = 0.6
+
+
+def test_a_client_trickling_a_command_line_is_timed_out() -> None:
+    """One octet every 0.2 s never completes a line: the line's whole
+    deadline passes, not the 0.6 s between two octets."""
+    with BadSMTP(ports=[0], idle_timeout=IDLE) as srv, Client(srv.port) as c:
+        assert c.reply() == GREETING
+        began = time.monotonic()
+        got = b""
+        for octet in b"NOOP " + b"x" * 40:
+            c.send(bytes([octet]))
+            c.sock.settimeout(0.2)  # the pace of the trickle: wait that long for a reply
+            try:
+                got = c.sock.recv(1024)
+            except TimeoutError:
+                continue
+            break
+        took = time.monotonic() - began
+        assert got == b"421 Idle timeout, closing connection\r\n"
+        assert IDLE <= took < IDLE + 1.0
+
+
+def test_complete_lines_each_get_the_whole_timeout() -> None:
+    """The negative twin: a slow client whose every line arrives within the
+    timeout is never timed out, however long the session lasts."""
+    with BadSMTP(ports=[0], idle_timeout=IDLE) as srv, Client(srv.port) as c:
+        assert c.reply() == GREETING
+        pause = threading.Event()  # pacing a deliberately slow client
+        for _ in range(4):  # 4 x 0.4 s: well past one timeout in all
+            c.send(b"NO")
+            pause.wait(0.2)
+            c.send(b"OP\r\n")
+            assert c.reply() == b"250 OK\r\n"
+            pause.wait(0.2)
+
+
+def test_a_client_that_reads_too_slowly_is_dropped_within_one_timeout() -> None:
+    """A reply write is bounded as a whole: a client that keeps reading a
+    few octets at a time cannot stretch one batch of replies over many
+    timeouts."""
+    with BadSMTP(ports=[0], idle_timeout=IDLE) as srv:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        with sock:
+            sock.connect(("127.0.0.1", srv.port))
+            wait_until(lambda: bool(srv.sessions), what="the session")
+            sock.settimeout(5)
+            # About 16 MB of replies: more than the socket buffers hold.
+            sock.sendall(b"HELP\r\n" * 20_000)
+            pause = threading.Event()  # pacing a deliberately slow reader
+            began = time.monotonic()
+            while not srv.sessions[0].closed and time.monotonic() - began < 10:
+                assert sock.recv(512)
+                pause.wait(0.01)
+            took = time.monotonic() - began
+        assert took < IDLE + 2.0, f"the server kept writing for {took:.1f} s"
+        assert srv.errors == []

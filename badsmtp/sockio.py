@@ -1,0 +1,138 @@
+"""Blocking socket helpers for the handler: per-socket timeouts, a reply
+write bounded as a whole, and a wait that ends when the client leaves.
+
+A plain socket's idle timeout is the kernel's (``SO_RCVTIMEO``/``SO_SNDTIMEO``):
+a Python-level timeout would cost a ``poll()`` before every ``recv`` and
+``send`` on the hot path.  A TLS socket keeps Python's own timeout, which
+``ssl`` needs to see.  Nothing here knows SMTP.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import ssl
+import struct
+import threading
+import time
+from enum import Enum
+
+__all__ = ["HOLD_LIMIT", "Waited", "read_timeout", "send", "set_timeouts", "wait"]
+
+# What a client may send during a server-side wait before the wait stops
+# reading (it then ends only by time or stop): a pipelined burst, not a flood.
+HOLD_LIMIT = 64 * 1024
+_RECV = 65536
+
+
+class Waited(Enum):
+    ELAPSED = "elapsed"
+    STOPPING = "stopping"
+    CLOSED = "closed"  # the client closed (or reset) the connection
+
+
+def _kernel_timeout(sock: socket.socket, option: int, seconds: float) -> None:
+    whole = int(seconds)
+    micros = max(int((seconds - whole) * 1_000_000), 0 if whole else 1000)  # 0 would be "never"
+    sock.setsockopt(socket.SOL_SOCKET, option, struct.pack("ll", whole, micros))
+
+
+def set_timeouts(sock: socket.socket, seconds: float | None) -> None:
+    """Bound each ``recv`` and ``send`` on ``sock`` by ``seconds`` (None: never)."""
+    if isinstance(sock, ssl.SSLSocket) or not seconds:
+        sock.settimeout(seconds)
+        return
+    sock.settimeout(None)
+    _kernel_timeout(sock, socket.SO_RCVTIMEO, seconds)
+    _kernel_timeout(sock, socket.SO_SNDTIMEO, seconds)
+
+
+def read_timeout(sock: socket.socket, seconds: float) -> None:
+    """Bound the next ``recv`` by ``seconds``: what is left of a deadline."""
+    seconds = max(seconds, 0.001)
+    if isinstance(sock, ssl.SSLSocket):
+        sock.settimeout(seconds)
+    else:
+        _kernel_timeout(sock, socket.SO_RCVTIMEO, seconds)
+
+
+def send(sock: socket.socket, data: bytes, timeout: float | None) -> None:
+    """Send all of ``data`` within one timeout as a whole: ``timeout``, or
+    the socket's own Python-level timeout where one is set (TLS, the
+    best-effort 421 at shutdown).  One ``send`` is the common case and costs
+    nothing extra; only a client that reads slowly makes the rest run
+    against the deadline, so a trickle of progress cannot stretch one batch
+    of replies over many timeouts."""
+    sent = sock.send(data)
+    if sent == len(data):
+        return
+    rest = memoryview(data)[sent:]
+    own = sock.gettimeout()  # None: the kernel's SO_SNDTIMEO is in force
+    limit = own if own is not None else timeout
+    if limit is None:
+        sock.sendall(rest)
+        return
+    deadline = time.monotonic() + limit
+    try:
+        while rest:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("the client did not read the replies in time")
+            if own is not None:
+                sock.settimeout(remaining)
+            else:
+                _kernel_timeout(sock, socket.SO_SNDTIMEO, remaining)
+            rest = rest[sock.send(rest) :]
+    finally:
+        if own is not None:
+            sock.settimeout(own)
+        else:
+            _kernel_timeout(sock, socket.SO_SNDTIMEO, limit)
+
+
+def wait(sock: socket.socket, seconds: float, stopping: threading.Event, held: bytearray) -> Waited:
+    """Wait ``seconds``, ending early when ``stopping`` is set or the client
+    closes.  What the client sends meanwhile is appended to ``held`` (up to
+    :data:`HOLD_LIMIT`; past it, only time and ``stopping`` end the wait).
+
+    ``stopping`` alone cannot wake a thread blocked here, but the server's
+    stop shuts every live socket's read side, which makes it readable."""
+    deadline = time.monotonic() + seconds
+    while not stopping.is_set():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return Waited.ELAPSED
+        if len(held) >= HOLD_LIMIT:
+            return Waited.STOPPING if stopping.wait(remaining) else Waited.ELAPSED
+        if not _readable(sock, remaining) or stopping.is_set():
+            continue
+        data = _recv_now(sock)
+        if data == b"":
+            return Waited.CLOSED
+        held += data or b""
+    return Waited.STOPPING
+
+
+def _readable(sock: socket.socket, timeout: float) -> bool:
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    if hasattr(select, "poll"):  # select() cannot watch descriptors past FD_SETSIZE
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(timeout * 1000))
+    return bool(select.select([sock], [], [], timeout)[0])
+
+
+def _recv_now(sock: socket.socket) -> bytes | None:
+    """What is there to read, without blocking: ``b""`` at the end of the
+    stream, None when nothing whole arrived (a TLS record in pieces)."""
+    previous = sock.gettimeout()
+    sock.setblocking(False)
+    try:
+        return sock.recv(_RECV)
+    except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        return None
+    except (ConnectionError, ssl.SSLError):
+        return b""
+    finally:
+        sock.settimeout(previous)
