@@ -147,14 +147,71 @@ def bdat_arguments(args: list[str]) -> tuple[int, bool]:
     return int(digits), len(args) > 1
 
 
-def vrfy_mailbox(args: list[str]) -> str:
-    """The mailbox a VRFY names (spec 12.4 steps 1-3)."""
-    text = " ".join(args)
-    from email.utils import parseaddr  # lazy: VRFY is rare, email is slow to import
+# RFC 5322 §3.2.3 specials, less "." (obs-phrase, RFC 5322 §4.1, allows dots
+# in display names: ``Alice J. Example``).  Quotes and parentheses open quoted
+# strings and comments.
+_PHRASE_SPECIALS = frozenset(')<>[]:;@\\,')
+_CLOSE = {'"': '"', "(": ")"}
 
-    _, addr = parseaddr(text)
-    if "@" not in addr or any(c in addr for c in " <>"):
-        addr = next((tok.strip("<>,'\"") for tok in text.split(" ") if "@" in tok), "")
-    if "@" not in addr:
+
+def _skip_quoted(text: str, i: int) -> int:
+    """The index after the quoted string or (nested) comment opening at
+    ``text[i]`` (RFC 5322 §3.2.2, §3.2.4), or -1 if it is never closed.
+    Nesting is a counter, not recursion: no input can exhaust the stack."""
+    close, depth, n = _CLOSE[text[i]], 1, len(text)
+    i += 1
+    while i < n:
+        ch = text[i]
+        if ch == "\\":  # a quoted pair (RFC 5322 §3.2.1)
+            i += 1
+        elif ch == close:
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        elif ch == "(" and close == ")":
+            depth += 1
+        i += 1
+    return -1
+
+
+def _is_phrase(text: str) -> bool:
+    """``text`` is an RFC 5322 §3.2.5 phrase (atoms, quoted strings and
+    comments) or empty: one linear scan (``email.utils.parseaddr`` recurses
+    once per nested ``(``, so a client could exhaust its stack)."""
+    i, n = 0, len(text)
+    while i < n:
+        if text[i] in _CLOSE:
+            i = _skip_quoted(text, i)
+            if i < 0:
+                return False
+        elif text[i] in _PHRASE_SPECIALS:
+            return False
+        else:
+            i += 1
+    return True
+
+
+def _name_addr(text: str) -> str | None:
+    """The address of ``[display name] <address>`` (RFC 5322 §3.4 name-addr),
+    or None when ``text`` is not of that form."""
+    if not text.endswith(">"):
+        return None
+    start = text.rfind("<")
+    address = text[start + 1 : -1]
+    if start < 0 or not address or any(c in address for c in " <>"):
+        return None
+    return address if _is_phrase(text[:start]) else None
+
+
+def vrfy_mailbox(args: list[str]) -> str:
+    """The mailbox a VRFY names (spec 12.4 steps 1-3): the address of the
+    whole string as ``[display name] <address>``, else the first token holding
+    an ``@`` with ``<>,'"`` stripped from its ends (a bare address is such a
+    token).  Bounded: linear scans only."""
+    text = " ".join(args)
+    address = _name_addr(text)
+    if address is None:
+        address = next((tok.strip("<>,'\"") for tok in args if "@" in tok), "")
+    if "@" not in address:
         raise ReplyError(replies.SYNTAX)
-    return addr
+    return address

@@ -976,6 +976,30 @@ def test_vrfy_plain_forms_and_smtputf8() -> None:
     assert out == "250 2.1.5 existsé@example.com User exists\r\n".encode()
 
 
+@pytest.mark.parametrize(
+    "line, reply",
+    [
+        # The whole string as [display name] <address>: an @ in the name is not the mailbox.
+        ('VRFY "a@b" <exists@example.com>', b"250 2.1.5 exists@example.com User exists\r\n"),
+        ("VRFY Alice (at a@b, work) <exists@example.com>", b"250 2.1.5 exists@example.com User exists\r\n"),
+        ('VRFY "x\\" <y" <exists@example.com>', b"250 2.1.5 exists@example.com User exists\r\n"),
+        # Otherwise the first token with an @, ends stripped of <>,'" (spec 12.4 step 2).
+        ("VRFY 'exists@example.com'", b"250 2.1.5 exists@example.com User exists\r\n"),
+        ("VRFY Alice@home <exists@example.com>", b"550 5.1.1 Requested action not taken: mailbox unavailable\r\n"),
+        ("VRFY a (b <exists@example.com>", b"250 2.1.5 exists@example.com User exists\r\n"),
+        # Deep nesting is bounded work and a plain 501, never a RecursionError.
+        ("VRFY " + "(" * 2000 + "exists@example.com", b"501 5.5.4 Syntax error in parameters\r\n"),
+        ("VRFY " + "(" * 2000 + " <exists@example.com>", b"250 2.1.5 exists@example.com User exists\r\n"),
+        ("VRFY Alice " + "(" * 2000 + ")" * 2000 + " <exists@example.com>", b"250 2.1.5 exists@example.com User exists\r\n"),
+    ],
+    ids=["quoted-name-with-at", "comment-with-at", "quoted-pair", "single-quotes", "name-with-at",
+         "unclosed-comment", "nested-token", "nested-unclosed-name", "nested-closed-name"],
+)  # fmt: skip
+def test_vrfy_extraction_is_bounded(line: str, reply: bytes) -> None:
+    _, _, out = run(at(Phase.MAIL), line)
+    assert out == reply
+
+
 def test_vrfy_is_never_affected_by_triggers() -> None:
     state = at(Phase.MAIL, armed=triggers.address_trigger("noop550@example.com"))
     _, outputs, out = run(state, "VRFY unknown@example.com")

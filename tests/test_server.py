@@ -387,6 +387,16 @@ def test_garbage_does_not_break_the_session_or_the_server(server: BadSMTP, name:
     assert len(server.wait_for_messages(1)) == 1
 
 
+def test_deeply_nested_vrfy_is_a_501_not_an_internal_error(server: BadSMTP, client: Client) -> None:
+    # The server fixture fails the test if the core raised (it would answer 421).
+    assert client.command(b"VRFY " + b"(" * 2000 + b"exists@example.com") == (
+        b"501 Syntax error in parameters\r\n"
+    )
+    assert client.command(b"VRFY Alice (" + b"(" * 2000 + b" <exists@example.com>") == (
+        b"250 exists@example.com User exists\r\n"
+    )
+
+
 # -- half-closed clients -------------------------------------------------------------
 def test_quit_then_shut_wr_still_gets_221(client: Client) -> None:
     client.send(b"QUIT\r\n")
