@@ -33,8 +33,10 @@ _DOMAIN_ASCII = re.compile(rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*\Z")
 
 def split_command(line: str) -> tuple[str, list[str]]:
     """Verb (upper-cased) and arguments (case kept), split at runs of spaces
-    and tabs (spec 3.3).  ``line`` is already trimmed and non-empty."""
-    parts = line.split()
+    and tabs (spec 3.3) as the session splits them: ``str.split()`` would also
+    split at CR, NBSP, U+2028 and the like.  ``line`` is already trimmed and
+    non-empty."""
+    parts = [word for word in line.replace("\t", " ").split(" ") if word]
     return parts[0].upper(), parts[1:]
 
 
