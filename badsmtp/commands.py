@@ -12,7 +12,7 @@ import unicodedata
 from functools import lru_cache
 
 from . import replies
-from .replies import ReplyError
+from .replies import Reply, ReplyError
 
 __all__ = [
     "split_command",
@@ -29,6 +29,12 @@ __all__ = [
 _ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~\-"
 _LOCAL_ASCII = re.compile(rf"[{_ATEXT}.]+")
 _DOMAIN_ASCII = re.compile(rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*\Z")
+# RFC 5321 §4.1.2 Quoted-string: qtextSMTP (%d32-126 but '"' and '\') or a
+# quoted pair (backslash, then %d32-126).  RFC 6531 §3.3 adds UTF-8 to qtextSMTP
+# under SMTPUTF8; the C1 controls U+0080-U+009F (category Cc) stay out, as the
+# C0 ones do: no control character ever reaches a stored header.
+_QUOTED_ASCII = re.compile(r'"(?:[ !#-\[\]-~]|\\[ -~])+"')
+_QUOTED_UTF8 = re.compile(r'"(?:[ !#-\[\]-~\xa0-\U0010ffff]|\\[ -~])+"')
 
 
 def split_command(line: str) -> tuple[str, list[str]]:
@@ -45,19 +51,18 @@ def extract_path(args: list[str], prefix: str) -> tuple[str, list[str]]:
 
     The path may be glued to the colon or follow it as the next argument
     (spec 7.1, 0.2).  Angle brackets are stripped from both ends; ``<>`` is
-    returned as ``"<>"`` so MAIL can recognise the null reverse-path."""
+    returned as ``"<>"`` so MAIL can recognise the null reverse-path.  A
+    missing prefix or path is a malformed command (501 5.5.4); a path that is
+    only brackets comes back empty, for the caller's address check to refuse."""
     if not args or not args[0][: len(prefix)].upper() == prefix:
         raise ReplyError(replies.SYNTAX)
     path = args[0][len(prefix):]
     rest = args[1:]
     if not path and rest:
         path, rest = rest[0], rest[1:]
-    if path == "<>":
-        return path, rest
-    path = path.strip("<>")
     if not path:
         raise ReplyError(replies.SYNTAX)
-    return path, rest
+    return path if path == "<>" else path.strip("<>"), rest
 
 
 def _unicode_ok(text: str, marks: bool) -> bool:
@@ -72,8 +77,8 @@ def _unicode_ok(text: str, marks: bool) -> bool:
 
 
 def _local_ok(local: str, smtputf8: bool) -> bool:
-    if len(local) >= 3 and local[0] == '"' and local[-1] == '"':
-        return True
+    if local[0] == '"':
+        return (_QUOTED_UTF8 if smtputf8 else _QUOTED_ASCII).fullmatch(local) is not None
     if local.isascii():
         return _LOCAL_ASCII.fullmatch(local) is not None
     if not smtputf8:
@@ -89,6 +94,10 @@ def _domain_ok(domain: str) -> bool:
         literal = domain[1:-1]
         try:
             if literal[:5].upper() == "IPV6:":
+                # RFC 5321 §4.1.3 IPv6-addr has no zone: ipaddress would take
+                # anything after a "%", control octets included.
+                if "%" in literal:
+                    return False
                 ipaddress.IPv6Address(literal[5:])
             else:
                 ipaddress.IPv4Address(literal)
@@ -107,19 +116,19 @@ def _domain_ok(domain: str) -> bool:
     )
 
 
-def validate_address(address: str, smtputf8: bool) -> None:
-    """Raise the 501 unless ``address`` is valid per spec 7.3."""
+def validate_address(address: str, smtputf8: bool, error: Reply = replies.SYNTAX) -> None:
+    """Raise ``error`` (a 501) unless ``address`` is valid per spec 7.3."""
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain or not _local_ok(local, smtputf8) or not _domain_ok(domain):
-        raise ReplyError(replies.SYNTAX)
+        raise ReplyError(error)
 
 
 @lru_cache(maxsize=4096)
-def checked(address: str, smtputf8: bool) -> str:
-    """``address`` validated (501 otherwise) and normalised.  Cached: load
-    tests and real clients send the same few addresses again and again, and a
-    pure function of its text is safe to remember (a 501 is not cached)."""
-    validate_address(address, smtputf8)
+def checked(address: str, smtputf8: bool, error: Reply = replies.SYNTAX) -> str:
+    """``address`` validated (``error`` otherwise) and normalised.  Cached:
+    load tests and real clients send the same few addresses again and again,
+    and a pure function of its text is safe to remember (a 501 is not cached)."""
+    validate_address(address, smtputf8, error)
     return normalise(address)
 
 

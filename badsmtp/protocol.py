@@ -230,7 +230,7 @@ def _mail(state: State, args: list[str], ctx: Context) -> Result:
     if path == "<>":  # the null reverse-path: bounces and DSNs (RFC 5321 §4.5.5)
         sender = ""
     else:
-        sender = commands.checked(path, state.caps.smtputf8)
+        sender = commands.checked(path, state.caps.smtputf8, replies.BAD_SENDER)
         armed = triggers.address_trigger(sender)
         if armed is not None and armed.verb == "mail":
             return state, [armed.reply, Fired(sender, armed.reply.code, "MAIL")]
@@ -250,9 +250,9 @@ def _mail(state: State, args: list[str], ctx: Context) -> Result:
 
 def _rcpt(state: State, args: list[str], ctx: Context) -> Result:
     path, _ = commands.extract_path(args, "TO:")
-    if path == "<>":  # the null path is only a reverse-path
-        raise ReplyError(replies.SYNTAX)
-    recipient = commands.checked(path, state.caps.smtputf8)
+    if path == "<>":  # the null path is only a reverse-path (RFC 5321 §4.1.1.3)
+        raise ReplyError(replies.BAD_RECIPIENT)
+    recipient = commands.checked(path, state.caps.smtputf8, replies.BAD_RECIPIENT)
     if len(state.recipients) >= ctx.max_recipients:
         raise ReplyError(replies.TOO_MANY_RCPTS)
     own = triggers.address_trigger(recipient)

@@ -41,6 +41,7 @@ DEFAULT_LINES = (
     "ENHANCEDSTATUSCODES",
 )
 SYNTAX = b"501 5.5.4 Syntax error in parameters\r\n"
+BAD_SENDER = b"501 5.1.7 Syntax error in parameters\r\n"
 TOO_LONG = b"500 5.5.2 Command too long\r\n"
 UNKNOWN = b"500 5.5.2 Command not recognised\r\n"
 NO_RCPTS = b"503 5.5.1 Bad sequence of commands\r\n"
@@ -852,9 +853,12 @@ def test_over_long_line_before_any_ehlo_is_plain() -> None:
         (b"NOOP\x00", UNKNOWN),
         (b"\xff\xfe", UNKNOWN),
         (b"\xc3\x28", UNKNOWN),
-        (b"MAIL FROM:<\xff@example.com>", SYNTAX),
-        (b"MAIL FROM:<a\x00b@example.com>", SYNTAX),
-        (b"MAIL FROM:<a@exa\xc3mple.com>", SYNTAX),
+        (b"MAIL FROM:<\xff@example.com>", BAD_SENDER),
+        (b"MAIL FROM:<a\x00b@example.com>", BAD_SENDER),
+        (b"MAIL FROM:<a@exa\xc3mple.com>", BAD_SENDER),
+        (b'MAIL FROM:<"a\x00b"@example.com>', BAD_SENDER),
+        (b'MAIL FROM:<"a\rX-Injected:yes"@example.com>', BAD_SENDER),
+        (b'MAIL FROM:<"a\xc2\x85b"@example.com>', BAD_SENDER),  # U+0085, a C1 control
         (b"VRFY \xff@example.com", SYNTAX),
         (b"BDAT \xff", b"503 5.5.1 Bad sequence - BDAT not allowed in MAIL state\r\n"),
         (b"AUTH \xff\x00", b"504 5.5.4 Authentication mechanism not supported\r\n"),
@@ -1335,11 +1339,13 @@ APPENDIX_A = [
     (b"EXPN x", b"502 5.5.1 Command not implemented"),
     (b"Q" * 5000, b"500 5.5.2 Command too long"),
     (b"RCPT TO:<a@example.com>", b"503 5.5.1 Bad sequence - RCPT not allowed in MAIL state"),
-    (b"MAIL FROM:<bad>", b"501 5.5.4 Syntax error in parameters"),
+    (b"MAIL FROM:<bad>", b"501 5.1.7 Syntax error in parameters"),
+    (b"MAIL FROM:", b"501 5.5.4 Syntax error in parameters"),
     (b"AUTH FOO", b"504 5.5.4 Authentication mechanism not supported"),
     (b"MAIL FROM:<a@example.com> SIZE=99999999", b"552 5.3.4 Message size exceeds fixed maximum of 10485760 bytes"),
     (b"MAIL FROM:<a@example.com>", b"250 2.1.0 OK"),
     (b"DATA", b"503 5.5.1 Bad sequence of commands"),
+    (b"RCPT TO:<bad>", b"501 5.1.3 Syntax error in parameters"),
     (b"RCPT TO:<b@example.com>", b"250 2.1.5 OK"),
     (b"RCPT TO:<c@example.com>", b"452 4.5.3 Too many recipients"),
     (b"VRFY exists@example.com", b"250 2.1.5 exists@example.com User exists"),
