@@ -162,6 +162,15 @@ ALLOWED: dict[str, frozenset[Phase]] = {
     "HELP": ALL,
 }
 KNOWN_VERBS = frozenset(ALLOWED)
+# Verbs whose armed deferred trigger answers before the sequence check, and
+# the phases where it does.  The trigger is what the client asked for, and
+# RFC 3207 does not forbid STARTTLS inside a transaction: MAIL FROM with
+# starttls454@… then STARTTLS gives 454 (README trigger table); without an
+# armed trigger STARTTLS keeps its 503 there.  Not AUTH: RFC 4954 §4 forbids
+# it during a transaction.  Not mid-BDAT: half a message has been sent.
+TRIGGER_FIRST: dict[str, frozenset[Phase]] = {
+    "STARTTLS": ALLOWED["STARTTLS"] | {Phase.RCPT},
+}
 # Well-known verbs we do not implement get 502, not 500 (spec 0.5).
 UNIMPLEMENTED_VERBS = frozenset({"EXPN", "ETRN", "TURN", "ATRN", "VERB", "SEND", "SOML", "SAML"})
 
@@ -296,9 +305,7 @@ def _quit(state: State, args: list[str], ctx: Context) -> Result:
 
 
 def _starttls(state: State, args: list[str], ctx: Context) -> Result:
-    fired = _fire(state, "starttls", "STARTTLS")
-    if fired is not None:
-        return fired
+    # An armed starttls trigger has already answered (TRIGGER_FIRST).
     if state.tls:
         raise ReplyError(replies.TLS_ALREADY)
     return state, [replies.TLS_READY, StartTLS()]
@@ -340,6 +347,10 @@ def dispatch(state: State, verb: str, args: list[str], ctx: Context) -> Result:
         if verb in UNIMPLEMENTED_VERBS:
             return state, [replies.NOT_IMPLEMENTED]
         return state, [replies.UNKNOWN_COMMAND]
+    if state.phase in TRIGGER_FIRST.get(verb, ()):
+        fired = _fire(state, verb.lower(), verb)
+        if fired is not None:
+            return fired
     if state.phase not in ALLOWED[verb]:
         return state, [replies.bad_sequence(verb, state.phase.value)]
     if verb in _NEEDS_ARGUMENT and not args:

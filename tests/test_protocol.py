@@ -671,6 +671,7 @@ def test_transaction_over_clears_envelope_and_trigger() -> None:
         ("noop", Phase.BDAT, "NOOP"),
         ("quit", Phase.RCPT, "QUIT"),
         ("starttls", Phase.MAIL, "STARTTLS"),
+        ("starttls", Phase.RCPT, "STARTTLS"),  # inside the transaction too (RFC 3207)
         ("auth", Phase.MAIL, "AUTH FOO"),
     ],
 )
@@ -695,8 +696,10 @@ def test_armed_trigger_fires_on_its_command_and_stays(verb: str, phase: Phase, l
         ("quit", Phase.MAIL, "NOOP", b"250 2.0.0 OK\r\n"),
         ("auth", Phase.MAIL, "STARTTLS", b"220 2.0.0 Ready to start TLS\r\n"),
         ("starttls", Phase.MAIL, "AUTH FOO", b"504 5.5.4 Authentication mechanism not supported\r\n"),
-        ("starttls", Phase.RCPT, "STARTTLS", b"503 5.5.1 Bad sequence - STARTTLS not allowed in RCPT state\r\n"),
+        ("noop", Phase.RCPT, "STARTTLS", b"503 5.5.1 Bad sequence - STARTTLS not allowed in RCPT state\r\n"),
+        ("starttls", Phase.BDAT, "STARTTLS", b"503 5.5.1 Bad sequence - STARTTLS not allowed in BDAT state\r\n"),
         ("auth", Phase.RCPT, "AUTH PLAIN", b"503 5.5.1 Bad sequence - AUTH not allowed in RCPT state\r\n"),
+        ("auth", Phase.BDAT, "AUTH PLAIN", b"503 5.5.1 Bad sequence - AUTH not allowed in BDAT state\r\n"),
     ],
 )
 def test_armed_trigger_ignores_other_commands(verb: str, phase: Phase, line: str, reply: bytes) -> None:

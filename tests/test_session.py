@@ -583,11 +583,27 @@ def test_quit_trigger_closes_anyway() -> None:
     assert wire.closed
 
 
-def test_starttls_and_auth_triggers_need_their_state() -> None:
+def test_starttls_trigger_fires_inside_the_transaction() -> None:
+    # RFC 3207 does not forbid STARTTLS there; the README promises 454.
     wire = greeted()
     wire.feed(b"MAIL FROM:<starttls454@example.com>\r\n")
-    assert wire.feed(b"STARTTLS\r\n") == b"503 5.5.1 Bad sequence - STARTTLS not allowed in RCPT state\r\n"
+    assert wire.feed(b"STARTTLS\r\n") == b"454 Command not implemented\r\n"
+    assert phase(wire) is Phase.RCPT  # the transaction goes on
+    assert wire.feed(b"RCPT TO:<b@example.com>\r\nSTARTTLS\r\n") == RCPT_OK + b"454 Command not implemented\r\n"
     assert wire.feed(b"RSET\r\nSTARTTLS\r\n") == OK + b"454 Command not implemented\r\n"
+    assert wire.handshakes == 0
+
+
+def test_starttls_without_its_trigger_and_auth_keep_their_503() -> None:
+    wire = greeted()
+    wire.feed(b"MAIL FROM:<auth535@example.com>\r\n")
+    assert wire.feed(b"STARTTLS\r\n") == b"503 5.5.1 Bad sequence - STARTTLS not allowed in RCPT state\r\n"
+    assert wire.feed(b"AUTH PLAIN\r\n") == b"503 5.5.1 Bad sequence - AUTH not allowed in RCPT state\r\n"
+    wire = greeted()
+    wire.feed(b"MAIL FROM:<starttls454@example.com>\r\nRCPT TO:<b@example.com>\r\n")
+    assert wire.feed(b"BDAT 3\r\nabcSTARTTLS\r\n") == OK + (
+        b"503 5.5.1 Bad sequence - STARTTLS not allowed in BDAT state\r\n"  # mid-message
+    )
     assert wire.handshakes == 0
 
 

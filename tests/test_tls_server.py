@@ -425,6 +425,29 @@ def test_starttls454_trigger_refuses_tls_every_time_until_disarmed(srv: BadSMTP)
     assert srv.messages == []
 
 
+def test_starttls454_trigger_fires_inside_the_transaction(srv: BadSMTP) -> None:
+    # The README's sequence: MAIL FROM:<starttls454@…> then STARTTLS gives 454
+    # (RFC 3207 does not forbid STARTTLS there); the transaction goes on in
+    # plain text.  Without the trigger STARTTLS keeps its 503 (the twin).
+    with Client(srv.port) as c:
+        assert c.reply() == GREETING
+        ehlo(c)
+        assert c.command(b"MAIL FROM:<starttls454@example.net>") == MAIL_OK
+        assert c.command(b"STARTTLS") == b"454 Command not implemented\r\n"
+        assert c.command(b"RCPT TO:<bob@example.com>") == b"250 2.1.5 OK\r\n"
+        assert c.command(b"STARTTLS") == b"454 Command not implemented\r\n"
+        assert c.command(b"DATA").startswith(b"354 ")
+        assert c.command(b"Subject: plain\r\n\r\nstill plain\r\n.") == (
+            b"250 2.0.0 OK Message accepted for delivery\r\n"
+        )
+        assert c.command(b"MAIL FROM:<alice@example.com>") == MAIL_OK
+        assert c.command(b"STARTTLS") == (
+            b"503 5.5.1 Bad sequence - STARTTLS not allowed in RCPT state\r\n"
+        )
+    [stored] = srv.wait_for_messages(1)
+    assert stored.sender == "starttls454@example.net" and stored.tls_used is False
+
+
 def test_tls_session_ends_with_close_notify(srv: BadSMTP) -> None:
     # RFC 8446 §6.1: a closed TLS connection without close_notify looks
     # truncated to OpenSSL 3 (s_client: "unexpected eof while reading").
