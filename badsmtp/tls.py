@@ -305,6 +305,14 @@ class TLSProvider:
                 _log.debug("generated TLS certificate for %s", name)
             return issued
 
+    @staticmethod
+    def own_fault(exc: BaseException) -> bool:
+        """Whether a server handshake failed through badsmtp's own fault rather
+        than the client's: the certificate callback (:meth:`_select`) refused it
+        and has logged why.  ``reason`` is OpenSSL's reason code, not message
+        text; the only callback on these contexts is the SNI one."""
+        return isinstance(exc, ssl.SSLError) and exc.reason == "CALLBACK_FAILED"
+
     def _select(
         self,
         connection: ssl.SSLObject | ssl.SSLSocket,
