@@ -12,7 +12,7 @@ import unicodedata
 from functools import lru_cache
 
 from . import replies
-from .replies import ReplyError
+from .replies import Reply, ReplyError
 
 __all__ = [
     "split_command",
@@ -30,12 +30,20 @@ __all__ = [
 _ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~\-"
 _LOCAL_ASCII = re.compile(rf"[{_ATEXT}.]+")
 _DOMAIN_ASCII = re.compile(rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*\Z")
+# RFC 5321 §4.1.2 Quoted-string: qtextSMTP (%d32-126 but '"' and '\') or a
+# quoted pair (backslash, then %d32-126).  RFC 6531 §3.3 adds UTF-8 to qtextSMTP
+# under SMTPUTF8; the C1 controls U+0080-U+009F (category Cc) stay out, as the
+# C0 ones do: no control character ever reaches a stored header.
+_QUOTED_ASCII = re.compile(r'"(?:[ !#-\[\]-~]|\\[ -~])+"')
+_QUOTED_UTF8 = re.compile(r'"(?:[ !#-\[\]-~\xa0-\U0010ffff]|\\[ -~])+"')
 
 
 def split_command(line: str) -> tuple[str, list[str]]:
     """Verb (upper-cased) and arguments (case kept), split at runs of spaces
-    and tabs (spec 3.3).  ``line`` is already trimmed and non-empty."""
-    parts = line.split()
+    and tabs (spec 3.3) as the session splits them: ``str.split()`` would also
+    split at CR, NBSP, U+2028 and the like.  ``line`` is already trimmed and
+    non-empty."""
+    parts = [word for word in line.replace("\t", " ").split(" ") if word]
     return parts[0].upper(), parts[1:]
 
 
@@ -44,19 +52,18 @@ def extract_path(args: list[str], prefix: str) -> tuple[str, list[str]]:
 
     The path may be glued to the colon or follow it as the next argument
     (spec 7.1, 0.2).  Angle brackets are stripped from both ends; ``<>`` is
-    returned as ``"<>"`` so MAIL can recognise the null reverse-path."""
+    returned as ``"<>"`` so MAIL can recognise the null reverse-path.  A
+    missing prefix or path is a malformed command (501 5.5.4); a path that is
+    only brackets comes back empty, for the caller's address check to refuse."""
     if not args or not args[0][: len(prefix)].upper() == prefix:
         raise ReplyError(replies.SYNTAX)
     path = args[0][len(prefix):]
     rest = args[1:]
     if not path and rest:
         path, rest = rest[0], rest[1:]
-    if path == "<>":
-        return path, rest
-    path = path.strip("<>")
     if not path:
         raise ReplyError(replies.SYNTAX)
-    return path, rest
+    return path if path == "<>" else path.strip("<>"), rest
 
 
 def _unicode_ok(text: str, marks: bool) -> bool:
@@ -71,8 +78,8 @@ def _unicode_ok(text: str, marks: bool) -> bool:
 
 
 def _local_ok(local: str, smtputf8: bool) -> bool:
-    if len(local) >= 3 and local[0] == '"' and local[-1] == '"':
-        return True
+    if local[0] == '"':
+        return (_QUOTED_UTF8 if smtputf8 else _QUOTED_ASCII).fullmatch(local) is not None
     if local.isascii():
         return _LOCAL_ASCII.fullmatch(local) is not None
     if not smtputf8:
@@ -88,6 +95,10 @@ def _domain_ok(domain: str) -> bool:
         literal = domain[1:-1]
         try:
             if literal[:5].upper() == "IPV6:":
+                # RFC 5321 §4.1.3 IPv6-addr has no zone: ipaddress would take
+                # anything after a "%", control octets included.
+                if "%" in literal:
+                    return False
                 ipaddress.IPv6Address(literal[5:])
             else:
                 ipaddress.IPv4Address(literal)
@@ -106,19 +117,19 @@ def _domain_ok(domain: str) -> bool:
     )
 
 
-def validate_address(address: str, smtputf8: bool) -> None:
-    """Raise the 501 unless ``address`` is valid per spec 7.3."""
+def validate_address(address: str, smtputf8: bool, error: Reply = replies.SYNTAX) -> None:
+    """Raise ``error`` (a 501) unless ``address`` is valid per spec 7.3."""
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain or not _local_ok(local, smtputf8) or not _domain_ok(domain):
-        raise ReplyError(replies.SYNTAX)
+        raise ReplyError(error)
 
 
 @lru_cache(maxsize=4096)
-def checked(address: str, smtputf8: bool) -> str:
-    """``address`` validated (501 otherwise) and normalised.  Cached: load
-    tests and real clients send the same few addresses again and again, and a
-    pure function of its text is safe to remember (a 501 is not cached)."""
-    validate_address(address, smtputf8)
+def checked(address: str, smtputf8: bool, error: Reply = replies.SYNTAX) -> str:
+    """``address`` validated (``error`` otherwise) and normalised.  Cached:
+    load tests and real clients send the same few addresses again and again,
+    and a pure function of its text is safe to remember (a 501 is not cached)."""
+    validate_address(address, smtputf8, error)
     return normalise(address)
 
 
@@ -154,14 +165,71 @@ def bdat_arguments(args: list[str]) -> tuple[int, bool]:
     return size, len(args) > 1
 
 
-def vrfy_mailbox(args: list[str]) -> str:
-    """The mailbox a VRFY names (spec 12.4 steps 1-3)."""
-    text = " ".join(args)
-    from email.utils import parseaddr  # lazy: VRFY is rare, email is slow to import
+# RFC 5322 §3.2.3 specials, less "." (obs-phrase, RFC 5322 §4.1, allows dots
+# in display names: ``Alice J. Example``).  Quotes and parentheses open quoted
+# strings and comments.
+_PHRASE_SPECIALS = frozenset(')<>[]:;@\\,')
+_CLOSE = {'"': '"', "(": ")"}
 
-    _, addr = parseaddr(text)
-    if "@" not in addr or any(c in addr for c in " <>"):
-        addr = next((tok.strip("<>,'\"") for tok in text.split(" ") if "@" in tok), "")
-    if "@" not in addr:
+
+def _skip_quoted(text: str, i: int) -> int:
+    """The index after the quoted string or (nested) comment opening at
+    ``text[i]`` (RFC 5322 §3.2.2, §3.2.4), or -1 if it is never closed.
+    Nesting is a counter, not recursion: no input can exhaust the stack."""
+    close, depth, n = _CLOSE[text[i]], 1, len(text)
+    i += 1
+    while i < n:
+        ch = text[i]
+        if ch == "\\":  # a quoted pair (RFC 5322 §3.2.1)
+            i += 1
+        elif ch == close:
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        elif ch == "(" and close == ")":
+            depth += 1
+        i += 1
+    return -1
+
+
+def _is_phrase(text: str) -> bool:
+    """``text`` is an RFC 5322 §3.2.5 phrase (atoms, quoted strings and
+    comments) or empty: one linear scan (``email.utils.parseaddr`` recurses
+    once per nested ``(``, so a client could exhaust its stack)."""
+    i, n = 0, len(text)
+    while i < n:
+        if text[i] in _CLOSE:
+            i = _skip_quoted(text, i)
+            if i < 0:
+                return False
+        elif text[i] in _PHRASE_SPECIALS:
+            return False
+        else:
+            i += 1
+    return True
+
+
+def _name_addr(text: str) -> str | None:
+    """The address of ``[display name] <address>`` (RFC 5322 §3.4 name-addr),
+    or None when ``text`` is not of that form."""
+    if not text.endswith(">"):
+        return None
+    start = text.rfind("<")
+    address = text[start + 1 : -1]
+    if start < 0 or not address or any(c in address for c in " <>"):
+        return None
+    return address if _is_phrase(text[:start]) else None
+
+
+def vrfy_mailbox(args: list[str]) -> str:
+    """The mailbox a VRFY names (spec 12.4 steps 1-3): the address of the
+    whole string as ``[display name] <address>``, else the first token holding
+    an ``@`` with ``<>,'"`` stripped from its ends (a bare address is such a
+    token).  Bounded: linear scans only."""
+    text = " ".join(args)
+    address = _name_addr(text)
+    if address is None:
+        address = next((tok.strip("<>,'\"") for tok in args if "@" in tok), "")
+    if "@" not in address:
         raise ReplyError(replies.SYNTAX)
-    return addr
+    return address

@@ -176,6 +176,15 @@ ALLOWED: dict[str, frozenset[Phase]] = {
     "HELP": ALL,
 }
 KNOWN_VERBS = frozenset(ALLOWED)
+# Verbs whose armed deferred trigger answers before the sequence check, and
+# the phases where it does.  The trigger is what the client asked for, and
+# RFC 3207 does not forbid STARTTLS inside a transaction: MAIL FROM with
+# starttls454@… then STARTTLS gives 454 (README trigger table); without an
+# armed trigger STARTTLS keeps its 503 there.  Not AUTH: RFC 4954 §4 forbids
+# it during a transaction.  Not mid-BDAT: half a message has been sent.
+TRIGGER_FIRST: dict[str, frozenset[Phase]] = {
+    "STARTTLS": ALLOWED["STARTTLS"] | {Phase.RCPT},
+}
 # Well-known verbs we do not implement get 502, not 500 (spec 0.5).
 UNIMPLEMENTED_VERBS = frozenset({"EXPN", "ETRN", "TURN", "ATRN", "VERB", "SEND", "SOML", "SAML"})
 
@@ -244,7 +253,7 @@ def _mail(state: State, args: list[str], ctx: Context) -> Result:
     if path == "<>":  # the null reverse-path: bounces and DSNs (RFC 5321 §4.5.5)
         sender = ""
     else:
-        sender = commands.checked(path, state.caps.smtputf8)
+        sender = commands.checked(path, state.caps.smtputf8, replies.BAD_SENDER)
         armed = triggers.address_trigger(sender)
         if armed is not None and armed.verb == "mail":
             return state, [armed.reply, Fired(sender, armed.reply.code, "MAIL")]
@@ -264,9 +273,9 @@ def _mail(state: State, args: list[str], ctx: Context) -> Result:
 
 def _rcpt(state: State, args: list[str], ctx: Context) -> Result:
     path, _ = commands.extract_path(args, "TO:")
-    if path == "<>":  # the null path is only a reverse-path
-        raise ReplyError(replies.SYNTAX)
-    recipient = commands.checked(path, state.caps.smtputf8)
+    if path == "<>":  # the null path is only a reverse-path (RFC 5321 §4.1.1.3)
+        raise ReplyError(replies.BAD_RECIPIENT)
+    recipient = commands.checked(path, state.caps.smtputf8, replies.BAD_RECIPIENT)
     if len(state.recipients) >= ctx.max_recipients:
         raise ReplyError(replies.TOO_MANY_RCPTS)
     own = triggers.address_trigger(recipient)
@@ -310,9 +319,7 @@ def _quit(state: State, args: list[str], ctx: Context) -> Result:
 
 
 def _starttls(state: State, args: list[str], ctx: Context) -> Result:
-    fired = _fire(state, "starttls", "STARTTLS")
-    if fired is not None:
-        return fired
+    # An armed starttls trigger has already answered (TRIGGER_FIRST).
     if state.tls:
         raise ReplyError(replies.TLS_ALREADY)
     return state, [replies.TLS_READY, StartTLS()]
@@ -377,6 +384,10 @@ def _dispatch(state: State, verb: str, args: list[str], ctx: Context) -> Result:
         if verb in UNIMPLEMENTED_VERBS:
             return state, [replies.NOT_IMPLEMENTED]
         return state, [replies.UNKNOWN_COMMAND]
+    if state.phase in TRIGGER_FIRST.get(verb, ()):
+        fired = _fire(state, verb.lower(), verb)
+        if fired is not None:
+            return fired
     if state.phase not in ALLOWED[verb]:
         return state, [replies.bad_sequence(verb, state.phase.value)]
     if verb in _NEEDS_ARGUMENT and not args:

@@ -399,7 +399,7 @@ class Handler(socketserver.BaseRequestHandler):
         try:
             wrapped.do_handshake()
         except (OSError, ssl.SSLError, ValueError) as exc:
-            self.slog.tls_failed(exc)
+            self.slog.tls_failed(exc, own_fault=self.rt.tls.own_fault(exc))
             return False
         wrapped.settimeout(self.rt.idle_timeout)
         self.slog.tls_ok(wrapped)

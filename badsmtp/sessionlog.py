@@ -192,10 +192,16 @@ class SessionLog:
                       "cipher": cipher[0] if cipher else ""}  # fmt: skip
             self.event(INFO, "TLS handshake successful", fields)
 
-    def tls_failed(self, exc: BaseException) -> None:
-        if self.warn:
+    def tls_failed(self, exc: BaseException, own_fault: bool = False) -> None:
+        """A failed handshake is a WARN when the client caused it (junk, an
+        abort, a version or cipher it cannot use: a port scan must not fill a
+        CI log with errors); ERROR only when badsmtp itself failed it."""
+        if own_fault or self.warn:
             self.event(
-                ERROR, "TLS handshake failed", {"success": False}, str(exc) or type(exc).__name__
+                ERROR if own_fault else WARN,
+                "TLS handshake failed",
+                {"success": False},
+                str(exc) or type(exc).__name__,
             )
 
     def auth(self, credentials: Credentials, success: bool) -> None:

@@ -19,6 +19,8 @@ import re
 import ssl
 import tempfile
 import threading
+from collections import OrderedDict
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 __all__ = ["TLSConfig", "TLSProvider", "TLSSetupError"]
@@ -31,6 +33,10 @@ _BACKDATE = datetime.timedelta(minutes=5)  # absorbs small clock differences (sp
 _VALIDITY = datetime.timedelta(days=7)
 _RENEW_BEFORE = datetime.timedelta(hours=1)  # never hand out a certificate about to expire
 _CN_MAX = 64  # RFC 5280 Appendix A: ub-common-name
+# Certificates kept for SNI names other than tls_hostname, least recently used
+# evicted first: each costs ~24 KB (mostly its SSLContext), and a client can
+# send any number of names.  The default certificate is never evicted.
+_CACHE_SIZE = 256
 _LOOPBACK = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
 # RFC 1123 §2.1 host name label: letters, digits, hyphens; no hyphen at either end.
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
@@ -221,9 +227,14 @@ class TLSProvider:
             )
         self._hostname = hostname
         self._listen_ip = _ip(listen_address)
-        self._lock = threading.Lock()  # guards _issued: each name is generated once
+        # _lock guards the cache and _pending, never a generation: a slow one must not
+        # hold up handshakes for other names.  _pending holds the generations under
+        # way, so racing handshakes for one name wait for one generation.
+        self._lock = threading.Lock()
         self._context_lock = threading.Lock()
-        self._issued: dict[str, _Issued] = {}
+        self._default: _Issued | None = None  # tls_hostname's: never evicted
+        self._issued: OrderedDict[str, _Issued] = OrderedDict()  # other names, LRU first
+        self._pending: dict[str, Future[_Issued]] = {}
         self._context: ssl.SSLContext | None = None
         self._files_pem: str | None = None
         if cert_file or key_file:
@@ -251,7 +262,9 @@ class TLSProvider:
         """PEM of the certificate the server presents for ``name`` (default ``tls_hostname``).
 
         Generated on demand and cached, so it is the very certificate a handshake with that
-        SNI name (or an IP address / no SNI, for the default) will see.
+        SNI name (or an IP address / no SNI, for the default) will see.  The default stays
+        cached for the provider's life; another name's certificate is replaced by a new one
+        once a few hundred other names have been used since (see :meth:`cached_names`).
         """
         if self._files_pem is not None:
             return self._files_pem
@@ -292,18 +305,73 @@ class TLSProvider:
                 ips.append(ip)
         return dns_names, ips
 
-    def _issue(self, name: str) -> _Issued:
+    def cached_names(self) -> list[str]:
+        """The names whose generated certificate is held now, least recently used first
+        (the default name, never evicted, comes first once generated)."""
         with self._lock:
+            return ([self._hostname] if self._default is not None else []) + list(self._issued)
+
+    def _cached(self, name: str, now: datetime.datetime) -> _Issued | None:
+        """The usable cached certificate for ``name``; call with ``_lock`` held."""
+        if name == self._hostname:
+            issued = self._default
+        else:
             issued = self._issued.get(name)
-            now = _now()
-            if issued is None or issued.not_after - now < _RENEW_BEFORE:
-                cert_pem, key_pem = _generate(name, *self._alt_names(name), now)
-                context = _new_server_context()
-                _load_pem(context, cert_pem + key_pem)
-                issued = _Issued(cert_pem, context, now + _VALIDITY)
-                self._issued[name] = issued
-                _log.debug("generated TLS certificate for %s", name)
-            return issued
+            if issued is not None:
+                self._issued.move_to_end(name)
+        if issued is None or issued.not_after - now < _RENEW_BEFORE:
+            return None
+        return issued
+
+    def _keep(self, name: str, issued: _Issued) -> None:
+        """Cache ``issued``, evicting the least recently used name; call with ``_lock`` held."""
+        if name == self._hostname:
+            self._default = issued
+            return
+        self._issued[name] = issued
+        self._issued.move_to_end(name)
+        while len(self._issued) > _CACHE_SIZE:
+            self._issued.popitem(last=False)
+
+    def _issue(self, name: str) -> _Issued:
+        now = _now()
+        with self._lock:
+            issued = self._cached(name, now)
+            if issued is not None:
+                return issued
+            pending = self._pending.get(name)
+            generating = pending is None
+            if pending is None:
+                pending = self._pending[name] = Future()
+        if not generating:
+            return pending.result()  # another handshake is generating this name
+        try:
+            issued = self._make(name, now)
+        except BaseException as exc:
+            with self._lock:
+                del self._pending[name]
+            pending.set_exception(exc)
+            raise
+        with self._lock:
+            self._keep(name, issued)
+            del self._pending[name]
+        pending.set_result(issued)
+        return issued
+
+    def _make(self, name: str, now: datetime.datetime) -> _Issued:
+        cert_pem, key_pem = _generate(name, *self._alt_names(name), now)
+        context = _new_server_context()
+        _load_pem(context, cert_pem + key_pem)
+        _log.debug("generated TLS certificate for %s", name)
+        return _Issued(cert_pem, context, now + _VALIDITY)
+
+    @staticmethod
+    def own_fault(exc: BaseException) -> bool:
+        """Whether a server handshake failed through badsmtp's own fault rather
+        than the client's: the certificate callback (:meth:`_select`) refused it
+        and has logged why.  ``reason`` is OpenSSL's reason code, not message
+        text; the only callback on these contexts is the SNI one."""
+        return isinstance(exc, ssl.SSLError) and exc.reason == "CALLBACK_FAILED"
 
     def _select(
         self,

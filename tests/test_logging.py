@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import socket
+import ssl
 import tempfile
 import threading
 import time
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 from conftest import Client
 
-from badsmtp import BadSMTP, Listener, logbuffer
+from badsmtp import BadSMTP, Listener, logbuffer, tls
 from badsmtp import log as badlog
 from badsmtp.log import LogConfigError, LogSettings, LogSetupError, configure
 
@@ -477,7 +478,74 @@ def test_behaviour_and_tls_events(records: Callable[[str], list[dict[str, Any]]]
     (ok,) = [r["fields"] for r in got if r["message"] == "TLS handshake successful"]
     assert ok["success"] is True and ok["tls_version"] in ("TLS 1.2", "TLS 1.3") and ok["cipher"]
     (failed,) = [r for r in got if r["message"] == "TLS handshake failed"]
-    assert failed["level"] == "ERROR" and failed["fields"]["success"] is False and failed["error"]
+    assert failed["level"] == "WARN" and failed["fields"]["success"] is False and failed["error"]
+
+
+def _read_to_eof(sock: socket.socket) -> None:
+    sock.settimeout(5)
+    with contextlib.suppress(ConnectionResetError):
+        while sock.recv(4096):
+            pass
+
+
+def _partial_client_hello() -> bytes:
+    ctx = ssl.create_default_context()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    with contextlib.suppress(ssl.SSLWantReadError):
+        ctx.wrap_bio(incoming, outgoing, server_hostname="localhost").do_handshake()
+    return outgoing.read()[:20]
+
+
+def test_a_clients_failed_handshake_is_a_warn(
+    records: Callable[[str], list[dict[str, Any]]],
+) -> None:
+    # Port scans and cipher probes botch handshakes by the hundred: WARN, not
+    # ERROR (spec 0.21), so CI jobs that fail on ERROR lines do not fail.
+    records("WARN")
+    with BadSMTP(ports=[Listener(0, "tls")]) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
+            raw.sendall(b"\x16\x03\x01\x00\x04junk" + bytes(range(256)))  # junk
+            _read_to_eof(raw)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
+            raw.sendall(_partial_client_hello())  # then hangs up mid-handshake
+        untrusting = ssl.create_default_context()  # aborts with an alert: unknown CA
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw, \
+                pytest.raises(ssl.SSLCertVerificationError):  # fmt: skip
+            untrusting.wrap_socket(raw, server_hostname="localhost")
+        probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # a cipher probe: RSA only
+        probe.check_hostname, probe.verify_mode = False, ssl.CERT_NONE
+        probe.maximum_version = ssl.TLSVersion.TLSv1_2
+        probe.set_ciphers("AES128-SHA")  # the server's key is ECDSA: no shared cipher
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw, \
+                pytest.raises(ssl.SSLError, match="HANDSHAKE_FAILURE"):  # fmt: skip
+            probe.wrap_socket(raw)
+        assert server.errors == []
+    got = records("WARN")
+    failed = [r for r in got if r["message"] == "TLS handshake failed"]
+    assert [r["level"] for r in failed] == ["WARN"] * 4, failed
+    assert all(r["fields"]["success"] is False and r["error"] for r in failed)
+    assert [r for r in got if r["level"] == "ERROR"] == []
+
+
+def test_a_handshake_badsmtp_itself_fails_is_an_error(
+    records: Callable[[str], list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The twin: when the certificate callback fails, the fault is badsmtp's.
+    def broken(*args: object) -> tuple[str, str]:
+        raise RuntimeError("no entropy today")
+
+    monkeypatch.setattr(tls, "_generate", broken)
+    records("ERROR")
+    with BadSMTP(ports=[Listener(0, "tls")]) as server:
+        client = ssl.create_default_context()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw, \
+                pytest.raises(ssl.SSLError, match="INTERNAL_ERROR"):  # fmt: skip
+            client.wrap_socket(raw, server_hostname="localhost")
+    got = records("ERROR")
+    (failed,) = [r for r in got if r["message"] == "TLS handshake failed"]
+    assert failed["level"] == "ERROR" and failed["fields"]["success"] is False
+    assert any(r["level"] == "ERROR" and "no entropy today" in json.dumps(r) for r in got
+               if r["message"] != "TLS handshake failed")  # fmt: skip
 
 
 def test_maildir_storage_events(

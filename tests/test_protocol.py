@@ -218,7 +218,7 @@ def test_sequence_and_argument_errors_win_over_triggers() -> None:
 
 def test_malformed_mail_from_never_fires_a_trigger() -> None:
     _, outputs, out = run(at(Phase.MAIL), "MAIL FROM:<mail550@@example.com>")
-    assert out == b"501 5.5.4 Syntax error in parameters\r\n"
+    assert out == b"501 5.1.7 Syntax error in parameters\r\n"
     assert effects(outputs) == []
 
 
@@ -236,15 +236,11 @@ def test_malformed_mail_from_never_fires_a_trigger() -> None:
         (Phase.MAIL, "MAIL FROM <a@example.com>"),
         (Phase.MAIL, "MAIL FROM"),
         (Phase.MAIL, "MAIL FROM:"),
-        (Phase.MAIL, "MAIL FROM:<>>"),
-        (Phase.MAIL, "MAIL FROM:<<>>"),
         (Phase.MAIL, "MAIL <a@example.com>"),
         (Phase.RCPT, "RCPT"),
         (Phase.RCPT, "RCPT FROM:<a@example.com>"),
         (Phase.RCPT, "RCPT TO <a@example.com>"),
         (Phase.RCPT, "RCPT TO:"),
-        (Phase.RCPT, "RCPT TO:<>"),
-        (Phase.RCPT, "RCPT TO: <>"),
         (Phase.RCPT, "BDAT"),
         (Phase.RCPT, "BDAT x"),
         (Phase.RCPT, "BDAT -1"),
@@ -367,6 +363,10 @@ VALID = [
     "!#$%&'*+/=?^_`{|}~-@example.com",
     '"quoted local"@example.com',  # cannot carry a space on a line: use one token
     '"x"@example.com',
+    '"a@b"@example.com',
+    '"a\\"b"@example.com',  # quoted pairs (RFC 5321 §4.1.2)
+    '"\\\\"@example.com',
+    '"!#[]~"@example.com',
     "user@exa_mple.com",
     "user@example",
     "user@[192.0.2.1]",
@@ -393,6 +393,22 @@ INVALID = [
     "us\x00er@example.com",
     "user@ex\x00ample.com",
     "us\ufffder@example.com",
+    # Inside quotes only qtextSMTP and quoted pairs of %d32-126 (RFC 5321 §4.1.2, spec 0.19).
+    '"x\rX-Injected:yes\rSubject:forged"@example.com',
+    '"x\nX-Injected:yes"@example.com',
+    '"a\x00b"@example.com',
+    '"a\tb"@example.com',
+    '"a\x7fb"@example.com',
+    '"a\\\x01"@example.com',
+    '"a\\"@example.com',
+    '"a"b"@example.com',
+    '"a\x85b"@example.com',  # a C1 control: never, not even under SMTPUTF8
+    '"a\u009fb"@example.com',
+    # A control octet anywhere: domain, address literal (no IPv6 zone, RFC 5321 §4.1.3).
+    "user@exa\rmple.com",
+    "user@[IPv6:::1%\rX-Injected:yes]",
+    "user@[IPv6:fe80::1%eth0]",
+    "user@[192.0.2.1\r]",
 ]
 
 
@@ -407,7 +423,7 @@ def test_valid_addresses_are_accepted(address: str) -> None:
 def test_invalid_addresses_get_501(address: str) -> None:
     state = at(Phase.MAIL)
     new, _, out = run(state, f"MAIL FROM:<{address}>")
-    assert out == b"501 5.5.4 Syntax error in parameters\r\n", address
+    assert out == b"501 5.1.7 Syntax error in parameters\r\n", address
     assert new == state
 
 
@@ -415,11 +431,11 @@ def test_invalid_addresses_get_501(address: str) -> None:
 def test_invalid_addresses_get_501_as_recipients_too(address: str) -> None:
     state = at(Phase.RCPT)
     new, _, out = run(state, f"RCPT TO:<{address}>")
-    assert out == b"501 5.5.4 Syntax error in parameters\r\n", address
+    assert out == b"501 5.1.3 Syntax error in parameters\r\n", address
     assert new == state
 
 
-@pytest.mark.parametrize("address", ["usér@example.com", "用户@例え.jp", "ユーザー@example.com", "a٥@x.org"])
+@pytest.mark.parametrize("address", ["usér@example.com", "用户@例え.jp", "ユーザー@example.com", "a٥@x.org", '"jösé"@example.com'])
 def test_non_ascii_local_part_needs_smtputf8(address: str) -> None:
     _, _, out = run(at(Phase.MAIL), f"MAIL FROM:<{address}>")
     assert out == b"250 2.1.0 OK\r\n"
@@ -428,7 +444,9 @@ def test_non_ascii_local_part_needs_smtputf8(address: str) -> None:
     assert out == b"501 Syntax error in parameters\r\n"
     no_utf8 = triggers.ehlo_capabilities("nosmtputf8.example", False, "badsmtp.test")
     _, _, out = run(at(Phase.MAIL, caps=no_utf8), f"MAIL FROM:<{address}>")
-    assert out == b"501 5.5.4 Syntax error in parameters\r\n"
+    assert out == b"501 5.1.7 Syntax error in parameters\r\n"
+    _, _, out = run(at(Phase.RCPT, caps=no_utf8), f"RCPT TO:<{address}>")
+    assert out == b"501 5.1.3 Syntax error in parameters\r\n"
 
 
 def test_idn_domain_is_accepted_without_smtputf8() -> None:
@@ -437,10 +455,53 @@ def test_idn_domain_is_accepted_without_smtputf8() -> None:
     assert out == b"250 OK\r\n"
 
 
+@pytest.mark.parametrize(
+    "phase, line, enhanced",
+    [
+        (Phase.MAIL, "MAIL FROM:<>>", "5.1.7"),
+        (Phase.MAIL, "MAIL FROM:<<>>", "5.1.7"),
+        (Phase.MAIL, 'MAIL FROM:<"x\rX-Injected:yes\rSubject:forged"@example.com>', "5.1.7"),
+        (Phase.MAIL, "MAIL FROM:<a@b\x00.example> SIZE=10", "5.1.7"),
+        (Phase.RCPT, "RCPT TO:<>", "5.1.3"),
+        (Phase.RCPT, "RCPT TO: <>", "5.1.3"),
+        (Phase.RCPT, 'RCPT TO:<"x\rX-Injected:yes"@example.com>', "5.1.3"),
+    ],
+)
+def test_a_path_that_is_no_address_is_bad_mailbox_syntax(phase: Phase, line: str, enhanced: str) -> None:
+    # RFC 3463 §3.2: X.1.7 bad sender's / X.1.3 bad destination mailbox
+    # address syntax, as Postfix answers; plain after HELO.
+    state = at(phase)
+    new, outputs, out = run(state, line)
+    assert out == f"501 {enhanced} Syntax error in parameters\r\n".encode()
+    assert new == state and effects(outputs) == []
+    helo = replace(state, caps=triggers.HELO_CAPABILITIES)
+    assert run(helo, line)[2] == b"501 Syntax error in parameters\r\n"
+
+
+def test_quoted_control_octet_in_vrfy_is_a_plain_syntax_error() -> None:
+    # VRFY is neither MAIL nor RCPT: its 501 keeps 5.5.4 (spec 12.4).
+    _, _, out = run(at(Phase.MAIL), 'VRFY <"exists\x01"@example.com>')
+    assert out == b"501 5.5.4 Syntax error in parameters\r\n"
+    _, _, out = run(at(Phase.MAIL), 'VRFY <"exists\\"x"@example.com>')  # twin: a quoted pair
+    assert out == b"550 5.1.1 Requested action not taken: mailbox unavailable\r\n"
+
+
+def test_refused_addresses_are_not_cached() -> None:
+    bad = '"x\rX-Injected:yes"@example.com'
+    for _ in range(2):  # the lru_cache never remembers a refusal
+        with pytest.raises(ReplyError) as info:
+            commands.checked(bad, True, replies.BAD_SENDER)
+        assert info.value.reply == replies.BAD_SENDER
+    with pytest.raises(ReplyError) as info:
+        commands.checked(bad, True, replies.BAD_RECIPIENT)
+    assert info.value.reply == replies.BAD_RECIPIENT
+    assert commands.checked('"x X"@Example.COM', True, replies.BAD_SENDER) == '"x X"@example.com'
+
+
 @pytest.mark.parametrize("address", ["us\u2603er@example.com", "us\u00a0er@example.com", "u\u0301@example.com"])
 def test_non_ascii_symbols_are_refused_even_with_smtputf8(address: str) -> None:
     _, _, out = run(at(Phase.MAIL), f"MAIL FROM:<{address}>")
-    assert out == b"501 5.5.4 Syntax error in parameters\r\n"
+    assert out == b"501 5.1.7 Syntax error in parameters\r\n"
 
 
 # -- 7.4: normalisation ---------------------------------------------------------
@@ -641,6 +702,7 @@ def test_transaction_over_clears_envelope_and_trigger() -> None:
         ("noop", Phase.BDAT, "NOOP"),
         ("quit", Phase.RCPT, "QUIT"),
         ("starttls", Phase.MAIL, "STARTTLS"),
+        ("starttls", Phase.RCPT, "STARTTLS"),  # inside the transaction too (RFC 3207)
         ("auth", Phase.MAIL, "AUTH FOO"),
     ],
 )
@@ -665,8 +727,10 @@ def test_armed_trigger_fires_on_its_command_and_stays(verb: str, phase: Phase, l
         ("quit", Phase.MAIL, "NOOP", b"250 2.0.0 OK\r\n"),
         ("auth", Phase.MAIL, "STARTTLS", b"220 2.0.0 Ready to start TLS\r\n"),
         ("starttls", Phase.MAIL, "AUTH FOO", b"504 5.5.4 Authentication mechanism not supported\r\n"),
-        ("starttls", Phase.RCPT, "STARTTLS", b"503 5.5.1 Bad sequence - STARTTLS not allowed in RCPT state\r\n"),
+        ("noop", Phase.RCPT, "STARTTLS", b"503 5.5.1 Bad sequence - STARTTLS not allowed in RCPT state\r\n"),
+        ("starttls", Phase.BDAT, "STARTTLS", b"503 5.5.1 Bad sequence - STARTTLS not allowed in BDAT state\r\n"),
         ("auth", Phase.RCPT, "AUTH PLAIN", b"503 5.5.1 Bad sequence - AUTH not allowed in RCPT state\r\n"),
+        ("auth", Phase.BDAT, "AUTH PLAIN", b"503 5.5.1 Bad sequence - AUTH not allowed in BDAT state\r\n"),
     ],
 )
 def test_armed_trigger_ignores_other_commands(verb: str, phase: Phase, line: str, reply: bytes) -> None:
@@ -688,7 +752,7 @@ def test_rcpt_trigger_in_mail_from_answers_every_rcpt() -> None:
     assert Fired("rcpt452@example.net", 452, "RCPT") in outputs
     # Address checks come first.
     state, _, out = run(state, "RCPT TO:<bad>")
-    assert out == b"501 5.5.4 Syntax error in parameters\r\n"
+    assert out == b"501 5.1.3 Syntax error in parameters\r\n"
     assert state.recipients == ()
     _, _, out = run(state, "DATA")
     assert out == b"503 5.5.1 Bad sequence of commands\r\n"
@@ -743,7 +807,7 @@ def test_recipient_limit() -> None:
     _, outputs, out = run(new, "RCPT TO:<rcpt550@example.com>", ctx)
     assert out == b"452 4.5.3 Too many recipients\r\n" and effects(outputs) == []
     _, _, out = run(new, "RCPT TO:<bad>", ctx)
-    assert out == b"501 5.5.4 Syntax error in parameters\r\n"
+    assert out == b"501 5.1.3 Syntax error in parameters\r\n"
     _, _, out = run(replace(new, caps=triggers.HELO_CAPABILITIES), "RCPT TO:<r4@example.com>", ctx)
     assert out == b"452 Too many recipients\r\n"
 
@@ -1005,6 +1069,30 @@ def test_vrfy_plain_forms_and_smtputf8() -> None:
     assert out == b"501 Syntax error in parameters\r\n"
     _, _, out = run(at(Phase.MAIL), "VRFY existsé@example.com")
     assert out == "250 2.1.5 existsé@example.com User exists\r\n".encode()
+
+
+@pytest.mark.parametrize(
+    "line, reply",
+    [
+        # The whole string as [display name] <address>: an @ in the name is not the mailbox.
+        ('VRFY "a@b" <exists@example.com>', b"250 2.1.5 exists@example.com User exists\r\n"),
+        ("VRFY Alice (at a@b, work) <exists@example.com>", b"250 2.1.5 exists@example.com User exists\r\n"),
+        ('VRFY "x\\" <y" <exists@example.com>', b"250 2.1.5 exists@example.com User exists\r\n"),
+        # Otherwise the first token with an @, ends stripped of <>,'" (spec 12.4 step 2).
+        ("VRFY 'exists@example.com'", b"250 2.1.5 exists@example.com User exists\r\n"),
+        ("VRFY Alice@home <exists@example.com>", b"550 5.1.1 Requested action not taken: mailbox unavailable\r\n"),
+        ("VRFY a (b <exists@example.com>", b"250 2.1.5 exists@example.com User exists\r\n"),
+        # Deep nesting is bounded work and a plain 501, never a RecursionError.
+        ("VRFY " + "(" * 2000 + "exists@example.com", b"501 5.5.4 Syntax error in parameters\r\n"),
+        ("VRFY " + "(" * 2000 + " <exists@example.com>", b"250 2.1.5 exists@example.com User exists\r\n"),
+        ("VRFY Alice " + "(" * 2000 + ")" * 2000 + " <exists@example.com>", b"250 2.1.5 exists@example.com User exists\r\n"),
+    ],
+    ids=["quoted-name-with-at", "comment-with-at", "quoted-pair", "single-quotes", "name-with-at",
+         "unclosed-comment", "nested-token", "nested-unclosed-name", "nested-closed-name"],
+)  # fmt: skip
+def test_vrfy_extraction_is_bounded(line: str, reply: bytes) -> None:
+    _, _, out = run(at(Phase.MAIL), line)
+    assert out == reply
 
 
 def test_vrfy_is_never_affected_by_triggers() -> None:

@@ -131,7 +131,7 @@ def test_null_sender_is_accepted(server: BadSMTP, client: Client) -> None:
     assert msg.recipients == ("postmaster@example.com",)
     # ...and the null path is never a forward-path (its negative twin).
     assert client.command(b"MAIL FROM:<>") == MAIL_OK
-    assert client.command(b"RCPT TO:<>") == b"501 5.5.4 Syntax error in parameters\r\n"
+    assert client.command(b"RCPT TO:<>") == b"501 5.1.3 Syntax error in parameters\r\n"
 
 
 # -- pipelining (spec 15) ------------------------------------------------------------
@@ -385,6 +385,16 @@ def test_garbage_does_not_break_the_session_or_the_server(server: BadSMTP, name:
         assert c.command(b"QUIT") == b"221 Bye\r\n"
     send_one(server.port)  # the server is as good as new
     assert len(server.wait_for_messages(1)) == 1
+
+
+def test_deeply_nested_vrfy_is_a_501_not_an_internal_error(server: BadSMTP, client: Client) -> None:
+    # The server fixture fails the test if the core raised (it would answer 421).
+    assert client.command(b"VRFY " + b"(" * 2000 + b"exists@example.com") == (
+        b"501 Syntax error in parameters\r\n"
+    )
+    assert client.command(b"VRFY Alice (" + b"(" * 2000 + b" <exists@example.com>") == (
+        b"250 exists@example.com User exists\r\n"
+    )
 
 
 # -- half-closed clients -------------------------------------------------------------

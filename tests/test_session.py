@@ -41,6 +41,7 @@ DEFAULT_LINES = (
     "ENHANCEDSTATUSCODES",
 )
 SYNTAX = b"501 5.5.4 Syntax error in parameters\r\n"
+BAD_SENDER = b"501 5.1.7 Syntax error in parameters\r\n"
 TOO_LONG = b"500 5.5.2 Command too long\r\n"
 UNKNOWN = b"500 5.5.2 Command not recognised\r\n"
 NO_RCPTS = b"503 5.5.1 Bad sequence of commands\r\n"
@@ -588,11 +589,27 @@ def test_quit_trigger_closes_anyway() -> None:
     assert wire.closed
 
 
-def test_starttls_and_auth_triggers_need_their_state() -> None:
+def test_starttls_trigger_fires_inside_the_transaction() -> None:
+    # RFC 3207 does not forbid STARTTLS there; the README promises 454.
     wire = greeted()
     wire.feed(b"MAIL FROM:<starttls454@example.com>\r\n")
-    assert wire.feed(b"STARTTLS\r\n") == b"503 5.5.1 Bad sequence - STARTTLS not allowed in RCPT state\r\n"
+    assert wire.feed(b"STARTTLS\r\n") == b"454 Command not implemented\r\n"
+    assert phase(wire) is Phase.RCPT  # the transaction goes on
+    assert wire.feed(b"RCPT TO:<b@example.com>\r\nSTARTTLS\r\n") == RCPT_OK + b"454 Command not implemented\r\n"
     assert wire.feed(b"RSET\r\nSTARTTLS\r\n") == OK + b"454 Command not implemented\r\n"
+    assert wire.handshakes == 0
+
+
+def test_starttls_without_its_trigger_and_auth_keep_their_503() -> None:
+    wire = greeted()
+    wire.feed(b"MAIL FROM:<auth535@example.com>\r\n")
+    assert wire.feed(b"STARTTLS\r\n") == b"503 5.5.1 Bad sequence - STARTTLS not allowed in RCPT state\r\n"
+    assert wire.feed(b"AUTH PLAIN\r\n") == b"503 5.5.1 Bad sequence - AUTH not allowed in RCPT state\r\n"
+    wire = greeted()
+    wire.feed(b"MAIL FROM:<starttls454@example.com>\r\nRCPT TO:<b@example.com>\r\n")
+    assert wire.feed(b"BDAT 3\r\nabcSTARTTLS\r\n") == OK + (
+        b"503 5.5.1 Bad sequence - STARTTLS not allowed in BDAT state\r\n"  # mid-message
+    )
     assert wire.handshakes == 0
 
 
@@ -858,9 +875,12 @@ def test_over_long_line_before_any_ehlo_is_plain() -> None:
         (b"NOOP\x00", UNKNOWN),
         (b"\xff\xfe", UNKNOWN),
         (b"\xc3\x28", UNKNOWN),
-        (b"MAIL FROM:<\xff@example.com>", SYNTAX),
-        (b"MAIL FROM:<a\x00b@example.com>", SYNTAX),
-        (b"MAIL FROM:<a@exa\xc3mple.com>", SYNTAX),
+        (b"MAIL FROM:<\xff@example.com>", BAD_SENDER),
+        (b"MAIL FROM:<a\x00b@example.com>", BAD_SENDER),
+        (b"MAIL FROM:<a@exa\xc3mple.com>", BAD_SENDER),
+        (b'MAIL FROM:<"a\x00b"@example.com>', BAD_SENDER),
+        (b'MAIL FROM:<"a\rX-Injected:yes"@example.com>', BAD_SENDER),
+        (b'MAIL FROM:<"a\xc2\x85b"@example.com>', BAD_SENDER),  # U+0085, a C1 control
         (b"VRFY \xff@example.com", SYNTAX),
         (b"BDAT \xff", b"503 5.5.1 Bad sequence - BDAT not allowed in MAIL state\r\n"),
         (b"AUTH \xff\x00", b"504 5.5.4 Authentication mechanism not supported\r\n"),
@@ -1350,11 +1370,13 @@ APPENDIX_A = [
     (b"EXPN x", b"502 5.5.1 Command not implemented"),
     (b"Q" * 5000, b"500 5.5.2 Command too long"),
     (b"RCPT TO:<a@example.com>", b"503 5.5.1 Bad sequence - RCPT not allowed in MAIL state"),
-    (b"MAIL FROM:<bad>", b"501 5.5.4 Syntax error in parameters"),
+    (b"MAIL FROM:<bad>", b"501 5.1.7 Syntax error in parameters"),
+    (b"MAIL FROM:", b"501 5.5.4 Syntax error in parameters"),
     (b"AUTH FOO", b"504 5.5.4 Authentication mechanism not supported"),
     (b"MAIL FROM:<a@example.com> SIZE=99999999", b"552 5.3.4 Message size exceeds fixed maximum of 10485760 bytes"),
     (b"MAIL FROM:<a@example.com>", b"250 2.1.0 OK"),
     (b"DATA", b"503 5.5.1 Bad sequence of commands"),
+    (b"RCPT TO:<bad>", b"501 5.1.3 Syntax error in parameters"),
     (b"RCPT TO:<b@example.com>", b"250 2.1.5 OK"),
     (b"RCPT TO:<c@example.com>", b"452 4.5.3 Too many recipients"),
     (b"VRFY exists@example.com", b"250 2.1.5 exists@example.com User exists"),

@@ -133,6 +133,31 @@ def test_counter_increases_and_null_sender_is_written_as_angle_brackets(
     assert null.endswith(b"\r\n\r\nchunked") and alice.endswith(b"\r\n\r\nchunked")
 
 
+def test_control_octets_in_quoted_addresses_never_reach_the_headers(
+    maildir_server: BadSMTP, mb: Path
+) -> None:
+    # RFC 5321 §4.1.2 qtextSMTP: a CR inside quotes would split From:/To: into
+    # injected headers.  The address is refused; the same quoting without
+    # control octets is stored (its negative twin).
+    with Client(maildir_server.port) as c:
+        assert c.reply() == GREETING
+        ehlo(c)
+        injected = b'"x\rX-Injected:yes\rSubject:forged"@example.com'
+        assert c.command(b"MAIL FROM:<" + injected + b">") == (
+            b"501 5.1.7 Syntax error in parameters\r\n"
+        )
+        assert c.command(b'MAIL FROM:<"x\\"X-Quoted:yes"@example.com>') == MAIL_OK
+        assert c.command(b"RCPT TO:<" + injected + b">") == b"501 5.1.3 Syntax error in parameters\r\n"
+        assert c.command(b'RCPT TO:<"a\x00b"@example.com>') == b"501 5.1.3 Syntax error in parameters\r\n"
+        assert c.command(b"RCPT TO:<bob@example.com>") == RCPT_OK
+        c.send(b"BDAT 2 LAST\r\nhi")
+        assert c.reply() == ACCEPTED
+    [name] = listing(mb, "new")
+    data = (mb / "new" / name).read_bytes()
+    assert data.startswith(b'From: "x\\"X-Quoted:yes"@example.com\r\nTo: bob@example.com\r\n')
+    assert b"X-Injected" not in data and b"\r\r" not in data
+
+
 def test_readable_with_stdlib_maildir(maildir_server: BadSMTP, mb: Path) -> None:
     send_one(maildir_server.port, b"Subject: one\r\n\r\nfirst\r\n")
     send_one(maildir_server.port, b"Subject: two\r\n\r\nsecond\r\n")

@@ -346,6 +346,86 @@ def test_expiring_certificate_is_regenerated(monkeypatch: pytest.MonkeyPatch) ->
     assert handshake(p.server_context(), p.client_context(), "localhost").peer_pem == renewed
 
 
+def test_cache_of_sni_names_is_bounded_and_keeps_the_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every distinct SNI name costs ~24 KB: a client sending thousands of names
+    # must not grow the server without limit.
+    monkeypatch.setattr(tls, "_CACHE_SIZE", 3)
+    p = TLSProvider()
+    default = p.certificate_pem()
+    first = p.certificate_pem("n0.example")
+    for i in range(8):
+        name = f"n{i}.example"
+        result = handshake(p.server_context(), p.client_context(name), name)
+        assert result.cn == name
+    assert p.cached_names() == ["badsmtp.test", "n5.example", "n6.example", "n7.example"]
+    assert p.certificate_pem() == default  # never evicted: the promise of certificate_pem()
+    # An evicted name gets a new certificate, which verifies.
+    again = p.certificate_pem("n0.example")
+    assert again != first
+    result = handshake(p.server_context(), p.client_context("n0.example"), "n0.example")
+    assert result.peer_pem == again
+    assert p.cached_names() == ["badsmtp.test", "n6.example", "n7.example", "n0.example"]
+
+
+def test_cache_evicts_the_least_recently_used_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tls, "_CACHE_SIZE", 2)
+    p = TLSProvider()
+    a = p.certificate_pem("a.example")
+    p.certificate_pem("b.example")
+    assert p.certificate_pem("a.example") == a  # a is now the most recently used
+    p.certificate_pem("c.example")
+    assert p.cached_names() == ["a.example", "c.example"]
+    assert p.certificate_pem("a.example") == a
+
+
+def test_a_slow_generation_does_not_hold_up_other_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    started, release = threading.Event(), threading.Event()
+    real = tls._generate
+
+    def slow(name: str, *args: object) -> tuple[str, str]:
+        if name == "slow.example":
+            started.set()
+            release.wait(TIMEOUT)
+        return real(name, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tls, "_generate", slow)
+    p = TLSProvider()
+    slow_thread = threading.Thread(target=p.certificate_pem, args=("slow.example",))
+    slow_thread.start()
+    try:
+        assert started.wait(TIMEOUT)
+        fast: list[str] = []
+        fast_thread = threading.Thread(target=lambda: fast.append(p.certificate_pem("fast.example")))
+        fast_thread.start()
+        fast_thread.join(TIMEOUT)
+        assert fast and not fast_thread.is_alive(), "a slow generation held up another name"
+    finally:
+        release.set()
+        slow_thread.join(TIMEOUT)
+        fast_thread.join(TIMEOUT)
+    assert p.cached_names() == ["fast.example", "slow.example"]
+
+
+def test_a_failed_generation_is_not_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = tls._generate
+    failures = [RuntimeError("no entropy today")]
+
+    def flaky(name: str, *args: object) -> tuple[str, str]:
+        if failures:
+            raise failures.pop()
+        return real(name, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tls, "_generate", flaky)
+    p = TLSProvider()
+    with pytest.raises(RuntimeError, match="no entropy today"):
+        p.certificate_pem("x.example")
+    assert p.cached_names() == []
+    pem = p.certificate_pem("x.example")  # the next use generates again
+    assert p.certificate_pem("x.example") == pem and p.cached_names() == ["x.example"]
+
+
 def test_server_context_is_cached_with_tls12_minimum(provider: TLSProvider) -> None:
     context = provider.server_context()
     assert context is provider.server_context()
