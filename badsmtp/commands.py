@@ -36,6 +36,7 @@ _DOMAIN_ASCII = re.compile(rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*\Z")
 # C0 ones do: no control character ever reaches a stored header.
 _QUOTED_ASCII = re.compile(r'"(?:[ !#-\[\]-~]|\\[ -~])+"')
 _QUOTED_UTF8 = re.compile(r'"(?:[ !#-\[\]-~\xa0-\U0010ffff]|\\[ -~])+"')
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1: category Cc
 
 
 def split_command(line: str) -> tuple[str, list[str]]:
@@ -117,19 +118,24 @@ def _domain_ok(domain: str) -> bool:
     )
 
 
-def validate_address(address: str, smtputf8: bool, error: Reply = replies.SYNTAX) -> None:
-    """Raise ``error`` (a 501) unless ``address`` is valid per spec 7.3."""
+def validate_address(address: str, smtputf8: bool, forbidden: Reply = replies.SYNTAX) -> None:
+    """Raise the 501 unless ``address`` is valid per spec 7.3: ``forbidden``
+    (the verb's own X.1.7/X.1.3, RFC 3463 §3.2) when it holds an octet no
+    address may hold (a control character, or inside quotes anything but
+    qtextSMTP and quoted pairs: RFC 5321 §4.1.2), the plain 501 otherwise."""
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain or not _local_ok(local, smtputf8) or not _domain_ok(domain):
-        raise ReplyError(error)
+        octets = _CONTROL.search(address) is not None or local[:1] == '"'
+        raise ReplyError(forbidden if octets else replies.SYNTAX)
 
 
 @lru_cache(maxsize=4096)
-def checked(address: str, smtputf8: bool, error: Reply = replies.SYNTAX) -> str:
-    """``address`` validated (``error`` otherwise) and normalised.  Cached:
-    load tests and real clients send the same few addresses again and again,
-    and a pure function of its text is safe to remember (a 501 is not cached)."""
-    validate_address(address, smtputf8, error)
+def checked(address: str, smtputf8: bool, forbidden: Reply = replies.SYNTAX) -> str:
+    """``address`` validated (a 501 otherwise, see :func:`validate_address`)
+    and normalised.  Cached: load tests and real clients send the same few
+    addresses again and again, and a pure function of its text is safe to
+    remember (a 501 is not cached)."""
+    validate_address(address, smtputf8, forbidden)
     return normalise(address)
 
 

@@ -274,7 +274,7 @@ def _mail(state: State, args: list[str], ctx: Context) -> Result:
 def _rcpt(state: State, args: list[str], ctx: Context) -> Result:
     path, _ = commands.extract_path(args, "TO:")
     if path == "<>":  # the null path is only a reverse-path (RFC 5321 §4.1.1.3)
-        raise ReplyError(replies.BAD_RECIPIENT)
+        raise ReplyError(replies.SYNTAX)
     recipient = commands.checked(path, state.caps.smtputf8, replies.BAD_RECIPIENT)
     if len(state.recipients) >= ctx.max_recipients:
         raise ReplyError(replies.TOO_MANY_RCPTS)

@@ -92,9 +92,10 @@ QUOTA_EXCEEDED = _r(552, "Requested mail action aborted: exceeded storage alloca
 UNKNOWN_COMMAND = _r(500, "Command not recognised", "5.5.2")
 LINE_TOO_LONG = _r(500, "Command too long", "5.5.2")
 SYNTAX = _r(501, "Syntax error in parameters", "5.5.4")
-# A MAIL/RCPT path that is not a valid address (RFC 3463 §3.2: X.1.7 "Bad
-# sender's mailbox address syntax", X.1.3 "Bad destination mailbox address
-# syntax"), as Postfix answers; a malformed command line keeps SYNTAX.
+# A MAIL/RCPT address holding an octet no address may hold: a control
+# character, or outside qtextSMTP inside quotes (RFC 5321 §4.1.2; RFC 3463
+# §3.2: X.1.7 "Bad sender's mailbox address syntax", X.1.3 "Bad destination
+# mailbox address syntax").  Other malformed addresses keep SYNTAX.
 BAD_SENDER = _r(501, "Syntax error in parameters", "5.1.7")
 BAD_RECIPIENT = _r(501, "Syntax error in parameters", "5.1.3")
 NOT_IMPLEMENTED = _r(502, "Command not implemented", "5.5.1")

@@ -104,5 +104,5 @@ def test_smtplib_smtputf8_twin_without_the_capability(server: BadSMTP) -> None:
             smtp.send_message(_utf8_message())
         # And the server itself refuses a UTF-8 address without SMTPUTF8.
         smtp.send("MAIL FROM:<jösé@exämple.com>\r\n".encode())
-        assert smtp.getreply() == (501, b"5.1.7 Syntax error in parameters")
+        assert smtp.getreply() == (501, b"5.5.4 Syntax error in parameters")
     assert server.messages == []

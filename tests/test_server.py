@@ -131,7 +131,7 @@ def test_null_sender_is_accepted(server: BadSMTP, client: Client) -> None:
     assert msg.recipients == ("postmaster@example.com",)
     # ...and the null path is never a forward-path (its negative twin).
     assert client.command(b"MAIL FROM:<>") == MAIL_OK
-    assert client.command(b"RCPT TO:<>") == b"501 5.1.3 Syntax error in parameters\r\n"
+    assert client.command(b"RCPT TO:<>") == b"501 5.5.4 Syntax error in parameters\r\n"
 
 
 # -- pipelining (spec 15) ------------------------------------------------------------
