@@ -3,13 +3,24 @@ raw SMTP client that shows the exact bytes on the wire."""
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from badsmtp import BadSMTP
+
+# Property-based tests: bounded by default (seconds); ``--hypothesis-profile=long``
+# fuzzes for as long as BADSMTP_FUZZ_EXAMPLES says (tests/test_fuzz_core.py).
+_FUZZ = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
+settings.register_profile("bounded", max_examples=300, **_FUZZ)
+settings.register_profile(
+    "long", max_examples=int(os.environ.get("BADSMTP_FUZZ_EXAMPLES", "20000")), **_FUZZ
+)
+settings.load_profile("bounded")  # --hypothesis-profile, applied after this, wins
 
 
 @pytest.fixture

@@ -84,6 +84,7 @@ class Wire:
     commit_error: Reply | None = None
     begin_error: Reply | None = None
     write_error: Reply | None = None
+    fail_delivery: int | None = None  # the n-th delivery's writes fail (from 1)
     handshake_ok: bool = True
     inactive: bool = False
 
@@ -166,9 +167,9 @@ class Wire:
                         self._delivery = bytearray()
                 elif isinstance(action, Write):
                     if self._delivery is not None:
-                        if self.write_error is not None:
+                        if self.write_error is not None or len(self.begun) == self.fail_delivery:
                             self._delivery = None
-                            self._failed = self.write_error
+                            self._failed = self.write_error or replies.STORE_FAILED
                         else:
                             self._delivery += action.data
                 elif isinstance(action, AbortDelivery):
