@@ -358,6 +358,7 @@ class Handler(socketserver.BaseRequestHandler):
                     self._abort()
                 elif isinstance(action, protocol.StartTLS):
                     assert session is not None
+                    self._held.clear()  # sent before the 220: discarded (CVE-2011-0411)
                     if not self._handshake():
                         following = None
                         session.receive_data(b"")

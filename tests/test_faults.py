@@ -235,6 +235,23 @@ def test_what_a_client_sends_during_a_delay_is_answered_after_it() -> None:
         assert out.endswith(b"214 End of HELP\r\n221 Bye\r\n")
 
 
+def test_what_a_client_sends_during_starttls_delay_is_discarded_not_held() -> None:
+    """Octets read during a delay are kept for the session, but those sent
+    after STARTTLS and before its 220 are discarded like the session's own
+    buffer (RFC 3207 §4.2, CVE-2011-0411): never answered inside TLS."""
+    with BadSMTP(ports=[Listener(0, Role.COMMAND_DELAY, 0.5)]) as srv, Client(srv.port) as c:
+        assert c.reply() == GREETING
+        c.send(b"STARTTLS\r\n")
+        threading.Event().wait(0.15)  # pacing: the injection arrives during STARTTLS's delay
+        c.send(b"MAIL FROM:<evil@example.com>\r\n")
+        assert c.reply() == b"220 Ready to start TLS\r\n"
+        c.sock = srv.client_ssl_context().wrap_socket(c.sock, server_hostname="localhost")
+        # Had the injected MAIL been kept, its 250 would come first.
+        assert c.command(b"NOOP") == b"250 OK\r\n"
+        [transcript] = srv.sessions
+        assert transcript.commands == ["STARTTLS", "NOOP"]
+
+
 def test_a_stop_still_ends_a_delay_with_421() -> None:
     srv = BadSMTP(ports=[0]).serve_in_thread()
     with Client(srv.port) as c:
