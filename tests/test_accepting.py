@@ -7,6 +7,7 @@ import errno
 import json
 import logging
 import os
+import resource
 import selectors
 import shutil
 import signal
@@ -25,6 +26,7 @@ from wire import GREETING
 
 from badsmtp import BadSMTP
 from badsmtp.accepting import SOMAXCONN_FILE, backoff, max_backlog
+from badsmtp.cli import OPEN_MAX, open_files_targets, raise_open_files_limit
 
 
 def _accept_queue_limit(port: int) -> int:
@@ -153,6 +155,47 @@ def test_out_of_descriptors_the_acceptor_pauses_then_serves_everyone(tmp_path: P
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     assert len(_accept_records(log)) == 2  # one record when it starts, one when it ends
+
+
+def test_the_cli_raises_its_soft_descriptor_limit_to_the_hard_one(tmp_path: Path) -> None:
+    proc, _, _ = _limited_badsmtp(tmp_path, 256, 4096)  # 256: macOS's default
+    try:
+        assert resource.prlimit(proc.pid, resource.RLIMIT_NOFILE) == (4096, 4096)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+
+
+def test_the_library_leaves_the_descriptor_limit_alone() -> None:
+    embed = (
+        "from badsmtp import BadSMTP; import resource\n"
+        "with BadSMTP(ports=[0]):\n"
+        "    print(*resource.getrlimit(resource.RLIMIT_NOFILE))\n"
+    )
+    wrapped = LIMITED.replace("runpy.run_module('badsmtp', run_name='__main__', alter_sys=True)", "exec(sys.argv[1])")
+    done = subprocess.run(
+        [sys.executable, "-c", wrapped, "256", "4096", embed],
+        capture_output=True, check=True, timeout=30,
+    )
+    assert done.stdout == b"256 4096\n"
+
+
+def test_without_the_resource_module_the_limit_is_left_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "resource", None)  # Windows: import fails
+    raise_open_files_limit()  # no error
+
+
+def test_open_files_targets() -> None:
+    unlimited = resource.RLIM_INFINITY
+    assert open_files_targets(1024, 4096, unlimited) == [4096]
+    assert open_files_targets(1024, 20000, unlimited) == [20000, OPEN_MAX]  # OPEN_MAX if refused
+    assert open_files_targets(256, unlimited, unlimited) == [unlimited, OPEN_MAX]  # macOS
+    assert open_files_targets(4096, 4096, unlimited) == []  # already there
+    assert open_files_targets(16000, 20000, unlimited) == [20000]  # never lowered
+    assert open_files_targets(20000, unlimited, unlimited) == [unlimited]
+    assert open_files_targets(unlimited, unlimited, unlimited) == []
 
 
 # -- accept() failures, injected in-process ----------------------------------------------
