@@ -515,6 +515,7 @@ class Acceptor:
         self.paused = False  # read by closing connections, without a lock
         self._rests = 0
         self._failures = Episode(log, "Accept resumed", "failed")
+        self._refusals = Episode(log, "Handler threads start again", "refused")
 
     def start(self) -> None:
         self._thread.start()
@@ -575,9 +576,19 @@ class Acceptor:
             return
         try:
             server.process_request(request, address)
-        except Exception:
-            log.exception("could not start a handler thread")
-            request.close()
+        except Exception as exc:  # noqa: BLE001 - logged, once per episode
+            # RuntimeError "can't start new thread": a server closes a
+            # connection only after a 421 (RFC 5321 §3.8), which also tells
+            # the client to try again later.
+            self._refusals.failed(
+                "Cannot start a handler thread; refusing connections with 421",
+                {"error": f"{type(exc).__name__}: {exc}", "port": server.bound.port},
+                exc_info=not isinstance(exc, RuntimeError),  # anything else is a bug
+            )
+            _goodbye(request, replies.CONNECTION_REFUSED.render(False))
+        else:
+            if self._refusals.active:
+                self._refusals.end()
 
     def _rest(self) -> None:
         """Wait on the wake socket alone until a nudge, stop() or the back-off."""
@@ -625,10 +636,15 @@ class Acceptor:
                 request, _ = server.socket.accept()
             except OSError:  # BlockingIOError: the backlog is empty
                 return
-            try:
-                request.setblocking(False)
-                request.send(goodbye)
-            except OSError:
-                pass
-            finally:
-                request.close()
+            _goodbye(request, goodbye)
+
+
+def _goodbye(request: socket.socket, reply: bytes) -> None:
+    """Send one reply without waiting for the client, then close."""
+    try:
+        request.setblocking(False)
+        request.send(reply)
+    except OSError:
+        pass
+    finally:
+        request.close()

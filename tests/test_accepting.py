@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -281,3 +282,52 @@ def test_an_aborted_connection_is_logged_and_the_next_one_served(
 def test_the_rests_double_up_to_a_second() -> None:
     assert [backoff(n) for n in range(7)] == [0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
     assert backoff(10_000) == 1.0
+
+
+# -- a handler thread that cannot start ------------------------------------------------
+UNAVAILABLE = b"421 Service not available, closing transmission channel\r\n"
+
+
+class FailingStart:
+    """``Thread.start`` raises, as at the process's thread limit, for the
+    threads named ``name`` while :attr:`on`."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+        self.on = True
+        real = threading.Thread.start
+
+        def start(thread: threading.Thread) -> None:
+            if self.on and thread.name == name:
+                raise RuntimeError("can't start new thread")
+            real(thread)
+
+        monkeypatch.setattr(threading.Thread, "start", start)
+
+
+def test_no_handler_thread_means_421_and_stop_still_returns_at_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = BadSMTP(ports=[0], shutdown_timeout=10).serve_in_thread()
+    try:
+        failing = FailingStart(monkeypatch, f"badsmtp-{server.port}")
+        for _ in range(2):
+            with Client(server.port) as client:
+                assert client.read_to_eof() == UNAVAILABLE  # not a bare close
+        failing.on = False
+        with Client(server.port) as client:  # threads start again: served as usual
+            assert client.reply() == GREETING
+            assert client.command(b"QUIT") == b"221 Bye\r\n"  # no EHLO: no enhanced code
+    finally:
+        t0 = time.monotonic()
+        server.stop()
+        stopped_in = time.monotonic() - t0
+    assert stopped_in < 2  # not the 10 s of shutdown_timeout
+    assert server._runtime is not None and server._runtime.pool.busy == 0
+    refused, again = [r for r in caplog.records if "thread" in r.getMessage()]
+    assert refused.getMessage() == "Cannot start a handler thread; refusing connections with 421"
+    assert refused.fields == {  # type: ignore[attr-defined]
+        "error": "RuntimeError: can't start new thread", "port": server.port
+    }
+    assert again.getMessage() == "Handler threads start again"
+    assert again.fields["refused"] == 2  # type: ignore[attr-defined]
+    assert server.errors == []  # a full process is no bug of badsmtp's
