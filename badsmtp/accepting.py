@@ -8,14 +8,19 @@ import errno
 import logging
 import socket
 import time
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ["ACCEPT_BATCH", "CONNECTION_ERRORS", "Episode", "backoff", "max_backlog", "paused"]
+__all__ = [
+    "ACCEPT_BATCH", "CONNECTION_ERRORS", "Episode", "Outcome", "backoff", "max_backlog", "paused",
+]
 
 SOMAXCONN_FILE = "/proc/sys/net/core/somaxconn"
 FIRST_REST = 0.05  # seconds: the first pause after a failed accept()
 LONGEST_REST = 1.0
 ACCEPT_BATCH = 64  # connections taken from one listener before looking at the others
+# How accepting from one listener ended: its queue emptied, a full batch
+# taken (more may wait), or a failure that calls for a rest.
+Outcome = Literal["empty", "more", "failed"]
 
 # accept() errors that belong to one connection, which the call took off the
 # queue: the next accept() is a new attempt, so they can be logged one by one

@@ -25,7 +25,15 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import auth, protocol, replies
-from .accepting import ACCEPT_BATCH, CONNECTION_ERRORS, Episode, backoff, max_backlog, paused
+from .accepting import (
+    ACCEPT_BATCH,
+    CONNECTION_ERRORS,
+    Episode,
+    Outcome,
+    backoff,
+    max_backlog,
+    paused,
+)
 from .config import Listener, Role
 from .session import (
     AbortDelivery,
@@ -529,42 +537,45 @@ class Acceptor:
 
     def _loop(self) -> None:
         while not self._stopped:
-            # Paused, the listeners are polled once after each rest: a round
-            # without a failure, even an empty one, ends the episode.
+            # Paused, the listeners are polled without blocking after each
+            # rest; the episode ends with a round that empties every ready
+            # queue (or finds none ready) without a failure.
             ready = self._selector.select(0 if self.paused else None)
-            failed = False
+            outcomes: set[Outcome] = set()
             for key, _ in ready:
                 if key.data is None:
                     self._drain()
                     if self._stopped:
                         return
-                elif not self._accept_all(key.data):
-                    failed = True
+                    continue
+                outcomes.add(self._accept_all(key.data))
+                if "failed" in outcomes:
                     break
-            if failed:
+            if "failed" in outcomes:
                 self._rest()
-            elif self.paused:
+            elif self.paused and "more" not in outcomes:
                 self.paused, self._rests = False, 0
                 self._failures.end()
 
-    def _accept_all(self, server: ListenerServer) -> bool:
+    def _accept_all(self, server: ListenerServer) -> Outcome:
         """Accept what the listener's queue holds, up to a batch so that one
-        busy listener cannot starve the others; False when accept() failed
-        in a way that retrying at once would repeat."""
+        busy listener cannot starve the others: "empty" when the queue was
+        emptied, "more" after a full batch, "failed" when accept() failed in
+        a way that retrying at once would repeat."""
         for _ in range(ACCEPT_BATCH):
             try:
                 request, address = server.socket.accept()
             except (BlockingIOError, InterruptedError):
-                return True
+                return "empty"
             except OSError as exc:
                 if exc.errno in CONNECTION_ERRORS:  # that connection is gone, not the next
                     log.warning("accept failed on port %s: %s", server.bound.port, exc)
                     continue
                 self.paused = True  # before the rest: a close from now on nudges
                 self._failures.failed(*paused(exc, server.bound.port))
-                return False
+                return "failed"
             self._hand_over(server, request, address)
-        return True
+        return "more"
 
     def _hand_over(self, server: ListenerServer, request: socket.socket, address: Any) -> None:
         try:

@@ -202,16 +202,21 @@ def test_open_files_targets() -> None:
 # -- accept() failures, injected in-process ----------------------------------------------
 class FlakyAccept:
     """``accept()`` on one listening port fails with :attr:`error` while it is
-    set (for :attr:`times` calls, when that is set); counts the failures."""
+    set (for :attr:`times` calls, when that is set), except for the next
+    :attr:`granted` calls (descriptors that came free); counts the failures."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, port: int) -> None:
         self.error: int | None = None
         self.times: int | None = None
+        self.granted = 0
         self.failures = 0
         real = socket.socket.accept
 
         def accept(sock: socket.socket) -> tuple[socket.socket, Any]:
             if self.error is not None and sock.getsockname()[1] == port:
+                if self.granted:
+                    self.granted -= 1
+                    return real(sock)
                 code = self.error
                 self.failures += 1
                 if self.times is not None:
@@ -262,6 +267,33 @@ def test_a_closing_connection_ends_the_pause_at_once(monkeypatch: pytest.MonkeyP
                 assert second.reply() == GREETING
                 assert time.monotonic() - t0 < 0.5
         assert flaky.failures <= 7
+
+
+def test_one_episode_until_every_waiting_client_is_in(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    with BadSMTP(ports=[0]) as server:
+        flaky = FlakyAccept(monkeypatch, server.port)
+        flaky.error = errno.EMFILE
+        clients = [Client(server.port) for _ in range(100)]
+        try:
+            wait_until(lambda: flaky.failures >= 1, what="a failed accept")
+            flaky.granted = 70  # more than one batch of accepts, not all
+            for client in clients[:70]:
+                assert client.reply() == GREETING
+            wait_until(lambda: flaky.failures >= 2, what="the next failed accept")
+            flaky.granted = 30
+            for client in clients[70:]:
+                assert client.reply() == GREETING
+            wait_until(lambda: len(_server_records(caplog)) >= 2, what="the end of the pause")
+            failures, flaky.error = flaky.failures, None
+        finally:
+            for client in clients:
+                client.close()
+    paused, resumed = _server_records(caplog)  # not a new episode after each batch
+    assert paused.getMessage() == "Accept paused: too many open files"
+    assert resumed.getMessage() == "Accept resumed"
+    assert resumed.fields["failed"] == failures  # type: ignore[attr-defined]
 
 
 def test_an_aborted_connection_is_logged_and_the_next_one_served(
