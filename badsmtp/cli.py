@@ -29,7 +29,7 @@ from .options import CLIError, ParserExit, Settings, check, format_config, load_
 from .storage import StorageError
 from .tls import TLSSetupError
 
-__all__ = ["main", "port_fields", "write_atomically"]
+__all__ = ["main", "port_fields", "raise_open_files_limit", "write_atomically"]
 
 # -- running ----------------------------------------------------------------------------
 _log = logging.getLogger("badsmtp.server")
@@ -198,7 +198,41 @@ def _announce(server: BadSMTP, settings: Settings) -> None:
     print(summary(server, len(plan_listeners(server.config))), file=sys.stderr, flush=True)
 
 
+OPEN_MAX = 10240  # macOS: the most a soft limit may be when the hard one is "unlimited"
+
+
+def open_files_targets(soft: int, hard: int, unlimited: int) -> list[int]:
+    """The soft RLIMIT_NOFILE values to try, best first: the hard limit,
+    then macOS's OPEN_MAX, since macOS refuses an unlimited soft limit (and
+    one above kern.maxfilesperproc) although its hard limit says unlimited.
+    Empty when the soft limit is already as high as it gets."""
+    if soft == unlimited:  # (RLIM_INFINITY is -1 on Linux: no comparing with it)
+        return []
+    if hard == unlimited:
+        return [hard, OPEN_MAX] if soft < OPEN_MAX else [hard]
+    return [c for c in ([hard] if hard <= OPEN_MAX else [hard, OPEN_MAX]) if c > soft]
+
+
+def raise_open_files_limit() -> None:
+    """Raise the soft descriptor limit to the hard one, as Go programs do at
+    start: the default plan's 304 listeners take 310 descriptors before the
+    first connection, of a soft limit of 1,024 on Linux and 256 on macOS.
+    Only the CLI does this: a library must not change its host's limits."""
+    try:
+        import resource
+    except ImportError:  # Windows has no such limit
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for target in open_files_targets(soft, hard, resource.RLIM_INFINITY):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            return
+        except (ValueError, OSError):
+            continue
+
+
 def run(settings: Settings) -> int:
+    raise_open_files_limit()
     stop = threading.Event()
     with _Signals(stop) as signals:
         try:

@@ -34,6 +34,8 @@ class WorkerPool:
         self.threads: set[threading.Thread] = set()
 
     def submit(self, job: Job, name: str) -> None:
+        """Run ``job`` on a worker; raises (and counts nothing) when no idle
+        worker is there and a new thread cannot start."""
         with self._lock:
             self.busy += 1
             if self._idle:
@@ -42,7 +44,15 @@ class WorkerPool:
                 return
             thread = threading.Thread(target=self._work, args=(job,), name=name, daemon=True)
             self.threads.add(thread)
-        thread.start()
+        try:
+            thread.start()
+        except Exception:  # RuntimeError: can't start new thread
+            # The job never runs: take back what was counted for it, or
+            # wait_done() waits for it until its timeout, on every stop().
+            with self._lock:
+                self.threads.discard(thread)
+                self._job_done()
+            raise
 
     def _work(self, job: Job | None) -> None:
         me = threading.current_thread()
@@ -53,14 +63,18 @@ class WorkerPool:
                 log.exception("a connection handler failed")
             finally:
                 with self._lock:
-                    self.busy -= 1
+                    self._job_done()
                     self._idle += 1
-                    if not self.busy:
-                        self._all_done.notify_all()
             me.name = "badsmtp-idle"
             job = self._next()
         with self._lock:
             self.threads.discard(me)
+
+    def _job_done(self) -> None:
+        """With the lock held."""
+        self.busy -= 1
+        if not self.busy:
+            self._all_done.notify_all()
 
     def _next(self) -> Job | None:
         try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from badsmtp.workers import WorkerPool
 
 
@@ -85,3 +87,25 @@ def test_a_failing_job_keeps_the_worker_and_the_count(caplog) -> None:  # type: 
     finally:
         pool.stop()
     assert any(r.exc_info and "boom" in str(r.exc_info[1]) for r in caplog.records)
+
+
+def test_a_thread_that_cannot_start_leaves_no_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = threading.Thread.start
+
+    def start(thread: threading.Thread) -> None:
+        if thread.name == "doomed":  # as at the process's thread limit
+            raise RuntimeError("can't start new thread")
+        real(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    pool = WorkerPool()
+    ran = threading.Event()
+    try:
+        with pytest.raises(RuntimeError, match="can't start new thread"):
+            pool.submit(ran.set, "doomed")
+        assert pool.busy == 0 and pool.threads == set()
+        assert pool.wait_done(0)  # nothing to wait for: a stop() returns at once
+        _run(pool)  # the next job gets its thread as usual
+        assert not ran.is_set()
+    finally:
+        pool.stop()
