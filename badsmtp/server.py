@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from . import auth, protocol, replies, sockio
 from .accepting import (
@@ -65,6 +65,7 @@ RECV_SIZE = 65536
 WRITE_DEADLINE = 5.0  # bounded writes during shutdown (spec 21.3)
 HANDSHAKE_TIMEOUT = 30.0
 _CHALLENGES = itertools.count(1)  # next() is atomic under the GIL
+_Socket = TypeVar("_Socket", bound=socket.socket)
 
 
 class Runtime:
@@ -113,6 +114,17 @@ class Runtime:
                 return False
             self.connections[handler] = sock
             return True
+
+    def replace_socket(self, handler: Handler, wrap: Callable[[], _Socket]) -> _Socket:
+        """``wrap()`` (the TLS socket that takes over the raw one's
+        descriptor) in place of the handler's socket, as one step for
+        :meth:`interrupt_all`: never a moment where only a detached socket
+        is there to be shut."""
+        with self._lock:
+            wrapped = wrap()
+            if handler in self.connections:
+                self.connections[handler] = wrapped
+            return wrapped
 
     def unregister(self, handler: Handler) -> None:
         with self._lock:
@@ -396,16 +408,16 @@ class Handler(socketserver.BaseRequestHandler):
             return False
         raw = self.sock
         raw.settimeout(min(self.rt.idle_timeout or HANDSHAKE_TIMEOUT, HANDSHAKE_TIMEOUT))
+        context = self.rt.tls.server_context()
         try:
-            wrapped = self.rt.tls.server_context().wrap_socket(
-                raw, server_side=True, do_handshake_on_connect=False
+            wrapped = self.rt.replace_socket(
+                self, lambda: context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
             )
         except (OSError, ValueError):
             return False
         self.sock = wrapped
-        with self.rt._lock:
-            if self in self.rt.connections:
-                self.rt.connections[self] = wrapped
+        if self.rt.stopping.is_set():  # a stop may have shut only the raw socket
+            return False
         try:
             wrapped.do_handshake()
         except (OSError, ssl.SSLError, ValueError) as exc:
