@@ -20,8 +20,11 @@ import ssl
 import tempfile
 import threading
 from collections import OrderedDict
-from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 __all__ = ["TLSConfig", "TLSProvider", "TLSSetupError"]
 
@@ -342,6 +345,8 @@ class TLSProvider:
             pending = self._pending.get(name)
             generating = pending is None
             if pending is None:
+                from concurrent.futures import Future  # first generation only: a start stays lean
+
                 pending = self._pending[name] = Future()
         if not generating:
             return pending.result()  # another handshake is generating this name
