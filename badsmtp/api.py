@@ -21,7 +21,8 @@ from .config import (
     validate_ports,
 )
 from .extensions import Authenticator, Authorizer, Extensions, RateLimiter, as_observers
-from .server import Acceptor, ListenerServer, Runtime
+from .acceptor import Acceptor, ListenerServer
+from .server import Runtime
 from .storage import MaildirStore, MemoryStore, Message, MessageStore, TeeStore
 
 if TYPE_CHECKING:

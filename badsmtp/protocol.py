@@ -1,5 +1,6 @@
 """The pure command dispatcher: ``dispatch(state, verb, args, ctx)`` returns the
-new state and what to do (replies and effects).  No sockets, clocks or files.
+new state and what to do: replies, actions for the shell (:mod:`badsmtp.actions`)
+and the reader to switch to.  No sockets, clocks or files.
 
 Preconditions are checked once, from the ``ALLOWED`` table (spec 4.2); each
 verb's handler is a small function in ``HANDLERS``.  Handlers signal failure by
@@ -13,6 +14,7 @@ from enum import Enum
 from typing import Callable, Union
 
 from . import commands, replies, triggers
+from .actions import Abort, Close, Log, StartTLS, Wait
 from .replies import Reply, ReplyError
 from .triggers import HELO_CAPABILITIES, Capabilities, Trigger
 
@@ -20,17 +22,13 @@ __all__ = [
     "Phase",
     "State",
     "Context",
-    "Close",
     "ReadData",
     "ReadChunk",
     "DiscardChunk",
-    "StartTLS",
     "Authenticate",
     "Policy",
-    "Abort",
-    "Wait",
-    "Fired",
     "Output",
+    "fired",
     "dispatch",
     "transaction_over",
     "KNOWN_VERBS",
@@ -88,12 +86,7 @@ class State:
     messages: int = 0
 
 
-# -- effects: what the session driver must do besides sending replies ---------
-@dataclass(frozen=True, slots=True)
-class Close:
-    """Close the connection after the replies before it."""
-
-
+# -- readers: what the session reads next (besides command lines) ------------
 @dataclass(frozen=True, slots=True)
 class ReadData:
     """Read DATA content up to CRLF.CRLF (the 354 has been queued)."""
@@ -115,12 +108,7 @@ class DiscardChunk:
     commands: SMTP smuggling)."""
 
     size: int
-    then: tuple[Reply | Fired, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class StartTLS:
-    """Hand the connection to TLS (after the queued 220)."""
+    then: tuple[Reply | Log, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,33 +119,19 @@ class Authenticate:
     initial: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Abort:
-    """Drop any message content received so far (RSET, new HELO/EHLO)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Wait:
-    """Wait before the next reply (the ``dlay`` keyword on EHLO, 5.4.3)."""
-
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class Fired:
-    """A client-requested error was sent (logged as a WARN, spec 6.6)."""
-
-    trigger: str
-    code: int
-    stage: str
-
-
-Effect = Union[
-    Close, ReadData, ReadChunk, DiscardChunk, StartTLS, Authenticate, Abort, Wait, Fired
-]
-Output = Union[Reply, Effect]
+# Replies, the actions the dispatcher asks for (Abort: the transaction is
+# gone; Close; StartTLS; Wait: before the next reply; Log: a trigger fired),
+# and reader switches.
+Output = Union[Reply, Abort, Close, Log, StartTLS, Wait, ReadData, ReadChunk, DiscardChunk, Authenticate]
 Result = tuple[State, list[Output]]
 Handler = Callable[[State, list[str], Context], Result]
+
+
+def fired(trigger: str, code: int, stage: str) -> Log:
+    """The record of a client-requested error (a WARN; README "Asking for errors")."""
+    fields: dict[str, object] = {"error_code": code, "trigger": trigger, "smtp_stage": stage}
+    return Log("WARN", "SMTP error simulation triggered", fields)
+
 
 ALL = frozenset(Phase)
 ALLOWED: dict[str, frozenset[Phase]] = {
@@ -194,7 +168,7 @@ def _fire(state: State, verb: str, stage: str) -> Result | None:
     armed = state.armed
     if armed is None or armed.verb != verb:
         return None
-    return state, [armed.reply, Fired(armed.source, armed.reply.code, stage)]
+    return state, [armed.reply, fired(armed.source, armed.reply.code, stage)]
 
 
 def transaction_over(state: State) -> State:
@@ -211,18 +185,18 @@ def _reset(state: State) -> State:
 
 def _helo(state: State, args: list[str], ctx: Context) -> Result:
     name = args[0]
-    fired = triggers.helo_trigger(name)
-    if fired is not None:
-        return state, [fired, Fired(name, fired.code, "HELO")]
+    refusal = triggers.helo_trigger(name)
+    if refusal is not None:
+        return state, [refusal, fired(name, refusal.code, "HELO")]
     new = replace(_reset(state), phase=Phase.MAIL, caps=HELO_CAPABILITIES, helo_name=name)
     return new, [Abort(), Reply(250, (ctx.identity,))]
 
 
 def _ehlo(state: State, args: list[str], ctx: Context) -> Result:
     name = args[0]
-    fired = triggers.helo_trigger(name)
-    if fired is not None:
-        return state, [fired, Fired(name, fired.code, "EHLO")]
+    refusal = triggers.helo_trigger(name)
+    if refusal is not None:
+        return state, [refusal, fired(name, refusal.code, "EHLO")]
     if triggers.ehlo_rejected(name):
         return state, [replies.EHLO_REJECTED]
     caps = triggers.ehlo_capabilities(name, state.tls, ctx.identity)
@@ -238,9 +212,9 @@ def _ehlo(state: State, args: list[str], ctx: Context) -> Result:
 def _auth(state: State, args: list[str], ctx: Context) -> Result:
     if state.user is not None:
         raise ReplyError(replies.AUTH_ALREADY)
-    fired = _fire(state, "auth", "AUTH")
-    if fired is not None:
-        return fired
+    answer = _fire(state, "auth", "AUTH")
+    if answer is not None:
+        return answer
     mechanism = args[0].upper()
     if mechanism not in triggers.AUTH_ALL:
         raise ReplyError(replies.AUTH_UNSUPPORTED)
@@ -256,7 +230,7 @@ def _mail(state: State, args: list[str], ctx: Context) -> Result:
         sender = commands.checked(path, state.caps.smtputf8, replies.BAD_SENDER)
         armed = triggers.address_trigger(sender)
         if armed is not None and armed.verb == "mail":
-            return state, [armed.reply, Fired(sender, armed.reply.code, "MAIL")]
+            return state, [armed.reply, fired(sender, armed.reply.code, "MAIL")]
     size = commands.size_parameter(params)
     if size is not None and size > state.caps.size_limit:  # RFC 1870 §6.1
         raise ReplyError(replies.size_exceeded(state.caps.size_limit))
@@ -280,10 +254,10 @@ def _rcpt(state: State, args: list[str], ctx: Context) -> Result:
         raise ReplyError(replies.TOO_MANY_RCPTS)
     own = triggers.address_trigger(recipient)
     if own is not None and own.verb == "rcpt":
-        return state, [own.reply, Fired(recipient, own.reply.code, "RCPT")]
-    fired = _fire(state, "rcpt", "RCPT")
-    if fired is not None:
-        return fired
+        return state, [own.reply, fired(recipient, own.reply.code, "RCPT")]
+    answer = _fire(state, "rcpt", "RCPT")
+    if answer is not None:
+        return answer
     if ctx.policy is not None and not ctx.policy.can_send_to(recipient):  # spec 9.1, 18.5
         raise ReplyError(replies.AUTHZ_REFUSED)
     return replace(state, recipients=state.recipients + (recipient,)), [replies.RCPT_OK]
@@ -292,9 +266,9 @@ def _rcpt(state: State, args: list[str], ctx: Context) -> Result:
 def _data(state: State, args: list[str], ctx: Context) -> Result:
     if not state.recipients:
         raise ReplyError(replies.NO_RECIPIENTS)
-    fired = _fire(state, "data", "DATA")
-    if fired is not None:
-        return fired
+    answer = _fire(state, "data", "DATA")
+    if answer is not None:
+        return answer
     return state, [replies.DATA_GO, ReadData()]
 
 
@@ -372,7 +346,7 @@ def _chunk_always_read(before: State, args: list[str], result: Result) -> Result
     size = commands.bdat_size(args)
     if size is None or any(isinstance(out, ReadChunk) for out in outputs):
         return result
-    refusal = tuple(out for out in outputs if isinstance(out, (Reply, Fired)))
+    refusal = tuple(out for out in outputs if isinstance(out, (Reply, Log)))
     if before.phase is Phase.BDAT:
         return transaction_over(state), [Abort(), DiscardChunk(size, refusal)]
     return state, [DiscardChunk(size, refusal)]
@@ -385,9 +359,9 @@ def _dispatch(state: State, verb: str, args: list[str], ctx: Context) -> Result:
             return state, [replies.NOT_IMPLEMENTED]
         return state, [replies.UNKNOWN_COMMAND]
     if state.phase in TRIGGER_FIRST.get(verb, ()):
-        fired = _fire(state, verb.lower(), verb)
-        if fired is not None:
-            return fired
+        answer = _fire(state, verb.lower(), verb)
+        if answer is not None:
+            return answer
     if state.phase not in ALLOWED[verb]:
         return state, [replies.bad_sequence(verb, state.phase.value)]
     if verb in _NEEDS_ARGUMENT and not args:

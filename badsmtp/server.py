@@ -1,10 +1,12 @@
-"""The IO shell: ``socketserver`` listeners, one acceptor thread for all of
-them, and one blocking handler thread per connection that executes the
-session's actions (send, wait, close, TLS, storage, authentication).
+"""The IO shell: one blocking handler per connection that reads with raw
+``recv`` into the session and executes the actions it returns
+(:mod:`badsmtp.actions`) from one type-to-method table: send, wait, close,
+TLS, storage, authentication, and what the edges hear (the session log,
+extension hooks).  The acceptor is :mod:`badsmtp.acceptor`.
 
-No SMTP rule lives here: the handler reads with raw ``recv`` into the
-session, which owns the only buffer (so STARTTLS can discard what was
-pipelined after it), and does what the returned actions say.
+No SMTP rule lives here: the session owns the only buffer (so STARTTLS can
+discard what was pipelined after it) and decides everything; the handler
+only does what the actions say and answers the pauses.
 """
 
 from __future__ import annotations
@@ -13,59 +15,53 @@ import itertools
 import logging
 import os
 import secrets
-import selectors
 import socket
 import socketserver
 import ssl
 import threading
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from . import auth, protocol, replies, sockio
-from .accepting import (
-    ACCEPT_BATCH,
-    CONNECTION_ERRORS,
-    Episode,
-    Outcome,
-    backoff,
-    max_backlog,
-    paused,
-)
-from .config import Listener, Role
-from .session import (
-    AbortDelivery,
+from .actions import (
+    Abort,
     Accepted,
     Action,
     Begin,
+    Close,
     Commit,
-    Delay,
-    Envelope,
     ErrorSent,
     Log,
-    Session,
+    Send,
+    StartTLS,
     Verify,
+    Wait,
     Write,
 )
+from .config import Role
+from .deliveries import Deliveries
+from .session import Session
 from .sessionlog import SessionLog
-from .storage import HEADER_LIMIT, Delivery, Message, MessageStore, error_reply, parse_headers
+from .storage import MessageStore
 from .workers import WorkerPool
 
 if TYPE_CHECKING:
+    from .acceptor import ListenerServer
     from .extensions import ConnectionHooks, Extensions
     from .tls import TLSProvider
     from .transcript import Recorder, TranscriptLog
 
-__all__ = ["Runtime", "ListenerServer", "Acceptor"]
+__all__ = ["Handler", "Runtime"]
 
 log = logging.getLogger("badsmtp.server")
 _LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARN": logging.WARNING, "ERROR": logging.ERROR}
 RECV_SIZE = 65536
-WRITE_DEADLINE = 5.0  # bounded writes during shutdown (spec 21.3)
+WRITE_DEADLINE = 5.0  # bounded writes of a last 421 at shutdown or timeout
 HANDSHAKE_TIMEOUT = 30.0
 _CHALLENGES = itertools.count(1)  # next() is atomic under the GIL
 _Socket = TypeVar("_Socket", bound=socket.socket)
+
 
 
 class Runtime:
@@ -159,18 +155,14 @@ class Handler(socketserver.BaseRequestHandler):
         self.listener = self.server.listener
         self.sock: socket.socket = self.request
         self.session: Session | None = None
-        self.delivery: Delivery | None = None
-        # Why the open delivery failed (begin or write raised), answered at
-        # its Commit: the session may have read far ahead in a pipeline by
-        # the time the shell runs the failing write (18.2).
-        self._delivery_failed: replies.Reply | None = None
         self.client_ip = self.client_address[0] if self.client_address else ""
         self.started = time.monotonic()
         self.hooks: ConnectionHooks | None = None
-        self._head = b""  # the start of the content, for Message.headers (18.1)
-        self._accepted: Message | None = None
         self.recorder: Recorder | None = None
-        self.slog = SessionLog(self.client_ip, self.rt.ctx.identity)  # spec 19.3
+        self.slog = SessionLog(self.client_ip, self.rt.ctx.identity)
+        self.deliveries = Deliveries(
+            self.rt.store, self.slog, self.client_ip, self.rt.ctx.identity, keep=False
+        )
         self._held = bytearray()  # what the client sent during a server-side wait
 
     def handle(self) -> None:
@@ -181,6 +173,7 @@ class Handler(socketserver.BaseRequestHandler):
         ext = self.rt.extensions
         if ext is not None:
             self.hooks = ext.hooks(self.client_ip, self.rt.ctx.identity, self.slog.session_id)
+            self.deliveries.keep = True  # observers get the accepted Message
         try:
             if self.hooks is None or self._admitted(self.hooks):
                 self._serve()
@@ -195,16 +188,19 @@ class Handler(socketserver.BaseRequestHandler):
             if self.recorder is not None:
                 self.recorder.sent(replies.INTERNAL_ERROR)
         finally:
-            if self.recorder is not None:
-                self.recorder.finish()
-            self._abort()
-            if self.hooks is not None:
-                self.hooks.closed()
-            self.slog.closed(self.started)
-            self.rt.unregister(self)
+            self._close_edges()
+
+    def _close_edges(self) -> None:
+        if self.recorder is not None:
+            self.recorder.finish()
+        self.deliveries.abort()
+        if self.hooks is not None:
+            self.hooks.closed()
+        self.slog.closed(self.started)
+        self.rt.unregister(self)
 
     def _admitted(self, hooks: ConnectionHooks) -> bool:
-        """The rate limiter's word on accept, before anything else (2.1, 18.4)."""
+        """The rate limiter's word on accept, before anything else."""
         refusal = hooks.admit()
         if refusal is not None:
             self._send_quietly(refusal.render(False))
@@ -234,7 +230,7 @@ class Handler(socketserver.BaseRequestHandler):
             self._start_transcript()
         self.slog.behaviour(self.server.bound)
         if role is Role.DROP or role is Role.IMMEDIATE_DROP:
-            # Send nothing, answer nothing; close after the delay (spec 2.1).
+            # Send nothing, answer nothing; close after the delay (badsmtp(1), LISTENERS).
             if delay:
                 self._connection_delay(delay)
             return
@@ -242,8 +238,14 @@ class Handler(socketserver.BaseRequestHandler):
             return
         if role is Role.TLS and not self._handshake():
             return
+        session = self.session = self._new_session(role, delay)
+        sockio.set_timeouts(self.sock, self.rt.idle_timeout)
+        self._run(session.greeting())
+        self._converse(session)
+
+    def _new_session(self, role: Role, delay: float) -> Session:
         hooks, trace = self.hooks, self.slog.hook(self.recorder)  # a tracer around the recorder
-        session = self.session = Session(
+        session = Session(
             self.rt.ctx if hooks is None else replace(self.rt.ctx, policy=hooks.policy()),
             tls=role is Role.TLS,
             command_delay=delay if role is Role.COMMAND_DELAY else 0.0,
@@ -256,31 +258,19 @@ class Handler(socketserver.BaseRequestHandler):
             trace.attach(session)
         if hooks is not None:
             hooks.session = session
-        sockio.set_timeouts(self.sock, self.rt.idle_timeout)
-        self._run(session.greeting())
-        self._converse(session)
+        return session
 
     def _converse(self, session: Session) -> None:
         """Read and answer until the session ends.  The idle timeout bounds
-        each whole command line, not each ``recv`` (0.20): while only part
-        of a line is here, the next read gets what is left of the line's
-        time, so a client trickling octets cannot hold the session."""
+        each whole command line, not each ``recv`` (RFC 5321 §4.5.3.2.7):
+        while only part of a line is here, the next read gets what is left
+        of the line's time, so a client trickling octets cannot hold on."""
         timeout, line_began = self.rt.idle_timeout, None
         while not session.closed:
             began = time.monotonic()
-            if self._held:
-                data, self._held = bytes(self._held), bytearray()
-            else:
-                try:
-                    data = self.sock.recv(RECV_SIZE)  # not cached: STARTTLS replaces the socket
-                except (TimeoutError, BlockingIOError, ssl.SSLWantReadError):
-                    self._timed_out(session)
-                    return
-                except ConnectionError:
-                    data = b""
-                if self.rt.stopping.is_set():
-                    self._stop(session)
-                    return
+            data = self._next_input(session)
+            if data is None:
+                return
             self._run(self._received(data))
             if not timeout:
                 continue
@@ -291,11 +281,34 @@ class Handler(socketserver.BaseRequestHandler):
                 line_began = None
                 sockio.read_timeout(self.sock, timeout)
 
+    def _next_input(self, session: Session) -> bytes | None:
+        """What the client sent next (``b""``: it closed); None when the
+        session was ended here (idle timeout, stop)."""
+        if self._held:
+            data, self._held = bytes(self._held), bytearray()
+            return data
+        try:
+            data = self.sock.recv(RECV_SIZE)  # not cached: STARTTLS replaces the socket
+        except (TimeoutError, BlockingIOError, ssl.SSLWantReadError):
+            self._end_with(session.timeout)
+            return None
+        except ConnectionError:
+            data = b""
+        if self.rt.stopping.is_set():
+            self._end_with(session.shutdown)
+            return None
+        return data
+
     def _received(self, data: bytes) -> list[Action]:
         if self.recorder is not None:
             self.recorder.received(data)
         assert self.session is not None
         return self.session.receive_data(data)
+
+    def _end_with(self, last: Callable[[], list[Action]]) -> None:
+        """The session's last words (a 421), written within a short deadline."""
+        self.sock.settimeout(WRITE_DEADLINE)
+        self._run(last())
 
     def _connection_delay(self, seconds: float) -> bool:
         """A delay before any session (a greeting delay, a drop): True when
@@ -309,9 +322,9 @@ class Handler(socketserver.BaseRequestHandler):
         return waited is sockio.Waited.ELAPSED
 
     def _wait(self, seconds: float) -> sockio.Waited:
-        """A server-side wait (a delay), which ends early when the server
-        stops or the client closes (0.20): a session that asked for long
-        delays must not outlive its client."""
+        """A server-side wait, which ends early when the server stops or the
+        client closes: a session that asked for long delays must not
+        outlive its client."""
         return sockio.wait(self.sock, seconds, self.rt.stopping, self._held)
 
     def _start_transcript(self) -> None:
@@ -328,14 +341,6 @@ class Handler(socketserver.BaseRequestHandler):
         )
         self.recorder = Recorder(transcript, self.started)
 
-    def _stop(self, session: Session) -> None:
-        self.sock.settimeout(WRITE_DEADLINE)
-        self._run(session.shutdown())
-
-    def _timed_out(self, session: Session) -> None:
-        self.sock.settimeout(WRITE_DEADLINE)  # the 421 is best effort (2.4)
-        self._run(session.timeout())
-
     def _send_quietly(self, data: bytes) -> None:
         try:
             self.sock.settimeout(WRITE_DEADLINE)
@@ -345,62 +350,84 @@ class Handler(socketserver.BaseRequestHandler):
         if self.hooks is not None and data[:1] in (b"4", b"5"):
             self.hooks.error(data.decode("utf-8", "replace").rstrip("\r\n"), "")
 
+    # -- the actions ---------------------------------------------------------------------
     def _run(self, actions: list[Action] | None) -> None:
-        """Execute actions in order; a pausing action's answer yields the next batch."""
-        session = self.session
+        """Execute actions in order.  A pause's method returns the session's
+        next batch, which replaces the rest of this one (a pause is always
+        the last of its batch); Close returns an empty one."""
+        do = _DO
         while actions:
-            following: list[Action] | None = None
+            following = None
             for action in actions:
-                if type(action) is bytes:
-                    sockio.send(self.sock, action, self.rt.idle_timeout)
-                elif isinstance(action, Write):
-                    self._write(action.data)
-                elif isinstance(action, (Delay, protocol.Wait)):
-                    assert session is not None
-                    waited = self._wait(action.seconds)
-                    if waited is sockio.Waited.STOPPING:
-                        self.sock.settimeout(WRITE_DEADLINE)
-                        following = session.shutdown()
-                        break
-                    if waited is sockio.Waited.CLOSED:
-                        self._held.clear()  # nobody is left to answer
-                        following = self._received(b"")
-                        break
-                    if isinstance(action, Delay):  # a command waits for its delay
-                        following = session.delay_done()
-                        break
-                elif isinstance(action, Begin):
-                    self._begin(action.envelope)
-                elif isinstance(action, Commit):
-                    assert session is not None
-                    following = session.commit_done(self._commit(action.envelope))
+                following = do[type(action)](self, action)
+                if following is not None:
                     break
-                elif isinstance(action, AbortDelivery):
-                    self._abort()
-                elif isinstance(action, protocol.StartTLS):
-                    assert session is not None
-                    self._held.clear()  # sent before the 220: discarded (CVE-2011-0411)
-                    if not self._handshake():
-                        following = None
-                        session.receive_data(b"")
-                        break
-                    following = session.tls_started()
-                    break
-                elif isinstance(action, Verify):
-                    assert session is not None
-                    following = self._verify(session, action.credentials)
-                    break
-                elif isinstance(action, Log):
-                    self._log(action)
-                elif isinstance(action, ErrorSent):
-                    if self.hooks is not None:
-                        self.hooks.error(action.text, action.command)
-                elif isinstance(action, Accepted):
-                    if self.hooks is not None and self._accepted is not None:
-                        self.hooks.accepted(self._accepted)
-                elif isinstance(action, protocol.Close):
-                    return
             actions = following
+
+    def _send(self, action: Send) -> None:
+        sockio.send(self.sock, action.data, self.rt.idle_timeout)
+
+    def _waited(self, action: Wait) -> list[Action]:
+        assert self.session is not None
+        waited = self._wait(action.seconds)
+        if waited is sockio.Waited.STOPPING:
+            self.sock.settimeout(WRITE_DEADLINE)
+            return self.session.shutdown()
+        if waited is sockio.Waited.CLOSED:
+            self._held.clear()  # nobody is left to answer
+            return self._received(b"")
+        return self.session.waited()
+
+    def _close(self, action: Close) -> list[Action]:
+        return []
+
+    def _start_tls(self, action: StartTLS) -> list[Action]:
+        assert self.session is not None
+        self._held.clear()  # sent before the 220: discarded (CVE-2011-0411)
+        if not self._handshake():
+            self.session.receive_data(b"")
+            return []
+        return self.session.tls_started()
+
+    def _begin(self, action: Begin) -> None:
+        self.deliveries.begin(action.envelope)
+
+    def _write(self, action: Write) -> None:
+        self.deliveries.write(action.data)
+
+    def _commit(self, action: Commit) -> list[Action]:
+        assert self.session is not None
+        return self.session.commit_done(self.deliveries.commit(action.envelope))
+
+    def _abort(self, action: Abort) -> None:
+        self.deliveries.abort()
+
+    def _verify(self, action: Verify) -> list[Action]:
+        assert self.session is not None
+        credentials = action.credentials
+        try:
+            user = self.rt.authenticate(credentials)
+        except Exception:
+            log.exception("authenticator raised")
+            user = None
+        inactive = user is not None and not getattr(user, "active", True)
+        self.slog.auth(credentials, user is not None and not inactive)
+        actions = self.session.auth_done(user, inactive)
+        if self.hooks is not None and user is not None and not inactive:
+            self.hooks.authenticated(user)
+        return actions
+
+    def _log(self, action: Log) -> None:
+        self.slog.event(_LEVELS.get(action.level, logging.INFO), action.message, action.fields)
+
+    def _error_sent(self, action: ErrorSent) -> None:
+        if self.hooks is not None:
+            self.hooks.error(action.text, action.command)
+
+    def _accepted(self, action: Accepted) -> None:
+        accepted = self.deliveries.accepted
+        if self.hooks is not None and accepted is not None:
+            self.hooks.accepted(accepted)
 
     # -- TLS (RFC 3207, RFC 8314) ------------------------------------------------------
     def _handshake(self) -> bool:
@@ -427,291 +454,19 @@ class Handler(socketserver.BaseRequestHandler):
         self.slog.tls_ok(wrapped)
         return True
 
-    # -- storage --------------------------------------------------------------------
-    def _message(self, env: Envelope) -> Message:
-        return Message(
-            sender=env.sender,
-            recipients=env.recipients,
-            size=env.size,
-            client_ip=self.client_ip,
-            hostname=self.rt.ctx.identity,
-            helo=env.helo,
-            tls_used=env.tls,
-            user=env.user,
-            timestamp=datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
-            headers=parse_headers(self._head) if self._head else {},
-        )
 
-    def _begin(self, env: Envelope) -> None:
-        assert self.rt.store is not None
-        self._abort()  # the session ends each delivery before the next: never two open
-        self._head = b""
-        self.slog.message_started(env)
-        try:
-            self.delivery = self.rt.store.begin(self._message(env))
-        except Exception as exc:
-            self._store_failed(exc)
-
-    def _write(self, data: bytes) -> None:
-        if self.delivery is None:
-            return
-        if len(self._head) < HEADER_LIMIT:
-            self._head += data[: HEADER_LIMIT - len(self._head)]
-        try:
-            self.delivery.write(data)
-        except Exception as exc:
-            self._abort()
-            self._store_failed(exc)
-
-    def _store_failed(self, exc: Exception) -> None:
-        """Pass nothing more to the store; the delivery's Commit answers
-        with this failure (18.2)."""
-        self.slog.message_failed(self.rt.store, exc)
-        self._delivery_failed = error_reply(exc)
-
-    def _commit(self, env: Envelope) -> replies.Reply | None:
-        delivery, self.delivery = self.delivery, None
-        failed, self._delivery_failed = self._delivery_failed, None
-        if failed is not None:  # logged when it happened
-            return failed
-        if delivery is None:  # storage off: counted and discarded
-            if self.hooks is not None:
-                self._accepted = self._message(env)
-            self.slog.message_stored(env, None, None)
-            return None
-        message = self._accepted = self._message(env)
-        try:
-            delivery.commit(message)
-        except Exception as exc:
-            self.slog.message_failed(self.rt.store, exc, env)
-            return error_reply(exc)
-        self.slog.message_stored(env, self.rt.store, delivery)
-        return None
-
-    def _abort(self) -> None:
-        delivery, self.delivery = self.delivery, None
-        self._delivery_failed = None
-        if delivery is not None:
-            try:
-                delivery.abort()
-            except Exception:
-                log.exception("message store failed to abort a delivery")
-
-    def _verify(self, session: Session, credentials: auth.Credentials) -> list[Action]:
-        try:
-            user = self.rt.authenticate(credentials)
-        except Exception:
-            log.exception("authenticator raised")
-            user = None
-        inactive = user is not None and not getattr(user, "active", True)
-        self.slog.auth(credentials, user is not None and not inactive)
-        actions = session.auth_done(user, inactive)
-        if self.hooks is not None and user is not None and not inactive:
-            self.hooks.authenticated(user)
-        return actions
-
-    def _log(self, action: Log) -> None:
-        self.slog.event(_LEVELS.get(action.level, logging.INFO), action.message, action.fields)
-
-
-class ListenerServer(socketserver.ThreadingTCPServer):
-    """One listening socket.  It never runs its own ``serve_forever``: the
-    :class:`Acceptor` accepts for all listeners from one thread."""
-
-    allow_reuse_address = True
-    daemon_threads = True
-    block_on_close = False
-    # socketserver's default backlog of 5 drops connection bursts (STYLE.md),
-    # and so did 1,024 for a burst of 10,000: take all the system allows.
-    request_queue_size = max_backlog()
-    acceptor: Acceptor | None = None  # the one accepting for this listener
-
-    def __init__(self, listener: Listener, address: str, runtime: Runtime) -> None:
-        self.listener = listener
-        self.runtime = runtime
-        self.address_family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        super().__init__((address, listener.port), Handler)
-        self.bound = Listener(self.server_address[1], listener.role, listener.delay)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        """Serve the connection on a thread of its own (a reused one, when
-        one is idle), for the connection's whole life."""
-        name = f"badsmtp-{self.bound.port}"
-
-        def serve() -> None:
-            threading.current_thread().name = name
-            self.process_request_thread(request, client_address)  # closes the socket
-            acceptor = self.acceptor
-            if acceptor is not None and acceptor.paused:
-                acceptor.nudge()  # a descriptor came free
-
-        self.runtime.pool.submit(serve, name)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.exception("error handling a connection from %s", client_address)
-
-
-class Acceptor:
-    """One thread waiting on every listening socket (``selectors``), so
-    hundreds of listeners cost one thread; ``stop`` wakes it at once.
-
-    When ``accept()`` fails for want of descriptors or memory, it fails again
-    at once for as long as the want lasts, and the listener stays readable:
-    the acceptor then pauses (:attr:`paused`), waiting on its wake socket
-    instead of the listeners until a connection closes (its thread nudges the
-    wake socket) or a back-off passes, and logs the episode once."""
-
-    def __init__(self, servers: list[ListenerServer]) -> None:
-        self.servers = servers
-        self._selector = selectors.DefaultSelector()
-        # A byte on the wake socket means "look again": stop() sets _stopped
-        # first, a closing connection only nudges a paused acceptor.
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
-        for server in servers:
-            server.socket.setblocking(False)
-            self._selector.register(server.socket, selectors.EVENT_READ, server)
-            server.acceptor = self
-        self._thread = threading.Thread(target=self._loop, name="badsmtp-acceptor", daemon=True)
-        self._stopped = False
-        self.paused = False  # read by closing connections, without a lock
-        self._rests = 0
-        self._failures = Episode(log, "Accept resumed", "failed")
-        self._refusals = Episode(log, "Handler threads start again", "refused")
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def nudge(self) -> None:
-        """A connection closed: a paused acceptor tries again now."""
-        try:
-            self._wake_w.send(b"r")
-        except OSError:  # full, so a nudge is pending anyway; or closed by stop()
-            pass
-
-    def _loop(self) -> None:
-        while not self._stopped:
-            # Paused, the listeners are polled without blocking after each
-            # rest; the episode ends with a round that empties every ready
-            # queue (or finds none ready) without a failure.
-            ready = self._selector.select(0 if self.paused else None)
-            outcomes: set[Outcome] = set()
-            for key, _ in ready:
-                if key.data is None:
-                    self._drain()
-                    if self._stopped:
-                        return
-                    continue
-                outcomes.add(self._accept_all(key.data))
-                if "failed" in outcomes:
-                    break
-            if "failed" in outcomes:
-                self._rest()
-            elif self.paused and "more" not in outcomes:
-                self.paused, self._rests = False, 0
-                self._failures.end()
-
-    def _accept_all(self, server: ListenerServer) -> Outcome:
-        """Accept what the listener's queue holds, up to a batch so that one
-        busy listener cannot starve the others: "empty" when the queue was
-        emptied, "more" after a full batch, "failed" when accept() failed in
-        a way that retrying at once would repeat."""
-        for _ in range(ACCEPT_BATCH):
-            try:
-                request, address = server.socket.accept()
-            except (BlockingIOError, InterruptedError):
-                return "empty"
-            except OSError as exc:
-                if exc.errno in CONNECTION_ERRORS:  # that connection is gone, not the next
-                    log.warning("accept failed on port %s: %s", server.bound.port, exc)
-                    continue
-                self.paused = True  # before the rest: a close from now on nudges
-                self._failures.failed(*paused(exc, server.bound.port))
-                return "failed"
-            self._hand_over(server, request, address)
-        return "more"
-
-    def _hand_over(self, server: ListenerServer, request: socket.socket, address: Any) -> None:
-        try:
-            request.setblocking(True)
-            # Replies are small and each one is awaited: never let Nagle hold one back.
-            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:  # reset already (macOS then says EINVAL): nobody to serve
-            request.close()
-            return
-        try:
-            server.process_request(request, address)
-        except Exception as exc:  # noqa: BLE001 - logged, once per episode
-            # RuntimeError "can't start new thread": a server closes a
-            # connection only after a 421 (RFC 5321 §3.8), which also tells
-            # the client to try again later.
-            self._refusals.failed(
-                "Cannot start a handler thread; refusing connections with 421",
-                {"error": f"{type(exc).__name__}: {exc}", "port": server.bound.port},
-                exc_info=not isinstance(exc, RuntimeError),  # anything else is a bug
-            )
-            _goodbye(request, replies.CONNECTION_REFUSED.render(False))
-        else:
-            if self._refusals.active:
-                self._refusals.end()
-
-    def _rest(self) -> None:
-        """Wait on the wake socket alone until a nudge, stop() or the back-off."""
-        self._wake_r.settimeout(backoff(self._rests))
-        self._rests += 1
-        try:
-            self._wake_r.recv(4096)
-        except OSError:  # TimeoutError: the back-off passed
-            pass
-        finally:
-            self._wake_r.setblocking(False)
-
-    def _drain(self) -> None:
-        try:
-            while self._wake_r.recv(4096):
-                pass
-        except OSError:  # BlockingIOError: drained
-            pass
-
-    def stop(self) -> None:
-        if self._stopped:
-            return
-        self._stopped = True
-        try:
-            self._wake_w.send(b"x")
-        except OSError:  # full: the acceptor wakes all the same
-            pass
-        if self._thread.is_alive():
-            self._thread.join()
-        self.paused = False
-        self._selector.close()
-        self._wake_r.close()
-        self._wake_w.close()
-        for server in self.servers:
-            self._refuse_backlog(server)
-            server.server_close()
-
-    @staticmethod
-    def _refuse_backlog(server: ListenerServer) -> None:
-        """Connections the kernel completed but nobody accepted yet are live
-        sessions to their clients: tell them too (spec 21.3), not just RST."""
-        goodbye = replies.SHUTTING_DOWN.render(False)
-        while True:
-            try:
-                request, _ = server.socket.accept()
-            except OSError:  # BlockingIOError: the backlog is empty
-                return
-            _goodbye(request, goodbye)
-
-
-def _goodbye(request: socket.socket, reply: bytes) -> None:
-    """Send one reply without waiting for the client, then close."""
-    try:
-        request.setblocking(False)
-        request.send(reply)
-    except OSError:
-        pass
-    finally:
-        request.close()
+# The one place the shell maps what the core asks for to what it does.
+_DO: dict[type, Callable[[Handler, Any], list[Action] | None]] = {
+    Send: Handler._send,
+    Write: Handler._write,
+    Wait: Handler._waited,
+    Close: Handler._close,
+    StartTLS: Handler._start_tls,
+    Begin: Handler._begin,
+    Commit: Handler._commit,
+    Abort: Handler._abort,
+    Verify: Handler._verify,
+    Log: Handler._log,
+    ErrorSent: Handler._error_sent,
+    Accepted: Handler._accepted,
+}

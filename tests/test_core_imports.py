@@ -11,7 +11,7 @@ import pytest
 
 import badsmtp
 
-CORE = ("protocol", "session", "commands", "replies", "triggers", "auth")
+CORE = ("actions", "readers", "protocol", "session", "commands", "replies", "triggers", "auth")
 FORBIDDEN = frozenset(
     {
         "socket",

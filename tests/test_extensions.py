@@ -40,6 +40,7 @@ from badsmtp.extensions import (
     Extensions,
     PatternAuthenticator,
 )
+from badsmtp.actions import Commit, ErrorSent, Send
 from badsmtp.protocol import Context, Phase, Policy, State
 from badsmtp.triggers import ehlo_capabilities
 
@@ -170,9 +171,9 @@ def _drive(sess: session_mod.Session, data: bytes) -> tuple[bytes, list[Any]]:
     while actions:
         following = None
         for action in actions:
-            if isinstance(action, bytes):
-                wire += action
-            elif isinstance(action, session_mod.Commit):
+            if isinstance(action, Send):
+                wire += action.data
+            elif isinstance(action, Commit):
                 following = sess.commit_done(None)
             else:
                 others.append(action)
@@ -201,14 +202,14 @@ def test_session_reports_errors_after_their_bytes_in_one_batch() -> None:
     sess.greeting()
     actions = sess.receive_data(b"FOO\r\nNOOP\r\nRCPT TO:<a@example.com>\r\n")
     assert actions == [
-        b"500 Command not recognised\r\n250 OK\r\n503 Bad sequence - RCPT not allowed in HELO state\r\n",
-        session_mod.ErrorSent("500 Command not recognised", "FOO"),
-        session_mod.ErrorSent("503 Bad sequence - RCPT not allowed in HELO state", "RCPT"),
+        Send(b"500 Command not recognised\r\n250 OK\r\n503 Bad sequence - RCPT not allowed in HELO state\r\n"),
+        ErrorSent("500 Command not recognised", "FOO"),
+        ErrorSent("503 Bad sequence - RCPT not allowed in HELO state", "RCPT"),
     ]
     # Without notify (no observer installed), nothing but the bytes.
     quiet = session_mod.Session(Context())
     quiet.greeting()
-    assert quiet.receive_data(b"FOO\r\n") == [b"500 Command not recognised\r\n"]
+    assert quiet.receive_data(b"FOO\r\n") == [Send(b"500 Command not recognised\r\n")]
 
 
 # -- Authenticator (18.3) ----------------------------------------------------------------

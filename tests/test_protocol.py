@@ -10,19 +10,15 @@ from dataclasses import replace
 import pytest
 
 from badsmtp import commands, protocol, replies, triggers
+from badsmtp.actions import Abort, Close, Log, StartTLS, Wait
 from badsmtp.protocol import (
-    Abort,
     Authenticate,
-    Close,
-    DiscardChunk,
     Context,
-    Fired,
+    DiscardChunk,
     Phase,
     ReadChunk,
     ReadData,
-    StartTLS,
     State,
-    Wait,
     dispatch,
     transaction_over,
 )
@@ -208,12 +204,12 @@ def test_sequence_and_argument_errors_win_over_triggers() -> None:
     armed = at(Phase.RCPT, armed=triggers.address_trigger("auth535@example.com"))
     _, outputs, out = run(armed, "AUTH PLAIN")  # AUTH not allowed in RCPT
     assert out == b"503 5.5.1 Bad sequence - AUTH not allowed in RCPT state\r\n"
-    assert not any(isinstance(o, Fired) for o in outputs)
+    assert not any(isinstance(o, Log) for o in outputs)
     _, outputs, out = run(replace(armed, phase=Phase.MAIL), "AUTH")  # no argument
     assert out == b"501 5.5.4 Syntax error in parameters\r\n"
     _, outputs, out = run(replace(armed, phase=Phase.MAIL), "AUTH PLAIN")  # twin: fires
     assert out == b"535 Authentication failed\r\n"
-    assert any(isinstance(o, Fired) for o in outputs)
+    assert any(isinstance(o, Log) for o in outputs)
 
 
 def test_malformed_mail_from_never_fires_a_trigger() -> None:
@@ -663,7 +659,7 @@ def test_mail_trigger_logs_and_opens_no_transaction() -> None:
     new, outputs, out = run(state, "MAIL FROM:<mail250@Example.COM>")
     assert out == b"250 Unknown error\r\n"
     assert new == state
-    assert effects(outputs) == [Fired("mail250@example.com", 250, "MAIL")]
+    assert effects(outputs) == [protocol.fired("mail250@example.com", 250, "MAIL")]
     _, _, out = run(new, "RCPT TO:<b@example.com>")
     assert out == b"503 5.5.1 Bad sequence - RCPT not allowed in MAIL state\r\n"
 
@@ -738,9 +734,9 @@ def test_armed_trigger_fires_on_its_command_and_stays(verb: str, phase: Phase, l
     new, outputs, out = run(state, line)
     assert out == b"550 5.7.1 Requested action not taken: mailbox unavailable\r\n"
     assert new == state  # nothing carried out, still armed
-    fired = [o for o in outputs if isinstance(o, Fired)]
-    assert fired == [Fired(f"{verb}550_5.7.1@example.com", 550, line.split()[0])]
-    expected_effects: list[object] = [fired[0]] + ([Close()] if verb == "quit" else [])
+    logged = [o for o in outputs if isinstance(o, Log)]
+    assert logged == [protocol.fired(f"{verb}550_5.7.1@example.com", 550, line.split()[0])]
+    expected_effects: list[object] = [logged[0]] + ([Close()] if verb == "quit" else [])
     assert effects(outputs) == expected_effects
 
 
@@ -763,7 +759,7 @@ def test_armed_trigger_ignores_other_commands(verb: str, phase: Phase, line: str
     state = at(phase, armed=triggers.address_trigger(f"{verb}550@example.com"))
     _, outputs, out = run(state, line)
     assert out == reply
-    assert not any(isinstance(o, Fired) for o in outputs)
+    assert not any(isinstance(o, Log) for o in outputs)
 
 
 def test_rcpt_trigger_in_mail_from_answers_every_rcpt() -> None:
@@ -771,11 +767,11 @@ def test_rcpt_trigger_in_mail_from_answers_every_rcpt() -> None:
     for rcpt in ("user@example.net", "other@example.net", "mail550@example.net"):
         state, outputs, out = run(state, f"RCPT TO:<{rcpt}>")
         assert out == b"550 5.1.1 Requested action not taken: mailbox unavailable\r\n"
-        assert Fired("rcpt550_5.1.1@example.net", 550, "RCPT") in outputs
+        assert protocol.fired("rcpt550_5.1.1@example.net", 550, "RCPT") in outputs
     # The recipient's own pattern wins.
     state, outputs, out = run(state, "RCPT TO:<rcpt452@example.net>")
     assert out == b"452 Requested action not taken: insufficient system storage\r\n"
-    assert Fired("rcpt452@example.net", 452, "RCPT") in outputs
+    assert protocol.fired("rcpt452@example.net", 452, "RCPT") in outputs
     # Address checks come first.
     state, _, out = run(state, "RCPT TO:<bad>")
     assert out == b"501 5.5.4 Syntax error in parameters\r\n"
@@ -908,13 +904,13 @@ def test_helo_ehlo_trigger_changes_nothing(verb: str, phase: Phase) -> None:
     for name in ("helo550.example.com", "EHLO550.example.com"):
         new, outputs, _ = run(state, f"{verb} {name}")
         assert new == state
-        assert outputs == [replies.trigger_reply(550, None), Fired(name, 550, verb)]
+        assert outputs == [replies.trigger_reply(550, None), protocol.fired(name, 550, verb)]
 
 
 @pytest.mark.parametrize("name", ["helo5001.example.com", "helo500example.com", "helo50.x", "xhelo500.x", "helo500"])
 def test_helo_names_that_are_not_triggers(name: str) -> None:
     new, outputs, _ = run(State(), f"EHLO {name}")
-    assert new.phase is Phase.MAIL and not any(isinstance(o, Fired) for o in outputs)
+    assert new.phase is Phase.MAIL and not any(isinstance(o, Log) for o in outputs)
 
 
 @pytest.mark.parametrize("name", ["reject.example", "mx.noehl.example", "REJECTED-mail.example.org"])

@@ -14,21 +14,23 @@ import pytest
 from wire import ACCEPTED, BYE, EHLO_REPLY, GO_AHEAD, GREETING, MAIL_OK, OK, RCPT_OK
 
 from badsmtp import auth, replies
-from badsmtp.protocol import Close, Context, Phase, StartTLS, Wait
-from badsmtp.replies import Reply
-from badsmtp.session import (
-    MAX_LINE,
-    AbortDelivery,
+from badsmtp.actions import (
+    Abort,
     Action,
     Begin,
+    Close,
     Commit,
-    Delay,
     Envelope,
     Log,
-    Session,
+    Send,
+    StartTLS,
     Verify,
+    Wait,
     Write,
 )
+from badsmtp.protocol import Context, Phase
+from badsmtp.replies import Reply
+from badsmtp.session import MAX_LINE, Session
 
 DEFAULT_LINES = (
     "AUTH PLAIN LOGIN CRAM-MD5 CRAM-SHA256 XOAUTH2",
@@ -132,7 +134,7 @@ class Wire:
 
     @property
     def waits(self) -> list[float]:
-        return [a.seconds for a in self.actions if isinstance(a, (Wait, Delay))]
+        return [a.seconds for a in self.actions if isinstance(a, Wait)]
 
     @property
     def logs(self) -> list[Log]:
@@ -151,10 +153,10 @@ class Wire:
             for i, action in enumerate(batch):
                 self.actions.append(action)
                 last = i == len(batch) - 1
-                if isinstance(action, bytes):
-                    assert action, "an empty send"
+                if isinstance(action, Send):
+                    assert action.data, "an empty send"
                     assert not self.closed
-                    self.sent += action
+                    self.sent += action.data
                 elif isinstance(action, Close):
                     assert last, f"actions after Close: {batch[i + 1:]!r}"
                     self.closed = True
@@ -172,7 +174,7 @@ class Wire:
                             self._failed = self.write_error or replies.STORE_FAILED
                         else:
                             self._delivery += action.data
-                elif isinstance(action, AbortDelivery):
+                elif isinstance(action, Abort):
                     self.aborted += 1
                     self._delivery = self._failed = None
                 elif isinstance(action, Commit):
@@ -184,9 +186,9 @@ class Wire:
                     c = action.credentials
                     user = auth.pattern_authenticate(c.username, c.password)
                     following = self.session.auth_done(user, self.inactive and user is not None)
-                elif isinstance(action, Delay):
+                elif isinstance(action, Wait):
                     assert last, "a pausing action ends its batch"
-                    following = self.session.delay_done()
+                    following = self.session.waited()
                 elif isinstance(action, StartTLS):
                     assert last, "a pausing action ends its batch"
                     self.handshakes += 1
@@ -195,7 +197,7 @@ class Wire:
                     else:
                         following = self.session.receive_data(b"")
                 else:
-                    assert isinstance(action, (Wait, Log)), action
+                    assert isinstance(action, Log), action
             batch = following
 
     def _commit(self, envelope: Envelope) -> Reply | None:
@@ -332,13 +334,13 @@ def test_switched_off_extensions_are_still_accepted() -> None:
                                            ("dlay700.example", 605), ("dlay605.example", 605)])
 def test_dlay_waits_before_the_ehlo_reply_and_every_later_command(name: str, seconds: int) -> None:
     wire = Wire()
-    actions = wire.session.receive_data(f"EHLO {name}\r\n".encode())
-    assert actions[0] == Wait(seconds) and isinstance(actions[1], bytes)
-    wire.run(actions)
-    # The command delay is a pause: the command is handled only after it.
-    assert wire.session.receive_data(b"NOOP\r\n\r\nNOOP\r\n") == [Delay(seconds)]
-    assert wire.session.delay_done() == [OK, Delay(seconds)]
-    assert wire.session.delay_done() == [OK]
+    # The EHLO reply waits (a pause), then every command waits before it is handled.
+    assert wire.session.receive_data(f"EHLO {name}\r\n".encode()) == [Wait(seconds)]
+    [reply] = wire.session.waited()
+    assert isinstance(reply, Send) and reply.data.startswith(b"250-badsmtp.test\r\n")
+    assert wire.session.receive_data(b"NOOP\r\n\r\nNOOP\r\n") == [Wait(seconds)]
+    assert wire.session.waited() == [Send(OK), Wait(seconds)]
+    assert wire.session.waited() == [Send(OK)]
 
 
 @pytest.mark.parametrize("name", ["notdlay123.x", "dlayabc.x", "dlay-5.x", "dlay0.example", "dlay5x.example"])
@@ -784,9 +786,9 @@ def test_pipelined_batch_gives_one_send() -> None:
     batch = (b"EHLO client.example\r\n" + ENVELOPE + b"RCPT TO:<c@example.com>\r\nNOOP\r\nVRFY exists@example.com\r\n"
              b"RSET\r\nHELP\r\nXYZZY\r\nEXPN list\r\n")
     actions = wire.session.receive_data(batch)
-    assert len(actions) == 1 and isinstance(actions[0], bytes)
-    assert actions[0].startswith(EHLO_REPLY + MAIL_OK + RCPT_OK + RCPT_OK + OK)
-    assert actions[0].endswith(b"214 2.0.0 End of HELP\r\n" + UNKNOWN + b"502 5.5.1 Command not implemented\r\n")
+    assert len(actions) == 1 and isinstance(actions[0], Send)
+    assert actions[0].data.startswith(EHLO_REPLY + MAIL_OK + RCPT_OK + RCPT_OK + OK)
+    assert actions[0].data.endswith(b"214 2.0.0 End of HELP\r\n" + UNKNOWN + b"502 5.5.1 Command not implemented\r\n")
 
 
 def test_synchronising_commands_flush() -> None:
@@ -794,21 +796,21 @@ def test_synchronising_commands_flush() -> None:
     # is read, with QUIT's reply before the close, before an AUTH exchange.
     wire = greeted()
     actions = wire.session.receive_data(ENVELOPE + b"DATA\r\n")
-    assert actions[0] == MAIL_OK + RCPT_OK + GO_AHEAD and isinstance(actions[1], Begin)
+    assert actions[0] == Send(MAIL_OK + RCPT_OK + GO_AHEAD) and isinstance(actions[1], Begin)
     wire = greeted()
     actions = wire.session.receive_data(ENVELOPE + b"BDAT 2 LAST\r\nhi")
-    assert actions[0] == MAIL_OK + RCPT_OK and isinstance(actions[1], Begin)
+    assert actions[0] == Send(MAIL_OK + RCPT_OK) and isinstance(actions[1], Begin)
     wire = greeted()
-    assert wire.session.receive_data(b"NOOP\r\nQUIT\r\n") == [OK + BYE, Close()]
+    assert wire.session.receive_data(b"NOOP\r\nQUIT\r\n") == [Send(OK + BYE), Close()]
     wire = greeted()
     actions = wire.session.receive_data(b"NOOP\r\nAUTH PLAIN\r\n")
-    assert actions == [OK, b"334 \r\n"]
+    assert actions == [Send(OK), Send(b"334 \r\n")]
 
 
 def test_replies_before_starttls_are_flushed_first() -> None:
     wire = greeted()
     actions = wire.session.receive_data(b"NOOP\r\nSTARTTLS\r\n")
-    assert actions == [OK + b"220 2.0.0 Ready to start TLS\r\n", StartTLS()]
+    assert actions == [Send(OK + b"220 2.0.0 Ready to start TLS\r\n"), StartTLS()]
 
 
 def test_a_partial_line_is_answered_once_complete() -> None:
@@ -1035,7 +1037,7 @@ def test_data_content_streams_and_memory_stays_bounded() -> None:
 def test_data_without_storage_counts_only() -> None:
     wire = data_wire(stream=False)
     assert wire.feed(b"DATA\r\nhello\r\n.\r\n") == GO_AHEAD + ACCEPTED
-    assert not any(isinstance(a, (Begin, Write, AbortDelivery)) for a in wire.actions)
+    assert not any(isinstance(a, (Begin, Write, Abort)) for a in wire.actions)
     commits = [a for a in wire.actions if isinstance(a, Commit)]
     assert [c.envelope.size for c in commits] == [7]
 
@@ -1417,7 +1419,7 @@ def test_enhanced_codes_on_every_reply(ehlo: bytes) -> None:
 def test_timeout_and_shutdown(method: str, text: bytes) -> None:
     for wire, expected in ((Wire(), strip_enhanced(text)), (greeted(), text), (greeted(b"HELO x"), strip_enhanced(text))):
         actions = getattr(wire.session, method)()
-        assert actions == [expected + b"\r\n", Close()]
+        assert actions == [Send(expected + b"\r\n"), Close()]
         assert wire.session.closed
         assert getattr(wire.session, method)() == []
 
@@ -1441,7 +1443,7 @@ def test_client_eof_closes() -> None:
 def test_starttls_discards_pipelined_plain_text(injected: bytes) -> None:
     wire = greeted()
     actions = wire.session.receive_data(b"STARTTLS\r\n" + injected)
-    assert actions == [b"220 2.0.0 Ready to start TLS\r\n", StartTLS()]
+    assert actions == [Send(b"220 2.0.0 Ready to start TLS\r\n"), StartTLS()]
     assert wire.session.receive_data(b"RSET\r\n") == []  # paused until the handshake
     assert wire.session.tls_started() == []
     assert wire.session.state.phase is Phase.HELO and wire.session.state.tls
@@ -1500,7 +1502,7 @@ def test_commit_done_with_an_error_ends_the_transaction() -> None:
     assert isinstance(actions[-1], Commit)
     assert wire.session.receive_data(b"RSET\r\n") == []  # paused: held until committed
     after = wire.session.commit_done(replies.STORE_QUOTA)
-    assert after == [b"452 4.2.2 Requested action not taken: insufficient system storage\r\n" + OK + OK]
+    assert after == [Send(b"452 4.2.2 Requested action not taken: insufficient system storage\r\n" + OK + OK)]
     assert phase(wire) is Phase.MAIL and wire.session.state.messages == 0
 
 
@@ -1508,7 +1510,7 @@ def test_commit_done_success_counts_the_message() -> None:
     wire = data_wire()
     actions = wire.session.receive_data(b"DATA\r\nbody\r\n.\r\nNOOP\r\n")
     assert isinstance(actions[-1], Commit) and actions[-1].envelope.size == 6
-    assert wire.session.commit_done(None) == [ACCEPTED + OK]
+    assert wire.session.commit_done(None) == [Send(ACCEPTED + OK)]
     assert wire.session.state.messages == 1 and wire.session.state.sender is None
 
 
@@ -1612,7 +1614,7 @@ def test_authentication_pauses_until_the_verdict() -> None:
     assert len(actions) == 1 and isinstance(actions[0], Verify)
     assert wire.session.receive_data(b"NOOP\r\n") == []
     user = auth.pattern_authenticate("goodauth@example.com", None)
-    assert wire.session.auth_done(user) == [b"235 2.7.0 Authentication successful\r\n" + OK + OK]
+    assert wire.session.auth_done(user) == [Send(b"235 2.7.0 Authentication successful\r\n" + OK + OK)]
 
 
 # == command delay (16.3) ========================================================
@@ -1627,15 +1629,15 @@ def test_command_delay_applies_to_every_command_but_not_content() -> None:
 def test_command_delay_flushes_held_replies_first() -> None:
     wire = greeted(command_delay=1.0)
     actions = wire.session.receive_data(b"NOOP\r\nNOOP\r\n")
-    assert actions == [Delay(1.0)]
-    assert wire.session.delay_done() == [OK, Delay(1.0)]
+    assert actions == [Wait(1.0)]
+    assert wire.session.waited() == [Send(OK), Wait(1.0)]
 
 
 def test_shutdown_during_a_command_delay_finds_the_command_unprocessed() -> None:
     wire = greeted(command_delay=1.0)
-    assert wire.session.receive_data(b"QUIT\r\n") == [Delay(1.0)]
+    assert wire.session.receive_data(b"QUIT\r\n") == [Wait(1.0)]
     # The QUIT was not handled: the shutdown 421 is sent, not 221 Bye.
-    assert wire.session.shutdown() == [b"421 4.3.2 Service shutting down\r\n", Close()]
+    assert wire.session.shutdown() == [Send(b"421 4.3.2 Service shutting down\r\n"), Close()]
 
 
 # == framing under arbitrary splits ===============================================
@@ -1681,6 +1683,6 @@ def test_pipelined_replies_keep_their_order_around_a_trigger() -> None:
     wire = greeted()
     actions = wire.session.receive_data(
         b"MAIL FROM:<a@example.com>\r\nRCPT TO:<rcpt550@example.com>\r\nRCPT TO:<b@example.com>\r\nNOOP\r\n")
-    sent = b"".join(a for a in actions if isinstance(a, bytes))
+    sent = b"".join(a.data for a in actions if isinstance(a, Send))
     assert sent == MAIL_OK + b"550 Requested action not taken: mailbox unavailable\r\n" + RCPT_OK + OK
     assert [a.fields["error_code"] for a in actions if isinstance(a, Log)] == [550]

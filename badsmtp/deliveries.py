@@ -1,0 +1,117 @@
+"""One connection's side of the message store: what the shell does for the
+Begin, Write, Commit and Abort actions (:mod:`badsmtp.actions`).
+
+It opens a delivery in the configured store (:mod:`badsmtp.storage`),
+streams the content to it while keeping the start for the ``headers`` of
+the Message, and remembers a ``begin``/``write`` failure with the delivery it
+belongs to, to answer that delivery's Commit with it: the session may have
+read far ahead in a pipeline by the time the failing write runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+from .storage import HEADER_LIMIT, Delivery, Message, MessageStore, error_reply, parse_headers
+
+if TYPE_CHECKING:
+    from .actions import Envelope
+    from .replies import Reply
+    from .sessionlog import SessionLog
+
+__all__ = ["Deliveries"]
+
+log = logging.getLogger("badsmtp.server")
+
+
+class Deliveries:
+    """The store's deliveries for one connection, one open at a time.
+
+    ``keep`` asks for the accepted :class:`Message` to be kept in
+    :attr:`accepted` (for observers) even when storage is off."""
+
+    def __init__(
+        self, store: MessageStore | None, slog: SessionLog, client_ip: str, identity: str, keep: bool
+    ) -> None:
+        self.store = store
+        self.slog = slog
+        self.client_ip = client_ip
+        self.identity = identity
+        self.keep = keep
+        self.accepted: Message | None = None
+        self._delivery: Delivery | None = None
+        self._failed: Reply | None = None  # why the open delivery failed
+        self._head = b""  # the start of the content, for Message.headers
+
+    def message(self, env: Envelope) -> Message:
+        return Message(
+            sender=env.sender,
+            recipients=env.recipients,
+            size=env.size,
+            client_ip=self.client_ip,
+            hostname=self.identity,
+            helo=env.helo,
+            tls_used=env.tls,
+            user=env.user,
+            timestamp=datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+            headers=parse_headers(self._head) if self._head else {},
+        )
+
+    def begin(self, env: Envelope) -> None:
+        assert self.store is not None
+        self.abort()  # the session ends each delivery before the next: never two open
+        self.slog.message_started(env)
+        try:
+            self._delivery = self.store.begin(self.message(env))
+        except Exception as exc:  # noqa: BLE001 - a store's failure is the message's
+            self._store_failed(exc)
+
+    def write(self, data: bytes) -> None:
+        delivery = self._delivery
+        if delivery is None:
+            return
+        if len(self._head) < HEADER_LIMIT:
+            self._head += data[: HEADER_LIMIT - len(self._head)]
+        try:
+            delivery.write(data)
+        except Exception as exc:  # noqa: BLE001
+            self.abort()
+            self._store_failed(exc)
+
+    def _store_failed(self, exc: Exception) -> None:
+        """Pass nothing more to the store; the delivery's Commit answers
+        with this failure."""
+        self.slog.message_failed(self.store, exc)
+        self._failed = error_reply(exc)
+
+    def commit(self, env: Envelope) -> Reply | None:
+        """Commit the open delivery: None, or the reply for its failure."""
+        delivery, self._delivery = self._delivery, None
+        failed, self._failed = self._failed, None
+        if failed is not None:  # logged when it happened
+            return failed
+        if delivery is None:  # storage off: counted and discarded
+            if self.keep:
+                self.accepted = self.message(env)
+            self.slog.message_stored(env, None, None)
+            return None
+        message = self.accepted = self.message(env)
+        try:
+            delivery.commit(message)
+        except Exception as exc:  # noqa: BLE001
+            self.slog.message_failed(self.store, exc, env)
+            return error_reply(exc)
+        self.slog.message_stored(env, self.store, delivery)
+        return None
+
+    def abort(self) -> None:
+        delivery, self._delivery = self._delivery, None
+        self._failed = None
+        self._head = b""
+        if delivery is not None:
+            try:
+                delivery.abort()
+            except Exception:
+                log.exception("message store failed to abort a delivery")
