@@ -11,7 +11,7 @@ import pytest
 
 import badsmtp
 
-CORE = ("actions", "readers", "protocol", "session", "commands", "replies", "triggers", "auth")
+CORE = ("actions", "readers", "state", "verbs", "protocol", "session", "commands", "replies", "triggers", "auth")
 FORBIDDEN = frozenset(
     {
         "socket",

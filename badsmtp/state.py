@@ -1,0 +1,147 @@
+"""The values the pure core passes around: the session's ``State``, what the
+server tells every session (``Context``, ``Policy``), and the outputs of a
+command besides replies and actions (which reader comes next).  Frozen,
+slotted, updated with ``dataclasses.replace``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import Enum
+from typing import Callable, Union
+
+from . import replies
+from .actions import Abort, Close, Log, StartTLS, Wait
+from .replies import Reply
+from .triggers import HELO_CAPABILITIES, Capabilities, Trigger
+
+__all__ = [
+    "DEFAULT_HELP",
+    "Authenticate",
+    "Context",
+    "DiscardChunk",
+    "Handler",
+    "Output",
+    "Phase",
+    "Policy",
+    "ReadChunk",
+    "ReadData",
+    "Result",
+    "State",
+    "fired",
+    "reset",
+    "transaction_over",
+]
+
+
+class Phase(Enum):
+    """Session states (RFC 5321 §4.1.4 orders the commands); the names appear in
+    503 replies."""
+
+    HELO = "HELO"
+    MAIL = "MAIL"
+    RCPT = "RCPT"
+    BDAT = "BDAT"
+
+
+# HELP for the default port plan (README "Quick tour"); the server passes its own.
+DEFAULT_HELP = replies.help_reply("3000-3099", "4000-4099", "5000-5099", "6000", "25465", "25587")
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The embedder's answers inside the order of checks (at MAIL, at RCPT, at
+    the end of the content; README "Extending badsmtp"): its authorizer and
+    rate limiter, as plain callables the shell built for one connection (user
+    and client address bound, exceptions turned into "no").  The core only
+    asks; the replies to a "no" are its own."""
+
+    can_send_from: Callable[[str], bool]
+    allow_message: Callable[[], tuple[bool, str]]
+    can_send_to: Callable[[str], bool]
+    quota: Callable[[], int]  # octets; -1 = unlimited
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What the server tells every session; fixed for a listener's life
+    (``policy`` is set per connection, and only when extensions ask)."""
+
+    identity: str = "badsmtp.test"
+    max_recipients: int = 1000
+    help: Reply = DEFAULT_HELP
+    policy: Policy | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    phase: Phase = Phase.HELO
+    caps: Capabilities = HELO_CAPABILITIES
+    helo_name: str = ""
+    tls: bool = False
+    user: str | None = None
+    sender: str | None = None
+    recipients: tuple[str, ...] = ()
+    armed: Trigger | None = None
+    messages: int = 0
+
+
+# -- readers: what the session reads next (besides command lines) ------------
+@dataclass(frozen=True, slots=True)
+class ReadData:
+    """Read DATA content up to CRLF.CRLF (the 354 has been queued)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadChunk:
+    """Read exactly ``size`` octets of BDAT chunk, then judge (RFC 3030)."""
+
+    size: int
+    last: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DiscardChunk:
+    """A refused BDAT: read and discard its ``size`` octets of chunk, then
+    answer with ``then`` (RFC 3030 §2: the server MUST read the chunk even
+    when it refuses the command, or the chunk's octets would be taken as
+    commands: SMTP smuggling)."""
+
+    size: int
+    then: tuple[Reply | Log, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticate:
+    """Run the SASL exchange for ``mechanism`` (RFC 4954)."""
+
+    mechanism: str
+    initial: str | None
+
+
+# Replies, the actions the dispatcher asks for (Abort: the transaction is
+# gone; Close; StartTLS; Wait: before the next reply; Log: a trigger fired),
+# and reader switches.
+Output = Union[Reply, Abort, Close, Log, StartTLS, Wait, ReadData, ReadChunk, DiscardChunk, Authenticate]
+Result = tuple[State, list[Output]]
+Handler = Callable[[State, list[str], Context], Result]
+
+
+def fired(trigger: str, code: int, stage: str) -> Log:
+    """The record of a client-requested error (a WARN; README "Asking for errors")."""
+    fields: dict[str, object] = {"error_code": code, "trigger": trigger, "smtp_stage": stage}
+    return Log("WARN", "SMTP error simulation triggered", fields)
+
+
+def transaction_over(state: State) -> State:
+    """End of a transaction by acceptance or by a size/storage failure:
+    envelope and armed trigger cleared (README "Asking for errors": a
+    deferred error stays armed until a message is accepted)."""
+    return replace(state, phase=Phase.MAIL, sender=None, recipients=(), armed=None)
+
+
+def reset(state: State) -> State:
+    """RSET's reset (RFC 5321 §4.1.1.5): the transaction goes, armed
+    triggers and capabilities stay."""
+    phase = Phase.HELO if state.phase is Phase.HELO else Phase.MAIL
+    return replace(state, phase=phase, sender=None, recipients=())
