@@ -27,7 +27,8 @@ from .accepting import (
     paused,
 )
 from .config import Listener
-from .server import Handler, Runtime
+from .runtime import Runtime
+from .server import Handler
 
 __all__ = ["Acceptor", "ListenerServer"]
 

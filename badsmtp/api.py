@@ -22,7 +22,7 @@ from .config import (
 )
 from .extensions import Authenticator, Authorizer, Extensions, RateLimiter, as_observers
 from .acceptor import Acceptor, ListenerServer
-from .server import Runtime
+from .runtime import Runtime
 from .storage import MaildirStore, MemoryStore, Message, MessageStore, TeeStore
 
 if TYPE_CHECKING:

@@ -11,19 +11,15 @@ only does what the actions say and answers the pauses.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import os
-import secrets
 import socket
 import socketserver
 import ssl
-import threading
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable
 
-from . import auth, protocol, replies, sockio
+from . import replies, sockio
 from .actions import (
     Abort,
     Accepted,
@@ -43,108 +39,20 @@ from .config import Role
 from .deliveries import Deliveries
 from .session import Session
 from .sessionlog import SessionLog
-from .storage import MessageStore
-from .workers import WorkerPool
 
 if TYPE_CHECKING:
     from .acceptor import ListenerServer
-    from .extensions import ConnectionHooks, Extensions
-    from .tls import TLSProvider
-    from .transcript import Recorder, TranscriptLog
+    from .extensions import ConnectionHooks
+    from .transcript import Recorder
 
-__all__ = ["Handler", "Runtime"]
+__all__ = ["Handler"]
 
 log = logging.getLogger("badsmtp.server")
 _LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARN": logging.WARNING, "ERROR": logging.ERROR}
 RECV_SIZE = 65536
 WRITE_DEADLINE = 5.0  # bounded writes of a last 421 at shutdown or timeout
 HANDSHAKE_TIMEOUT = 30.0
-_CHALLENGES = itertools.count(1)  # next() is atomic under the GIL
-_Socket = TypeVar("_Socket", bound=socket.socket)
 
-
-
-class Runtime:
-    """What every connection of one BadSMTP shares."""
-
-    def __init__(
-        self,
-        ctx: protocol.Context,
-        store: MessageStore | None,
-        idle_timeout: float,
-        tls: TLSProvider | None,
-        authenticate: Callable[[auth.Credentials], Any],
-        extensions: Extensions | None = None,
-        transcripts: TranscriptLog | None = None,
-    ) -> None:
-        self.ctx = ctx
-        # None unless an observer, rate limiter or authorizer is installed:
-        # then a connection costs nothing extra (spec 18 defaults).
-        self.extensions = extensions if extensions is not None and extensions.active else None
-        self.store = store
-        self.idle_timeout = idle_timeout or None
-        self.tls = tls
-        self.authenticate = authenticate
-        self.stopping = threading.Event()
-        self.errors: list[BaseException] = []
-        self._lock = threading.Lock()
-        self.connections: dict[Handler, socket.socket] = {}
-        self.pool = WorkerPool()
-        self._pid = os.getpid()
-        self.transcripts = transcripts  # None: nothing recorded, nothing paid
-
-    def challenge(self) -> str:
-        # RFC 2195 §2: a challenge must be unique; spec 13.3's
-        # "<{unix_time}.{pid}@{identity}>" repeats within a second, so a
-        # random part and a per-process sequence number come first.
-        nonce = f"{secrets.randbelow(10**9)}{next(_CHALLENGES)}"
-        return f"<{nonce}.{int(time.time())}.{self._pid}@{self.ctx.identity}>"
-
-    def record_error(self, exc: BaseException) -> None:
-        with self._lock:
-            self.errors.append(exc)
-
-    def register(self, handler: Handler, sock: socket.socket) -> bool:
-        with self._lock:
-            if self.stopping.is_set():
-                return False
-            self.connections[handler] = sock
-            return True
-
-    def replace_socket(self, handler: Handler, wrap: Callable[[], _Socket]) -> _Socket:
-        """``wrap()`` (the TLS socket that takes over the raw one's
-        descriptor) in place of the handler's socket, as one step for
-        :meth:`interrupt_all`: never a moment where only a detached socket
-        is there to be shut."""
-        with self._lock:
-            wrapped = wrap()
-            if handler in self.connections:
-                self.connections[handler] = wrapped
-            return wrapped
-
-    def unregister(self, handler: Handler) -> None:
-        with self._lock:
-            self.connections.pop(handler, None)
-
-    def interrupt_all(self) -> int:
-        """Wake every handler blocked in ``recv``: the read side is shut, so
-        recv returns at once and the handler sends its 421 (spec 21.3)."""
-        return self._shutdown_all(socket.SHUT_RD)
-
-    def force_close_all(self) -> None:
-        self._shutdown_all(socket.SHUT_RDWR)
-
-    def _shutdown_all(self, how: int) -> int:
-        with self._lock:
-            socks = list(self.connections.values())
-        for sock in socks:
-            try:
-                # The plain socket's shutdown: an SSLSocket's own would drop
-                # the TLS state we still need to send the 421.
-                socket.socket.shutdown(sock, how)
-            except OSError:
-                pass
-        return len(socks)
 
 
 class Handler(socketserver.BaseRequestHandler):

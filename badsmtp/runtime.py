@@ -1,0 +1,113 @@
+"""What every connection of one server shares: the core's context, the
+message store, the TLS provider, the extensions and the transcripts; the
+live sockets, so that a stop can wake every handler at once; the stop
+event; and the internal errors a test can look at."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
+
+from . import auth
+from .state import Context
+from .storage import MessageStore
+from .workers import WorkerPool
+
+if TYPE_CHECKING:
+    from .extensions import Extensions
+    from .server import Handler
+    from .tls import TLSProvider
+    from .transcript import TranscriptLog
+
+__all__ = ["Runtime"]
+
+_CHALLENGES = itertools.count(1)  # next() is atomic under the GIL
+_Socket = TypeVar("_Socket", bound=socket.socket)
+
+
+class Runtime:
+    """What every connection of one BadSMTP shares."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        store: MessageStore | None,
+        idle_timeout: float,
+        tls: TLSProvider | None,
+        authenticate: Callable[[auth.Credentials], Any],
+        extensions: Extensions | None = None,
+        transcripts: TranscriptLog | None = None,
+    ) -> None:
+        self.ctx = ctx
+        # None unless an observer, rate limiter or authorizer is installed:
+        # then a connection costs nothing extra (spec 18 defaults).
+        self.extensions = extensions if extensions is not None and extensions.active else None
+        self.store = store
+        self.idle_timeout = idle_timeout or None
+        self.tls = tls
+        self.authenticate = authenticate
+        self.stopping = threading.Event()
+        self.errors: list[BaseException] = []
+        self._lock = threading.Lock()
+        self.connections: dict[Handler, socket.socket] = {}
+        self.pool = WorkerPool()
+        self._pid = os.getpid()
+        self.transcripts = transcripts  # None: nothing recorded, nothing paid
+
+    def challenge(self) -> str:
+        # RFC 2195 §2: a challenge must be unique; spec 13.3's
+        # "<{unix_time}.{pid}@{identity}>" repeats within a second, so a
+        # random part and a per-process sequence number come first.
+        nonce = f"{secrets.randbelow(10**9)}{next(_CHALLENGES)}"
+        return f"<{nonce}.{int(time.time())}.{self._pid}@{self.ctx.identity}>"
+
+    def record_error(self, exc: BaseException) -> None:
+        with self._lock:
+            self.errors.append(exc)
+
+    def register(self, handler: Handler, sock: socket.socket) -> bool:
+        with self._lock:
+            if self.stopping.is_set():
+                return False
+            self.connections[handler] = sock
+            return True
+
+    def replace_socket(self, handler: Handler, wrap: Callable[[], _Socket]) -> _Socket:
+        """``wrap()`` (the TLS socket that takes over the raw one's
+        descriptor) in place of the handler's socket, as one step for
+        :meth:`interrupt_all`: never a moment where only a detached socket
+        is there to be shut."""
+        with self._lock:
+            wrapped = wrap()
+            if handler in self.connections:
+                self.connections[handler] = wrapped
+            return wrapped
+
+    def unregister(self, handler: Handler) -> None:
+        with self._lock:
+            self.connections.pop(handler, None)
+
+    def interrupt_all(self) -> int:
+        """Wake every handler blocked in ``recv``: the read side is shut, so
+        recv returns at once and the handler sends its 421 (spec 21.3)."""
+        return self._shutdown_all(socket.SHUT_RD)
+
+    def force_close_all(self) -> None:
+        self._shutdown_all(socket.SHUT_RDWR)
+
+    def _shutdown_all(self, how: int) -> int:
+        with self._lock:
+            socks = list(self.connections.values())
+        for sock in socks:
+            try:
+                # The plain socket's shutdown: an SSLSocket's own would drop
+                # the TLS state we still need to send the 421.
+                socket.socket.shutdown(sock, how)
+            except OSError:
+                pass
+        return len(socks)
