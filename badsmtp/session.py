@@ -15,10 +15,10 @@ return the next actions.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass, replace
-from typing import Protocol, Union
+from dataclasses import replace
+from typing import Any, Union
 
-from . import auth, protocol, replies
+from . import auth, content, protocol, replies
 from .actions import (
     Abort,
     Accepted,
@@ -35,7 +35,9 @@ from .actions import (
     Wait,
     Write,
 )
+from .batch import Batch, Recorder, Transaction
 from .protocol import Context, Phase, State
+from .state import Result
 from .readers import AuthReader, ChunkReader, DataReader, LineReader, TooLong
 from .replies import Reply, ReplyError
 
@@ -45,31 +47,6 @@ MAX_LINE = 4096  # RFC 5321 §4.5.3.1.4 asks for at least 512
 MAX_AUTH_LINE = 12288  # RFC 4954 §4
 
 Reader = Union[LineReader, DataReader, ChunkReader]
-
-
-class Recorder(Protocol):
-    """What a session reports while a transcript is recorded
-    (:class:`badsmtp.transcript.Recorder`).  Optional: without one the
-    session pays one ``is not None`` test per reply, command and DATA read."""
-
-    def command(self, words: list[str]) -> None: ...
-    def too_long(self, length: int) -> None: ...
-    def reply(self, reply: Reply, enhanced: bool) -> None: ...
-    def content_read(self) -> None: ...
-    def content_end(self, size: int) -> None: ...
-    def discarded(self, data: bytes) -> None: ...
-    def tls_started(self, discarded: bytes) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Transaction:
-    """The message being received: octets of content so far (DATA unstuffed,
-    BDAT chunks), whether they passed the size limit, and whether its
-    delivery is open in the store."""
-
-    size: int = 0
-    overflow: bool = False
-    open: bool = False
 
 
 _IDLE = Transaction()
@@ -105,13 +82,10 @@ class Session:
         self._refusal: tuple[Reply | Log, ...] | None = None  # a refused chunk's answer
         self._verified = ""  # the user name of the last Verify
         self._mechanism = ""  # and its SASL mechanism
-        self._out: list[bytes] = []
-        self._actions: list[Action] = []
+        self._batch = Batch()
         # Observers and rate limiters hear of error replies and acknowledged
-        # messages through ErrorSent/Accepted; they queue in _notes and leave
-        # right after the Send they follow, so one batch is still one write.
+        # messages (ErrorSent, Accepted) only when someone listens.
         self._notify = notify
-        self._notes: list[Action] = []
         self._verb = ""  # the command being answered (ErrorSent)
         self._recorder = recorder
 
@@ -151,7 +125,7 @@ class Session:
         have read far ahead in a pipeline) is in when the shell sees it."""
         self._message = replace(self._message, open=False)
         self._paused = False
-        self._finish_message(error)
+        self._apply(content.committed(self.state, error))
         return self._resume()
 
     def auth_done(self, user: object | None, inactive: bool = False) -> list[Action]:
@@ -198,49 +172,30 @@ class Session:
 
     # -- batching ------------------------------------------------------------------
     def _take(self) -> list[Action]:
-        self._flush()
-        actions, self._actions = self._actions, []
-        return actions
-
-    def _flush(self) -> None:
-        if self._out:
-            self._actions.append(Send(b"".join(self._out)))
-            self._out = []
-        if self._notes:
-            self._actions.extend(self._notes)
-            self._notes = []
-
-    def _act(self, action: Action) -> None:
-        self._flush()
-        self._actions.append(action)
+        return self._batch.take()
 
     def _pause(self, action: Action) -> None:
         self._paused = True
-        self._act(action)
-
-    def _log(self, log: Log) -> None:
-        # Logs travel with the actions but need no flush: they never split a
-        # pipelined batch of replies into two writes.
-        self._actions.append(log)
+        self._batch.act(action)
 
     def _reply(self, reply: Reply, enhanced: bool | None = None) -> None:
         if enhanced is None:
             enhanced = self.state.caps.enhanced
         data = reply.render(enhanced)
-        self._out.append(data)
+        self._batch.send(data)
         if self._recorder is not None:
             self._recorder.reply(reply, enhanced)
         if self._notify and reply.code >= 400:
-            self._notes.append(ErrorSent(data.decode("utf-8", "replace").rstrip("\r\n"), self._verb))
+            self._batch.note(ErrorSent(data.decode("utf-8", "replace").rstrip("\r\n"), self._verb))
         if reply.code == 421:  # a 421 always closes (RFC 5321 §3.8)
             self._abort_delivery()
             self._close()
 
-    def _close(self) -> None:
+    def _close(self, _: object = None) -> None:
         if not self._closed:
             self._closed = True
             self._buf = b""
-            self._act(Close())
+            self._batch.act(Close())
 
     def _end_with(self, reply: Reply) -> list[Action]:
         if not self._closed:
@@ -261,12 +216,7 @@ class Session:
         pos, buf = 0, self._buf
         while True:
             reader = self._reader
-            if reader is self._lines or type(reader) is AuthReader:
-                after = self._read_line(reader, buf, pos)
-            elif type(reader) is DataReader:
-                after = self._read_data(reader, buf, pos)
-            else:
-                after = self._read_chunk(reader, buf, pos)  # type: ignore[arg-type]
+            after = _READ[type(reader)](self, reader, buf, pos)
             if after is None:
                 break
             pos = after
@@ -315,7 +265,7 @@ class Session:
             self._recorder.too_long(length)
         in_auth = self._reader is not self._lines
         fields = {"command_length": length, "max_length": self._reader.limit}  # type: ignore[union-attr]
-        self._log(Log("WARN", "Command length limit exceeded", fields))
+        self._batch.log(Log("WARN", "Command length limit exceeded", fields))
         if in_auth:
             self._reader = self._lines
             self._reply(replies.AUTH_LINE_TOO_LONG)
@@ -340,20 +290,18 @@ class Session:
     def _content(self, piece: bytes, size: int) -> None:
         """``size`` more octets of content; ``piece`` goes to the store if
         its delivery is open (empty for a chunk counted in advance)."""
-        message = self._message
         if size:
-            message = self._message = replace(message, size=message.size + size)
-            if message.size > self.state.caps.size_limit and not message.overflow:
+            self._message, over = self._message.grown(size, self.state.caps.size_limit)
+            if over:
                 self._abort_delivery()
-                message = self._message = replace(self._message, overflow=True)
-        if piece and message.open and self._stream:
-            self._act(Write(piece))
+        if piece and self._message.open and self._stream:
+            self._batch.act(Write(piece))
 
     def _end_of_data(self) -> None:
         if self._recorder is not None:
             self._recorder.content_end(self._message.size)
         self._reader = self._lines
-        self._complete_message()
+        self._apply(content.end_of_message(self.state, self._message, self.ctx))
 
     def _read_chunk(self, reader: ChunkReader, buf: bytes, pos: int) -> int | None:
         after, piece = reader(buf, pos)
@@ -368,23 +316,11 @@ class Session:
     def _chunk_complete(self, last: bool) -> None:
         """Judge a BDAT chunk once all of it was read (RFC 3030 §2)."""
         self._reader = self._lines
-        state = self.state
         if self._refusal is not None:
             refusal, self._refusal = self._refusal, None
-            self._outputs(refusal, state.caps.enhanced)
-        elif self._message.overflow:
-            self._size_exceeded()
-        elif not last:
-            self.state = replace(state, phase=Phase.BDAT)
-            self._reply(replies.OK)
-        elif state.armed is not None and state.armed.verb == "data":
-            self._abort_delivery()
-            armed = state.armed  # logged before a 421 closes
-            self._log(protocol.fired(armed.source, armed.reply.code, "BDAT"))
-            self._reply(armed.reply)
-            self.state = replace(state, phase=Phase.RCPT)
+            self._outputs(refusal, self.state.caps.enhanced)
         else:
-            self._complete_message()
+            self._apply(content.chunk_read(self.state, self._message, last, self.ctx))
 
     # -- commands --------------------------------------------------------------------
     def _command(self, raw: bytes) -> None:
@@ -403,14 +339,18 @@ class Session:
         if self._recorder is not None:
             self._recorder.command(words)
         self._verb = verb
-        state, outputs = protocol.dispatch(self.state, verb, args, self.ctx)
-        self.state = state
-        self._outputs(outputs, False if verb in ("HELO", "EHLO") else state.caps.enhanced)
+        self._apply(protocol.dispatch(self.state, verb, args, self.ctx), verb in ("HELO", "EHLO"))
+
+    def _apply(self, result: Result, plain: bool = False) -> None:
+        """A command's (or a verdict's) new state and outputs.  Replies to
+        HELO and EHLO never carry enhanced codes (RFC 2034 §3)."""
+        self.state, outputs = result
+        self._outputs(outputs, not plain and self.state.caps.enhanced)
 
     def _outputs(self, outputs: Sequence[protocol.Output], enhanced: bool) -> None:
         for out in outputs:  # a fired trigger is logged even when its 421 closes
             if type(out) is Log:
-                self._log(out)
+                self._batch.log(out)
         for i, out in enumerate(outputs):
             if type(out) is Reply:
                 self._reply(out, enhanced)
@@ -424,41 +364,34 @@ class Session:
                 self._effect(out)
 
     def _effect(self, out: protocol.Output) -> None:
-        kind = type(out)
-        if kind is protocol.ReadData:
-            self._flush()  # DATA synchronises the pipeline (RFC 2920 §3.1)
-            self._begin()
-            self._reader = DataReader()
-        elif kind is protocol.ReadChunk:
-            self._read_chunk_of(out)  # type: ignore[arg-type]
-        elif kind is protocol.DiscardChunk:
-            self._flush()  # a BDAT synchronises the pipeline, refused or not
-            self._reader = ChunkReader(out.size, False)  # type: ignore[union-attr]
-            self._refusal = out.then  # type: ignore[union-attr]
-        elif kind is Close:
-            self._close()
-        elif kind is Abort:
-            self._abort_delivery()
-        elif kind is StartTLS:  # what is pipelined after it goes at tls_started()
-            self._pause(StartTLS())
-        elif kind is protocol.Authenticate:
-            self._flush()
-            self._mechanism = out.mechanism  # type: ignore[union-attr]
-            self._authenticate(auth.exchange(self._mechanism, out.initial, self._challenge()))  # type: ignore[union-attr]
+        _EFFECTS[type(out)](self, out)
 
-    def _read_chunk_of(self, out: protocol.ReadChunk) -> None:
-        self._flush()
+    def _read_data_next(self, out: protocol.ReadData) -> None:
+        self._batch.flush()  # DATA synchronises the pipeline (RFC 2920 §3.1)
+        self._begin()
+        self._reader = DataReader()
+
+    def _read_chunk_next(self, out: protocol.ReadChunk) -> None:
+        self._batch.flush()  # so does BDAT
         self._begin()
         self._reader = ChunkReader(out.size, out.last)
         # The size is known from the command: past the limit, the chunk is
         # still read but goes nowhere (RFC 3030 §2).
         self._content(b"", out.size)
 
-    def _size_exceeded(self) -> None:
-        limit = self.state.caps.size_limit
-        fields: dict[str, object] = {"current_size": self._message.size, "max_size": limit}
-        self._log(Log("WARN", "Message size limit exceeded", fields))
-        self._transaction_failed(replies.size_exceeded(limit))
+    def _discard_chunk_next(self, out: protocol.DiscardChunk) -> None:
+        self._batch.flush()  # a BDAT synchronises the pipeline, refused or not
+        self._reader = ChunkReader(out.size, False)
+        self._refusal = out.then
+
+    def _accepted(self, out: Accepted) -> None:
+        if self._notify:
+            self._batch.note(out)
+
+    def _authenticate_next(self, out: protocol.Authenticate) -> None:
+        self._batch.flush()
+        self._mechanism = out.mechanism
+        self._authenticate(auth.exchange(out.mechanism, out.initial, self._challenge()))
 
     # -- AUTH exchange (RFC 4954 §4) ---------------------------------------------------
     def _authenticate(self, exchange: Generator[Reply, bytes, auth.Credentials | None]) -> None:
@@ -481,47 +414,38 @@ class Session:
             self._reply(exc.reply)
             return
         self._reply(challenge, False)
-        self._flush()
+        self._batch.flush()
 
     # -- deliveries ----------------------------------------------------------------------
-    def _envelope(self) -> Envelope:
-        s = self.state
-        return Envelope(s.sender or "", s.recipients, s.helo_name, s.tls, s.user, self._message.size)
-
     def _begin(self) -> None:
         if not self._message.open and self.state.phase is Phase.RCPT:
             self._message = Transaction(open=True)
             if self._stream:
-                self._act(Begin(self._envelope()))
+                self._batch.act(Begin(content.envelope(self.state, self._message)))
 
-    def _abort_delivery(self) -> None:
+    def _abort_delivery(self, _: object = None) -> None:
         if self._message.open:
             self._message = replace(self._message, open=False)
             if self._stream:
-                self._act(Abort())
+                self._batch.act(Abort())
 
-    def _complete_message(self) -> None:
-        if self._message.overflow:
-            self._size_exceeded()
-        elif self.ctx.policy is not None and 0 <= self.ctx.policy.quota() < self._message.size:
-            self._transaction_failed(replies.QUOTA_EXCEEDED)  # the authorizer's quota
-        else:
-            self._pause(Commit(self._envelope()))
 
-    def _finish_message(self, error: Reply | None) -> None:
-        if error is None:
-            self._reply(replies.ACCEPTED)
-            if self._notify:
-                self._notes.append(Accepted())
-            self.state = replace(
-                protocol.transaction_over(self.state), messages=self.state.messages + 1
-            )
-        else:
-            self._transaction_failed(error)
-
-    def _transaction_failed(self, reply: Reply) -> None:
-        # Drop the delivery before the reply leaves: once the client reads
-        # the error, nothing of the message may still exist.
-        self._abort_delivery()
-        self._reply(reply)
-        self.state = protocol.transaction_over(self.state)
+# What the session does with each output that is neither a reply nor a log
+# nor a Wait (see ``_outputs``), and which method reads with each reader.
+_EFFECTS: dict[type, Callable[[Session, Any], None]] = {
+    protocol.ReadData: Session._read_data_next,
+    protocol.ReadChunk: Session._read_chunk_next,
+    protocol.DiscardChunk: Session._discard_chunk_next,
+    protocol.Authenticate: Session._authenticate_next,
+    Close: Session._close,
+    Abort: Session._abort_delivery,
+    StartTLS: Session._pause,  # what is pipelined after it goes at tls_started()
+    Commit: Session._pause,
+    Accepted: Session._accepted,
+}
+_READ: dict[type, Callable[[Session, Any, bytes, int], "int | None"]] = {
+    LineReader: Session._read_line,
+    AuthReader: Session._read_line,
+    DataReader: Session._read_data,
+    ChunkReader: Session._read_chunk,
+}

@@ -11,7 +11,7 @@ from enum import Enum
 from typing import Callable, Union
 
 from . import replies
-from .actions import Abort, Close, Log, StartTLS, Wait
+from .actions import Abort, Accepted, Close, Commit, Log, StartTLS, Wait
 from .replies import Reply
 from .triggers import HELO_CAPABILITIES, Capabilities, Trigger
 
@@ -119,10 +119,13 @@ class Authenticate:
     initial: str | None
 
 
-# Replies, the actions the dispatcher asks for (Abort: the transaction is
-# gone; Close; StartTLS; Wait: before the next reply; Log: a trigger fired),
-# and reader switches.
-Output = Union[Reply, Abort, Close, Log, StartTLS, Wait, ReadData, ReadChunk, DiscardChunk, Authenticate]
+# Replies; the actions a command or a verdict asks for (Abort: the
+# transaction is gone; Close; StartTLS; Wait: before the next reply; Log: a
+# trigger fired; Commit; Accepted); and reader switches.
+Output = Union[
+    Reply, Abort, Accepted, Close, Commit, Log, StartTLS, Wait,
+    ReadData, ReadChunk, DiscardChunk, Authenticate,
+]  # fmt: skip
 Result = tuple[State, list[Output]]
 Handler = Callable[[State, list[str], Context], Result]
 
