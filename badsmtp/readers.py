@@ -80,6 +80,16 @@ class AuthReader(LineReader):
         self.mechanism = mechanism
         self.exchange = exchange
 
+    def step(self, line: bytes | None) -> Reply | Credentials | None:
+        """The exchange's next challenge (a Reply) for ``line`` (None: the
+        first), or its end: the credentials to verify, or None.  A failure
+        raises :class:`~badsmtp.replies.ReplyError` with its reply."""
+        try:
+            return next(self.exchange) if line is None else self.exchange.send(line)
+        except StopIteration as done:
+            ended: Credentials | None = done.value
+            return ended
+
 
 class DataReader:
     """DATA content up to CRLF.CRLF, dot-unstuffed (RFC 5321 §4.5.2).

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import replace
-from typing import Any, Union
+from typing import Any
 
 from . import auth, content, protocol, replies
 from .actions import (
@@ -36,23 +36,20 @@ from .actions import (
     Write,
 )
 from .batch import Batch, Recorder, Transaction
+from .framing import MAX_AUTH_LINE, MAX_LINE, Framing
 from .protocol import Context, Phase, State
-from .state import Result
-from .readers import AuthReader, ChunkReader, DataReader, LineReader, TooLong
+from .readers import AuthReader, ChunkReader, DataReader
 from .replies import Reply, ReplyError
+from .state import Result
 
 __all__ = ["MAX_AUTH_LINE", "MAX_LINE", "Envelope", "Recorder", "Session", "Transaction"]
 
-MAX_LINE = 4096  # RFC 5321 §4.5.3.1.4 asks for at least 512
-MAX_AUTH_LINE = 12288  # RFC 4954 §4
-
-Reader = Union[LineReader, DataReader, ChunkReader]
 
 
 _IDLE = Transaction()
 
 
-class Session:
+class Session(Framing):
     """One SMTP connection's protocol state.  Not thread-safe: one per thread."""
 
     def __init__(
@@ -66,16 +63,12 @@ class Session:
         notify: bool = False,
         recorder: Recorder | None = None,
     ) -> None:
+        super().__init__(recorder)
         self.ctx = ctx
         self.state = State(tls=tls)
         self.command_delay = command_delay
         self._stream = stream  # pass content to the store, or only count it
         self._challenge = challenge
-        self._lines = LineReader(MAX_LINE)
-        self._reader: Reader = self._lines
-        self._buf = b""
-        self._paused = False
-        self._closed = False
         self._after: tuple[Sequence[protocol.Output], bool] | None = None  # held by a Wait
         self._delayed = False  # the buffered line already had its command delay
         self._message = _IDLE
@@ -87,7 +80,6 @@ class Session:
         # messages (ErrorSent, Accepted) only when someone listens.
         self._notify = notify
         self._verb = ""  # the command being answered (ErrorSent)
-        self._recorder = recorder
 
     # -- what the shell calls ------------------------------------------------------
     def greeting(self) -> list[Action]:
@@ -158,18 +150,6 @@ class Session:
     def shutdown(self) -> list[Action]:
         return self._end_with(replies.SHUTTING_DOWN)
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
-    def mid_line(self) -> bool:
-        """Part of a command (or AUTH) line is here, its end is not: the
-        shell bounds the wait for the rest by what is left of the line's
-        idle timeout (RFC 5321 §4.5.3.2.7 times whole commands)."""
-        reader = self._reader
-        return not self._paused and isinstance(reader, LineReader) and reader.mid_line(self._buf, 0)
-
     # -- batching ------------------------------------------------------------------
     def _take(self) -> list[Action]:
         return self._batch.take()
@@ -209,40 +189,14 @@ class Session:
             self._process()
         return self._take()
 
-    # -- reading -------------------------------------------------------------------
-    def _process(self) -> None:
-        """Read the buffer with the reader in force until it needs more
-        input, the session pauses or it closes."""
-        pos, buf = 0, self._buf
-        while True:
-            reader = self._reader
-            after = _READ[type(reader)](self, reader, buf, pos)
-            if after is None:
-                break
-            pos = after
-            if self._paused or self._closed:
-                break
-        if self._closed:
-            if pos < len(buf) and self._recorder is not None:
-                self._recorder.discarded(buf[pos:])  # pipelined after a 421
-            self._buf = b""
-        else:
-            self._buf = buf[pos:]
+    def _line(self, line: bytes) -> bool:
+        if self._delay_before(line):
+            return False
+        self._command(line)
+        return True
 
-    def _read_line(self, reader: LineReader, buf: bytes, pos: int) -> int | None:
-        """Handle one line; the position after it, or None to wait for more."""
-        after, line = reader(buf, pos)
-        if line is None:
-            return after if after != pos else None  # an over-long line is dropped as it comes
-        if type(line) is TooLong:
-            self._too_long(line.length)
-        elif reader is not self._lines:
-            self._auth_step(line.rstrip())  # type: ignore[union-attr]
-        elif self._delay_before(line):  # type: ignore[arg-type]
-            return pos  # the line stays buffered until ``waited``
-        else:
-            self._command(line)  # type: ignore[arg-type]
-        return after
+    def _auth_line(self, line: bytes) -> None:
+        self._auth_step(line)
 
     def _delay_before(self, line: bytes) -> bool:
         """Pause for the command delay before this command is processed
@@ -273,20 +227,6 @@ class Session:
             self._verb = ""  # never parsed
             self._reply(replies.LINE_TOO_LONG)
 
-    def _read_data(self, reader: DataReader, buf: bytes, pos: int) -> int | None:
-        if pos == len(buf):
-            return None
-        if self._recorder is not None:
-            self._recorder.content_read()
-        after, piece, ended = reader(buf, pos)
-        if piece:
-            self._content(piece, len(piece))
-        if ended:
-            self._end_of_data()
-        elif after == pos:
-            return None  # only a possible start of the terminator is left
-        return after
-
     def _content(self, piece: bytes, size: int) -> None:
         """``size`` more octets of content; ``piece`` goes to the store if
         its delivery is open (empty for a chunk counted in advance)."""
@@ -294,7 +234,7 @@ class Session:
             self._message, over = self._message.grown(size, self.state.caps.size_limit)
             if over:
                 self._abort_delivery()
-        if piece and self._message.open and self._stream:
+        if piece and self._message.open and self._stream and self._refusal is None:
             self._batch.act(Write(piece))
 
     def _end_of_data(self) -> None:
@@ -302,16 +242,6 @@ class Session:
             self._recorder.content_end(self._message.size)
         self._reader = self._lines
         self._apply(content.end_of_message(self.state, self._message, self.ctx))
-
-    def _read_chunk(self, reader: ChunkReader, buf: bytes, pos: int) -> int | None:
-        after, piece = reader(buf, pos)
-        if piece and self._refusal is None:
-            self._content(piece, 0)  # counted when the BDAT was read
-        if reader.left == 0:
-            self._chunk_complete(reader.last)
-        elif after == pos:
-            return None
-        return after
 
     def _chunk_complete(self, last: bool) -> None:
         """Judge a BDAT chunk once all of it was read (RFC 3030 §2)."""
@@ -399,22 +329,21 @@ class Session:
         self._auth_step(None)
 
     def _auth_step(self, line: bytes | None) -> None:
-        reader = self._reader
-        assert isinstance(reader, AuthReader)
+        assert isinstance(self._reader, AuthReader)
         try:
-            challenge = next(reader.exchange) if line is None else reader.exchange.send(line)
-        except StopIteration as done:
-            self._reader = self._lines
-            if done.value is not None:
-                self._verified = done.value.username
-                self._pause(Verify(done.value))
-            return
-        except ReplyError as exc:
+            step = self._reader.step(line)
+        except ReplyError as exc:  # the exchange failed
             self._reader = self._lines
             self._reply(exc.reply)
             return
-        self._reply(challenge, False)
-        self._batch.flush()
+        if isinstance(step, Reply):  # a 334 challenge (never enhanced), awaited
+            self._reply(step, False)
+            self._batch.flush()
+            return
+        self._reader = self._lines
+        if step is not None:
+            self._verified = step.username
+            self._pause(Verify(step))
 
     # -- deliveries ----------------------------------------------------------------------
     def _begin(self) -> None:
@@ -442,10 +371,4 @@ _EFFECTS: dict[type, Callable[[Session, Any], None]] = {
     StartTLS: Session._pause,  # what is pipelined after it goes at tls_started()
     Commit: Session._pause,
     Accepted: Session._accepted,
-}
-_READ: dict[type, Callable[[Session, Any, bytes, int], "int | None"]] = {
-    LineReader: Session._read_line,
-    AuthReader: Session._read_line,
-    DataReader: Session._read_data,
-    ChunkReader: Session._read_chunk,
 }
