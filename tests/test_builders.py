@@ -170,8 +170,25 @@ def test_address_domain() -> None:
     assert badsmtp.address("data", "000") == "data000@example.com"
 
 
-def test_builder_verbs_are_the_servers() -> None:
-    assert set(builders.ADDRESS_VERBS) == triggers.ADDRESS_VERBS
+def test_refusals_list_the_choices_in_the_documented_order() -> None:
+    # The order of the README and badsmtp(1), ERROR TRIGGERS / EHLO KEYWORDS.
+    with pytest.raises(ValueError) as verb:
+        badsmtp.address("xmail", 550)
+    assert str(verb.value) == (
+        "unknown trigger verb 'xmail'; expected one of mail, rcpt, data, rset, noop, quit, starttls, auth"
+    )
+    with pytest.raises(ValueError) as mechanism:
+        badsmtp.ehlo_name(auth="digest-md5")
+    assert str(mechanism.value) == (
+        "unknown AUTH mechanism 'digest-md5'; expected one of plain, login, cram, cram-md5,"
+        " cram-sha256, oauth, xoauth2"
+    )
+    with pytest.raises(ValueError) as capability:
+        badsmtp.ehlo_name(no=["pipelinning"])
+    assert str(capability.value) == (
+        "unknown capability 'pipelinning'; expected one of 8bit, 8bitmime, auth, chunking, enhanced,"
+        " enhancedstatuscodes, pipelining, size, smtputf8, starttls"
+    )
 
 
 # -- validation ----------------------------------------------------------------------
