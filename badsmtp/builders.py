@@ -21,29 +21,21 @@ from .replies import ReplyError
 
 __all__ = ["address", "ehlo_name", "helo_trigger_name", "ADDRESS_VERBS", "CAPABILITIES"]
 
-ADDRESS_VERBS = ("mail", "rcpt", "data", "rset", "noop", "quit", "starttls", "auth")
-# The capabilities a ``no...`` keyword switches off (spec 5.4), by the name a
-# test uses; a few aliases for the names EHLO advertises.
+ADDRESS_VERBS = triggers.ADDRESS_VERBS  # in the documented order, for error messages
+# The capabilities a ``no...`` keyword switches off, by the name a test uses:
+# the keyword without its ``no`` and the capability EHLO advertises
+# (``8bit``, ``8bitmime``), plus the short ``enhanced``.
 CAPABILITIES = {
-    "auth": "noauth",
-    "8bit": "no8bit",
-    "8bitmime": "no8bit",
-    "size": "nosize",
-    "pipelining": "nopipelining",
-    "starttls": "nostarttls",
-    "chunking": "nochunking",
-    "smtputf8": "nosmtputf8",
-    "enhancedstatuscodes": "noenhancedstatuscodes",
+    **{keyword[2:]: keyword for keyword in triggers.NO_KEYWORDS},
+    **{capability.lower(): keyword for keyword, capability in triggers.NO_KEYWORDS.items()},
     "enhanced": "noenhancedstatuscodes",
 }
+# The ``auth...`` keywords, by the keyword without its ``auth`` (``cram``) and
+# by the name of each mechanism it offers (``cram-md5``, ``cram-sha256``).
 AUTH_KEYWORDS = {
-    "plain": "authplain",
-    "login": "authlogin",
-    "cram": "authcram",
-    "cram-md5": "authcram",
-    "cram-sha256": "authcram",
-    "oauth": "authoauth",
-    "xoauth2": "authoauth",
+    name: keyword
+    for keyword, mechanisms in triggers.AUTH_KEYWORDS.items()
+    for name in (keyword[4:], *(mechanism.lower() for mechanism in mechanisms))
 }
 _ENHANCED = re.compile(r"\d+\.\d+\.\d+")
 _NEUTRAL = "client.example.com"
