@@ -33,6 +33,7 @@ from .logbuffer import (
 from .logformat import JsonFormatter, TextFormatter, level_name
 
 __all__ = [
+    "LEVELS",
     "LOG_KEYS",
     "JsonFormatter",
     "LogConfigError",
@@ -46,13 +47,9 @@ __all__ = [
 ]
 
 LOG_KEYS = ("log_level", "log_format", "log_output", "log_remote_addr", "syslog_facility")
-LEVELS = {
-    "DEBUG": logging.DEBUG,
-    "INFO": logging.INFO,
-    "WARN": logging.WARNING,
-    "WARNING": logging.WARNING,  # accepted as a synonym when configuring (19.1)
-    "ERROR": logging.ERROR,
-}
+# The level names, defined with the session log events that the IO shell
+# writes (so the shell need not import this module's formatters).
+LEVELS = sessionlog.LEVELS
 FORMATS = ("json", "text")
 OUTPUTS = ("stdout", "syslog", "tcp", "udp")
 FACILITIES = ("mail", "daemon", *(f"local{n}" for n in range(8)))
@@ -82,7 +79,7 @@ class LogSettings:
 
     def __post_init__(self) -> None:
         level = self.log_level.strip().upper()
-        level = "WARN" if level == "WARNING" else level
+        level = "WARN" if level == "WARNING" else level  # a synonym (badsmtp(1), --log-level)
         fmt, output = self.log_format.strip().lower(), self.log_output.strip().lower()
         facility = self.syslog_facility.strip().lower()
         object.__setattr__(self, "log_level", level if level in LEVELS else "INFO")

@@ -31,11 +31,14 @@ if TYPE_CHECKING:
     from .session import Envelope, Session
     from .storage import Delivery, MessageStore
 
-__all__ = ["SessionLog", "SessionTracer", "new_session_id", "set_direct_writer", "storage_type"]
+__all__ = ["LEVELS", "SessionLog", "SessionTracer", "new_session_id", "set_direct_writer", "storage_type"]
 
 session_log = logging.getLogger("badsmtp.session")
 server_log = logging.getLogger("badsmtp.server")
 DEBUG, INFO, WARN, ERROR = logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR
+# The level names records carry, and ``Log`` actions and --log-level use
+# (badsmtp(1), --log-level): WARN, not WARNING.
+LEVELS = {"DEBUG": DEBUG, "INFO": INFO, "WARN": WARN, "ERROR": ERROR}
 
 # writer(level, message, fields, error): queues one record of the connection
 RecordWriter = Callable[[int, str, dict[str, Any], "str | None"], None]
