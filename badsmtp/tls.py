@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-__all__ = ["TLSConfig", "TLSProvider", "TLSSetupError"]
+__all__ = ["TLSProvider", "TLSSetupError"]
 
 _log = logging.getLogger("badsmtp.tls")
 
@@ -392,5 +392,3 @@ class TLSProvider:
             return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
         return None
 
-
-TLSConfig = TLSProvider  # the brief names the class both ways; one implementation

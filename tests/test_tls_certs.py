@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from badsmtp import tls
-from badsmtp.tls import TLSConfig, TLSProvider, TLSSetupError
+from badsmtp.tls import TLSProvider, TLSSetupError
 
 ROOT = Path(__file__).resolve().parents[1]
 OPENSSL = "/usr/bin/openssl"
@@ -289,10 +289,6 @@ def test_covered_ip_or_invalid_names_get_the_default_certificate(
 
 def test_providers_do_not_share_certificates() -> None:
     assert TLSProvider().certificate_pem() != TLSProvider().certificate_pem()
-
-
-def test_tls_config_is_the_same_class() -> None:
-    assert TLSConfig is TLSProvider
 
 
 @pytest.mark.parametrize("hostname", ["not a host", "under_score.example", "x" * 254])
