@@ -27,11 +27,6 @@ class Reply:
     def text(self) -> str:
         return "\n".join(self.lines)
 
-    @property
-    def closes(self) -> bool:
-        """A 421 always closes the connection (RFC 5321 §3.8, spec 6.7)."""
-        return self.code == 421
-
     def render(self, enhanced: bool) -> bytes:
         return render(self, enhanced)
 
