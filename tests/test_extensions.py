@@ -14,11 +14,11 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import Client
+from helpers import ROOT
 from wire import ACCEPTED
 
 import badsmtp
@@ -43,7 +43,6 @@ from badsmtp.extensions import (
 from badsmtp.protocol import Context, Phase, Policy, State
 from badsmtp.triggers import ehlo_capabilities
 
-ROOT = Path(__file__).resolve().parent.parent
 GOOD = "goodauth@example.com"
 AUTHZ = b"550 5.7.1 Requested action not taken: mailbox unavailable\r\n"
 QUOTA = b"552 5.2.2 Requested mail action aborted: exceeded storage allocation\r\n"

@@ -24,11 +24,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from helpers import ROOT
 
 from badsmtp import tls
 from badsmtp.tls import TLSProvider, TLSSetupError
 
-ROOT = Path(__file__).resolve().parents[1]
 OPENSSL = "/usr/bin/openssl"
 TIMEOUT = 5.0
 LOOPBACK_IPS = {ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")}

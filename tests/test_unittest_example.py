@@ -9,7 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+from helpers import ROOT
+
+EXAMPLES = ROOT / "examples"
 
 # Reuses the example's set-up (server, cleanup check) for one test that
 # plants a bug in the server but passes on the client side.
