@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from conftest import Client
 from helpers import ROOT
-from wire import ACCEPTED
+from wire import ACCEPTED, LOCAL_ERROR, UNAVAILABLE
 
 import badsmtp
 from badsmtp import (
@@ -46,8 +46,6 @@ from badsmtp.triggers import ehlo_capabilities
 GOOD = "goodauth@example.com"
 AUTHZ = b"550 5.7.1 Requested action not taken: mailbox unavailable\r\n"
 QUOTA = b"552 5.2.2 Requested mail action aborted: exceeded storage allocation\r\n"
-LOCAL_ERROR = b"451 4.3.0 Requested action aborted: local error in processing\r\n"
-REFUSED_421 = b"421 Service not available, closing transmission channel\r\n"
 WAIT = 5.0
 
 
@@ -356,7 +354,7 @@ class Limiter(AllowAllRateLimiter):
 
 @pytest.mark.parametrize(
     "reason,wire",
-    [("Too many connections from you", b"421 Too many connections from you\r\n"), ("", REFUSED_421)],
+    [("Too many connections from you", b"421 Too many connections from you\r\n"), ("", UNAVAILABLE)],
 )
 def test_rate_limiter_refuses_a_connection(reason: str, wire: bytes) -> None:
     limiter = Limiter(connection=(False, reason))
@@ -684,7 +682,7 @@ def converse(port: int) -> list[bytes]:
 HAPPY = len(SCRIPT) + 1
 # method → (index of the reply that changes, that reply); None: nothing visible.
 DOCUMENTED: dict[str, tuple[int, bytes] | None] = {
-    "allow_connection": (0, REFUSED_421),
+    "allow_connection": (0, UNAVAILABLE),
     "authenticate": (3, b"535 5.7.8 Authentication failed\r\n"),
     "can_send_from": (4, AUTHZ),
     "allow_message": (4, b"451 4.7.1 Requested action aborted: local error in processing\r\n"),
