@@ -107,6 +107,15 @@ class Config:
         }
 
 
+def _range_starts(config: Config) -> tuple[tuple[int, Role], ...]:
+    """The first port and the role of each range, in the plan's order."""
+    return (
+        (config.greeting_delay_port_start, Role.GREETING_DELAY),
+        (config.command_delay_port_start, Role.COMMAND_DELAY),
+        (config.drop_delay_port_start, Role.DROP),
+    )
+
+
 def listener_for_port(port: int, config: Config) -> Listener:
     """The role spec 1.1 gives ``port`` under ``config``'s plan; any other
     number (0 included) is a main-role listener (spec 21.1)."""
@@ -119,11 +128,7 @@ def listener_for_port(port: int, config: Config) -> Listener:
     }
     if port in singles and port != config.port:
         return Listener(port, singles[port])
-    for start, role in (
-        (config.greeting_delay_port_start, Role.GREETING_DELAY),
-        (config.command_delay_port_start, Role.COMMAND_DELAY),
-        (config.drop_delay_port_start, Role.DROP),
-    ):
+    for start, role in _range_starts(config):
         if start <= port < start + RANGE:
             return Listener(port, role, (port - start) * STEP)
     return Listener(port)
@@ -137,11 +142,7 @@ def plan_listeners(config: Config) -> list[Listener]:
         Listener(config.starttls_port, Role.STARTTLS),
         Listener(config.tls_port, Role.TLS),
     ]
-    for start, role in (
-        (config.greeting_delay_port_start, Role.GREETING_DELAY),
-        (config.command_delay_port_start, Role.COMMAND_DELAY),
-        (config.drop_delay_port_start, Role.DROP),
-    ):
+    for start, role in _range_starts(config):
         plan.extend(Listener(start + o, role, o * STEP) for o in range(RANGE))
     plan.append(Listener(config.immediate_drop_port, Role.IMMEDIATE_DROP))
     return plan
