@@ -20,7 +20,7 @@ import configargparse  # type: ignore[import-untyped]
 
 from . import __version__
 from .config import Config, ConfigError, PortConfigError, validate_ports
-from .log import LOG_KEYS, LogSettings
+from .log import FORMATS, LEVELS, LOG_KEYS, OUTPUTS, LogSettings
 
 __all__ = [
     "KEYS",
@@ -87,6 +87,11 @@ class Key:
 _SERVER, _PORTS, _TLS, _LOGGING, _LIMITS = "server", "ports", "TLS", "logging", "limits"
 
 
+def _one_of(names: tuple[str, ...] | list[str]) -> str:
+    """``a, b or c``: the choices of a key, for its help."""
+    return f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
+
+
 def _key(name: str, group: str, kind: type, metavar: str, text: str, *aliases: str) -> Key:
     return Key(name, ("--" + name.replace("_", "-"), *aliases), group, kind, text, metavar)
 
@@ -111,9 +116,9 @@ KEYS: tuple[Key, ...] = (
     _key("tls_hostname", _TLS, str, "NAME", "server identity, name of the generated certificate"),
     _key("tls_cert_file", _TLS, str, "FILE", "PEM certificate (chain) to present"),
     _key("tls_key_file", _TLS, str, "FILE", "PEM private key for --tls-cert-file"),
-    _key("log_level", _LOGGING, str, "LEVEL", "DEBUG, INFO, WARN or ERROR"),
-    _key("log_format", _LOGGING, str, "FORMAT", "json or text"),
-    _key("log_output", _LOGGING, str, "OUTPUT", "stdout, syslog, tcp or udp"),
+    _key("log_level", _LOGGING, str, "LEVEL", _one_of(list(LEVELS))),
+    _key("log_format", _LOGGING, str, "FORMAT", _one_of(FORMATS)),
+    _key("log_output", _LOGGING, str, "OUTPUT", _one_of(OUTPUTS)),
     _key("log_remote_addr", _LOGGING, str, "HOST:PORT", "receiver of tcp/udp log records"),
     _key("syslog_facility", _LOGGING, str, "FACILITY", "mail, daemon or local0..local7"),
     _key("idle_timeout", _LIMITS, float, "SECONDS", "silence before 421; 0 = never"),
