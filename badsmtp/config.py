@@ -22,6 +22,8 @@ __all__ = [
     "validate_ports",
 ]
 
+DEFAULT_ADDRESS = "127.0.0.1"  # loopback only: a safe default
+DEFAULT_HOSTNAME = "badsmtp.test"  # the server's identity and its default certificate's name
 RANGE = 100  # every range is exactly 100 ports long (spec 1.2)
 STEP = 10.0  # seconds of delay per port of offset
 
@@ -73,7 +75,7 @@ class Config:
     """Every setting of spec 20.2 that the server itself uses, with its default."""
 
     port: int = 2525
-    listen_address: str = "127.0.0.1"
+    listen_address: str = DEFAULT_ADDRESS
     mailbox_dir: str | None = None
     greeting_delay_port_start: int = 3000
     command_delay_port_start: int = 4000
@@ -81,7 +83,7 @@ class Config:
     immediate_drop_port: int = 6000
     tls_port: int = 25465
     starttls_port: int = 25587
-    tls_hostname: str = "badsmtp.test"
+    tls_hostname: str = DEFAULT_HOSTNAME
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
     idle_timeout: float = 300.0

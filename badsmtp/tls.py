@@ -23,6 +23,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .config import DEFAULT_ADDRESS, DEFAULT_HOSTNAME
+
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
@@ -217,8 +219,8 @@ class TLSProvider:
 
     def __init__(
         self,
-        tls_hostname: str = "badsmtp.test",
-        listen_address: str = "127.0.0.1",
+        tls_hostname: str = DEFAULT_HOSTNAME,
+        listen_address: str = DEFAULT_ADDRESS,
         cert_file: str | None = None,
         key_file: str | None = None,
     ) -> None:
