@@ -31,7 +31,14 @@ if TYPE_CHECKING:
     from .session import Envelope, Session
     from .storage import Delivery, MessageStore
 
-__all__ = ["LEVELS", "SessionLog", "SessionTracer", "new_session_id", "set_direct_writer", "storage_type"]
+__all__ = [
+    "LEVELS",
+    "SessionLog",
+    "SessionTracer",
+    "new_session_id",
+    "set_direct_writer",
+    "storage_type",
+]
 
 session_log = logging.getLogger("badsmtp.session")
 server_log = logging.getLogger("badsmtp.server")

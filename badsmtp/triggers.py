@@ -1,6 +1,6 @@
-"""The special inputs that make badsmtp misbehave on request (spec 5.4, 5.5,
-6, 12.4): ``verb<code>[_x.y.z]@`` addresses, EHLO hostname keywords and the
-VRFY table.  Pure functions of their text."""
+"""The special inputs that make badsmtp misbehave on request (badsmtp(1),
+ERROR TRIGGERS and EHLO KEYWORDS): ``verb<code>[_x.y.z]@`` addresses, EHLO
+hostname keywords and the VRFY table.  Pure functions of their text."""
 
 from __future__ import annotations
 
@@ -53,13 +53,14 @@ NO_KEYWORDS: dict[str, str] = {
 # Verbs an address can name, in the order of badsmtp(1), ERROR TRIGGERS; every
 # one but ``mail`` (and ``rcpt`` on a RCPT TO address) is deferred: armed by
 # MAIL FROM, fired by its command later.
-ADDRESS_VERBS: tuple[str, ...] = ("mail", "rcpt", "data", "rset", "noop", "quit", "starttls", "auth")
+ADDRESS_VERBS = ("mail", "rcpt", "data", "rset", "noop", "quit", "starttls", "auth")
 # re.ASCII: "decimal digits" are 0-9 only; a Unicode \d would read an
 # SMTPUTF8 local part such as mail٥٥٠@ as a 550 trigger.
 _ADDRESS = re.compile(r"([a-z]+)(\d{3})(?:_(\d+\.\d+\.\d+))?@", re.ASCII)
 _HELO = re.compile(r"(?:helo|ehlo)(\d{3})\.", re.ASCII)
 _SIZE = re.compile(r"size(\d+)", re.ASCII)
-# dlay must stand as its own token: an accidental delay would be costly (5.4.3).
+# dlay must stand as its own token: an accidental delay would be costly
+# (badsmtp(1), EHLO KEYWORDS).
 _DLAY = re.compile(r"(?:^|[._-])dlay(\d+)(?=$|[._-])", re.ASCII)
 
 
@@ -75,7 +76,7 @@ class Trigger:
 
 @lru_cache(maxsize=4096)
 def address_trigger(address: str) -> Trigger | None:
-    """The trigger in a normalised address, if any (spec 6.2)."""
+    """The trigger in a normalised address, if any (badsmtp(1), ERROR TRIGGERS)."""
     m = _ADDRESS.match(address.lower())
     if m is None or m.group(1) not in ADDRESS_VERBS:
         return None
@@ -83,7 +84,7 @@ def address_trigger(address: str) -> Trigger | None:
 
 
 def helo_trigger(name: str) -> Reply | None:
-    """``helo<ddd>.`` / ``ehlo<ddd>.`` at the start of a HELO/EHLO name (5.5).
+    """``helo<ddd>.`` / ``ehlo<ddd>.`` at the start of a HELO/EHLO name.
     Replies to HELO/EHLO never carry an enhanced code (RFC 2034 §3)."""
     m = _HELO.match(name.lower())
     return trigger_reply(int(m.group(1)), None) if m else None
@@ -91,7 +92,7 @@ def helo_trigger(name: str) -> Reply | None:
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
-    """What a HELO/EHLO switched on for the session (spec 5.2-5.4)."""
+    """What a HELO/EHLO switched on for the session (badsmtp(1), EHLO KEYWORDS)."""
 
     extended: bool = False
     enhanced: bool = False
@@ -112,7 +113,8 @@ def _size(name: str) -> int | None:
 
 
 def _auth_mechanisms(name: str) -> tuple[str, ...]:
-    # Several auth<mech> keywords: the one starting furthest right wins (5.4.2).
+    # Several auth<mech> keywords: the one starting furthest right wins
+    # (badsmtp(1), EHLO KEYWORDS).
     best = -1
     mechs: tuple[str, ...] = MECHANISMS
     for keyword, chosen in AUTH_KEYWORDS.items():
@@ -123,7 +125,8 @@ def _auth_mechanisms(name: str) -> tuple[str, ...]:
 
 
 def ehlo_capabilities(name: str, tls: bool, identity: str) -> Capabilities:
-    """Capabilities for ``EHLO name``, keywords matched as substrings (5.4).
+    """Capabilities for ``EHLO name``, keywords matched as substrings anywhere in
+    the name (badsmtp(1), EHLO KEYWORDS).
     STARTTLS is never offered on an encrypted connection (RFC 3207 §4.2)."""
     name = name.lower()
     offered = [
@@ -155,13 +158,14 @@ def _ehlo_line(capability: str, name: str, size: int | None) -> str:
 
 
 def ehlo_rejected(name: str) -> bool:
-    """``reject``/``noehl`` anywhere in the name: answer EHLO with 502 (5.3)."""
+    """``reject``/``noehl`` anywhere in the name: answer EHLO with 502 (badsmtp(1),
+    EHLO KEYWORDS)."""
     name = name.lower()
     return "reject" in name or "noehl" in name
 
 
 def vrfy_reply(address: str) -> Reply:
-    """The VRFY outcome for a valid, normalised address (spec 12.4)."""
+    """The VRFY outcome for a valid, normalised address (badsmtp(1), ERROR TRIGGERS)."""
     local = address.rpartition("@")[0].lower()
     if local.startswith("exists"):
         return replies.vrfy_exists(address)
