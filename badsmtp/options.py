@@ -1,6 +1,7 @@
-"""Configuration for the ``badsmtp`` command (spec 20): the keys of 20.2,
-the file search of 20.1, flags > ``BADSMTP_*`` environment > file > defaults
-(configargparse does the merging), and where every value came from.
+"""Configuration for the ``badsmtp`` command (badsmtp(1), OPTIONS,
+CONFIGURATION and FILES): the keys, the file search, flags > ``BADSMTP_*``
+environment > file > defaults (configargparse does the merging), and where
+every value came from.
 
 Every failure is a :class:`CLIError`: one line for stderr and an exit status.
 """
@@ -39,7 +40,7 @@ CONFIG_NAMES = ("badsmtp.yaml", "badsmtp.yml", "badsmtp.json")
 
 
 def config_dirs() -> list[Path]:
-    """Where a configuration file is looked for, in order (spec 20.1)."""
+    """Where a configuration file is looked for, in order (badsmtp(1), FILES)."""
     return [Path("."), Path.home() / ".badsmtp", Path("/etc/badsmtp")]
 
 
@@ -58,7 +59,7 @@ class ParserExit(Exception):
         self.status = status
 
 
-# -- the keys (spec 20.2) -------------------------------------------------------------
+# -- the keys (badsmtp(1), OPTIONS) -----------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Key:
     name: str
@@ -136,7 +137,7 @@ def defaults() -> dict[str, Any]:
     }
 
 
-# -- configuration file (spec 20.1) -------------------------------------------------------
+# -- configuration file (badsmtp(1), CONFIGURATION and FILES) -----------------------------
 def find_config_file() -> Path | None:
     for directory in config_dirs():
         for name in CONFIG_NAMES:
@@ -149,7 +150,7 @@ def find_config_file() -> Path | None:
 def read_config_file(path: str) -> dict[str, str]:
     """The flat mapping of a YAML (or JSON) file, values as strings; keys
     starting with ``_`` are comments; any other unknown key is an error
-    (spec 0.12)."""
+    (badsmtp(1), CONFIGURATION)."""
     import yaml  # type: ignore[import-untyped]  # only when there is a file to read
 
     try:
@@ -368,14 +369,14 @@ def _config_path(argv: list[str]) -> str | None:
 
 def _convert(key: Key, raw: str, where: str) -> Any:
     """A raw string as the key's type; ``where`` names the option, variable
-    or file key it came from (spec 20.2: ``invalid integer for {SOURCE}``)."""
+    or file key it came from (the message: ``invalid integer for {SOURCE}``)."""
     if key.kind is int:
         try:
             return int(raw.strip())
         except ValueError:
             raise CLIError(f"invalid integer for {where}: {raw}") from None
     if key.kind is float:
-        # Seconds; fractions are accepted (handy in tests), the message is the spec's.
+        # Seconds; fractions are accepted (handy in tests), the message is an integer's.
         try:
             number = float(raw.strip())
         except ValueError:
@@ -458,7 +459,8 @@ def format_config(settings: Settings) -> str:
 
 
 def check(settings: Settings) -> Config:
-    """Everything that can be checked before binding (spec 20.4)."""
+    """Everything that can be checked before binding (the configuration errors of
+    badsmtp(1), EXIT STATUS)."""
     try:
         config = Config(**settings.server_kwargs())
     except ConfigError as exc:
