@@ -30,7 +30,7 @@ def fire(port: int, verb: str, address: str, in_mail_from: bool) -> tuple[bytes,
     client = Client(port)
     try:
         assert client.reply().startswith(b"220 ")
-        client.command(b"EHLO client.example.com")  # enhanced codes on (spec 6.4)
+        client.command(b"EHLO client.example.com")  # enhanced codes on
         addr = address.encode()
         if verb == "mail":
             return client.command(b"MAIL FROM:<" + addr + b">"), client
@@ -43,7 +43,7 @@ def fire(port: int, verb: str, address: str, in_mail_from: bool) -> tuple[bytes,
                 assert client.command(b"RCPT TO:<you@example.com>").startswith(b"250 ")
                 return client.command(b"DATA"), client
             return client.command(b"RCPT TO:<you@example.com>"), client
-        if verb in ("starttls", "auth"):  # not allowed in a transaction: RSET first (6.5)
+        if verb in ("starttls", "auth"):  # not allowed in a transaction: RSET first
             assert client.command(b"RSET").startswith(b"250 ")
         line = {"rset": b"RSET", "noop": b"NOOP", "quit": b"QUIT", "starttls": b"STARTTLS",
                 "auth": b"AUTH PLAIN"}[verb]
@@ -71,7 +71,7 @@ def test_address_triggers_exactly_the_reply_it_names(
     reply, client = fire(badsmtp_session_server.port, verb, address, in_mail_from)
     with client:
         assert reply == expected(code, enhanced)
-        if int(code) == 421 or verb == "quit":  # 421 always closes; so does QUIT (6.5, 6.7)
+        if int(code) == 421 or verb == "quit":  # 421 always closes; so does QUIT (RFC 5321 §3.8)
             assert client.read_to_eof() == b""
 
 

@@ -1,6 +1,6 @@
-"""The extension interfaces (spec 18): each one's call point and its effect on
-the wire, the pure core's ``Policy``, raising extensions, and the example in
-scripts/example_extension.py."""
+"""The extension interfaces (README, Extending badsmtp): each one's call point
+and its effect on the wire, the pure core's ``Policy``, raising extensions, and
+the example in scripts/example_extension.py."""
 
 from __future__ import annotations
 
@@ -208,7 +208,7 @@ def test_session_reports_errors_after_their_bytes_in_one_batch() -> None:
     assert quiet.receive_data(b"FOO\r\n") == [b"500 Command not recognised\r\n"]
 
 
-# -- Authenticator (18.3) ----------------------------------------------------------------
+# -- Authenticator -----------------------------------------------------------------------
 class RecordingAuthenticator:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str | None]] = []
@@ -237,12 +237,12 @@ def test_authenticator_call_point_and_effect() -> None:
             assert c.command(base64.b64encode(b"cram@x 00ff")) == (
                 b"235 2.7.0 Authentication successful\r\n"
             )
-    # The password for PLAIN, none for CRAM (spec 18.3).
+    # The password for PLAIN, none for CRAM.
     assert authn.calls == [("badauth@x", "secret"), ("nobody@x", "pw"), ("off@x", "pw"), ("cram@x", None)]
     assert srv.errors == []
 
 
-# -- MessageStore (18.2) -----------------------------------------------------------------
+# -- MessageStore ------------------------------------------------------------------------
 class ListStore:
     def __init__(self, fail: str = "", error: Exception | None = None) -> None:
         self.fail, self.error = fail, error
@@ -301,7 +301,7 @@ def test_message_store_call_point_and_effect() -> None:
     [
         (MailboxUnavailable("gone"), b"550 5.2.1 Requested action not taken: mailbox unavailable\r\n"),
         (QuotaExceeded("full"), b"452 4.2.2 Requested action not taken: insufficient system storage\r\n"),
-        (StorageError("quota not active"), LOCAL_ERROR),  # the text means nothing (0.7)
+        (StorageError("quota not active"), LOCAL_ERROR),  # the text means nothing: the type does
         (RuntimeError("mailbox not active"), LOCAL_ERROR),
     ],
     ids=["unavailable", "quota", "storage", "other"],
@@ -316,14 +316,14 @@ def test_message_store_errors_are_typed(
         # of the message are handled in the same batch.
         assert send_message(c) == reply
         assert store.committed == []
-        assert store.aborted == (1 if where == "write" else 0)  # commit failing: no abort (18.2)
+        assert store.aborted == (1 if where == "write" else 0)  # commit failing: no abort
         assert send_message(c).startswith(reply[:3])  # transaction over; MAIL allowed again
     assert srv.errors == []
     assert any(r.levelno == logging.ERROR and r.getMessage().startswith("SMTP message storage failed")
                for r in logs.records)
 
 
-# -- RateLimiter (18.4) ------------------------------------------------------------------
+# -- RateLimiter -------------------------------------------------------------------------
 class Limiter(AllowAllRateLimiter):
     def __init__(self, connection: tuple[bool, str] = (True, ""),
                  message: tuple[bool, str] = (True, "")) -> None:
@@ -369,10 +369,10 @@ def test_rate_limiter_connection_and_message_call_points() -> None:
     limiter = Limiter()
     with BadSMTP(ports=[0], rate_limiter=limiter) as srv:
         with greeted(srv, b"") as c:
-            # Allowed and recorded before the greeting (2.1).
+            # Allowed and recorded before the greeting.
             assert limiter.calls == [("allow_connection", "127.0.0.1"), ("record_connection", "127.0.0.1")]
             c.command(b"EHLO client.example.com")
-            # Not asked for a MAIL that fails its syntax, trigger or SIZE check (8.1).
+            # Not asked for a MAIL that fails its syntax, trigger or SIZE check.
             c.command(b"MAIL FROM:<not an address>")
             c.command(b"MAIL FROM:<mail451@example.com>")
             c.command(b"MAIL FROM:<a@example.com> SIZE=999999999")
@@ -409,7 +409,7 @@ def test_rate_limiter_refuses_a_message(reason: str, ehlo: bytes, wire: bytes) -
     assert not limiter.recorded_message.is_set()
 
 
-# -- Authorizer (18.5) ------------------------------------------------------------------
+# -- Authorizer --------------------------------------------------------------------------
 class Authz:
     def __init__(self, quota: int = -1) -> None:
         self.quota = quota
@@ -464,7 +464,7 @@ def test_authorizer_quota_aborts_the_delivery() -> None:
     assert [m.size for m in srv.messages] == [len(b"Subject: test\r\n\r\nsmall\r\n")]
 
 
-# -- SessionObserver (18.6) --------------------------------------------------------------
+# -- SessionObserver ---------------------------------------------------------------------
 class Observer:
     def __init__(self) -> None:
         self.events: list[tuple[Any, ...]] = []
@@ -725,7 +725,7 @@ def test_raising_extension_gives_the_documented_reply(
     logged = [r for r in logs.records if r.levelno == logging.ERROR and r.name.startswith("badsmtp")]
     assert logged, "the extension's exception must be logged at ERROR"
     # The exception is in the record: as exc_info, in the message, or in the
-    # record's ``error`` field (spec 19.2).
+    # record's ``error`` field (badsmtp(1), LOGGING).
     assert any(
         r.exc_info or "exploded" in r.getMessage() or "exploded" in str(getattr(r, "error", ""))
         for r in logged

@@ -110,7 +110,7 @@ def test_chunks_pipelined_after_a_refused_one_are_refused_too(server: BadSMTP) -
     assert server.messages == []
 
 
-# -- a storage failure belongs to its own delivery (18.2) -----------------------------
+# -- a storage failure belongs to its own delivery (README, Storing messages) ---------
 class _FailsOn:
     """A message store whose write raises for content containing ``marker``."""
 
@@ -181,7 +181,7 @@ def test_a_message_after_a_failed_one_is_aborted_or_stored_never_orphaned(tmp_pa
     assert len(store.committed) == 1
 
 
-# -- every wait ends when the client leaves (0.20) ------------------------------------
+# -- every wait ends when the client leaves (badsmtp(1), --idle-timeout) --------------
 LONG = 600.0  # a delay no test may sit out
 
 
@@ -262,7 +262,7 @@ def test_a_stop_still_ends_a_delay_with_421() -> None:
         assert c.read_to_eof() == b"421 4.3.2 Service shutting down\r\n"
 
 
-# -- the idle timeout is per command line and per reply write (0.20) -----------------
+# -- the idle timeout is per command line and per reply write (badsmtp(1), --idle-timeout)
 IDLE = 0.6
 
 

@@ -491,7 +491,7 @@ def handshake(
 @pytest.mark.parametrize(
     ("trusted", "server_hostname", "expected_cn"),
     [
-        (None, "localhost", "badsmtp.test"),  # the default cert covers localhost (spec 0.13)
+        (None, "localhost", "badsmtp.test"),  # the default cert covers localhost
         (None, "badsmtp.test", "badsmtp.test"),
         (None, "127.0.0.1", "badsmtp.test"),  # IP: no SNI is sent (RFC 6066 §3)
         ("mx.example.org", "mx.example.org", "mx.example.org"),  # per-SNI certificate

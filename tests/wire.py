@@ -1,4 +1,4 @@
-"""The replies the tests expect, byte for byte (spec Appendix A), in one place.
+"""The replies the tests expect, byte for byte, in one place.
 Written out literally, not taken from badsmtp.replies: a test must not agree
 with the server just because both read the same table."""
 
