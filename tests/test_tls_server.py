@@ -1,4 +1,4 @@
-"""TLS through the running server with real clients (RFC 3207; badsmtp(1), TLS):
+"""TLS through the running server with real clients (RFC 3207; badsmtp(1), the TLS options):
 openssl s_client, swaks and smtplib with certificate verification on, each with
 a twin proving that verification fails for a client not given the certificate
 or asking for a name it does not carry; the RFC 3207 state reset and the
