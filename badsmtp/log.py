@@ -19,7 +19,7 @@ import os
 import socket
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import IO, Any
 
 from . import sessionlog
@@ -48,7 +48,6 @@ __all__ = [
     "level_name",
 ]
 
-LOG_KEYS = ("log_level", "log_format", "log_output", "log_remote_addr", "syslog_facility")
 # The level names, defined with the session log events that the IO shell
 # writes (so the shell need not import this module's formatters).
 LEVELS = sessionlog.LEVELS
@@ -93,6 +92,10 @@ class LogSettings:
     @property
     def levelno(self) -> int:
         return LEVELS[self.log_level]
+
+
+# The configuration keys that belong to logging: LogSettings' fields.
+LOG_KEYS = tuple(field.name for field in fields(LogSettings))
 
 
 def _split_address(addr: str, output: str) -> tuple[str, int]:
