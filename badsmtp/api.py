@@ -47,7 +47,7 @@ class BadSMTP:
     :attr:`messages` unless ``capture=False``; every connection's transcript
     is kept in :attr:`sessions` unless ``record=False``.
 
-    Extensions (spec 18, :mod:`badsmtp.extensions`): ``message_store=`` (gets
+    Extensions (README, Extending badsmtp; :mod:`badsmtp.extensions`): ``message_store=`` (gets
     every accepted message as well as the capture), ``authenticator=`` (an
     object with ``authenticate(username, password)`` or that function
     itself), ``observer=``/``observers=[...]``, ``rate_limiter=`` and
@@ -76,9 +76,9 @@ class BadSMTP:
             raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         self.config = replace(config or Config(), **settings)
         if ports is None:
-            validate_ports(self.config)  # spec 20.4, before anything is bound
+            validate_ports(self.config)  # before anything is bound
             self._requested = plan_listeners(self.config)
-            self._required = {0}  # only the main listener must bind (spec 1.4)
+            self._required = {0}  # only the main listener must bind (badsmtp(1), PORT MAP)
         else:
             self._requested = [
                 p if isinstance(p, Listener) else listener_for_port(p, self.config) for p in ports
@@ -159,7 +159,7 @@ class BadSMTP:
         self._stopped.wait()
 
     def stop(self, timeout: float | None = None) -> None:
-        """Graceful shutdown (spec 21.3): stop accepting, 421 every live
+        """Graceful shutdown (badsmtp(1), SIGNALS): stop accepting, 421 every live
         session, wait for them up to ``shutdown_timeout``.  Idempotent."""
         with self._state_lock:
             acceptor, runtime = self._acceptor, self._runtime
@@ -181,7 +181,7 @@ class BadSMTP:
     @staticmethod
     def _join(runtime: Runtime, timeout: float) -> None:
         """Wait for every session to end, up to ``timeout``; then force the
-        remaining sockets shut (spec 21.3 step 3)."""
+        remaining sockets shut (badsmtp(1), --shutdown-timeout)."""
         if not runtime.pool.wait_done(timeout):
             runtime.force_close_all()
             runtime.pool.wait_done(1.0)

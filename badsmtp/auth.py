@@ -1,7 +1,8 @@
-"""Fake SASL mechanism exchanges (spec 13.3, with 0.15 overriding).
+"""Fake SASL mechanism exchanges for AUTH (RFC 4954 §4).
 
 No account exists: an exchange only extracts a username (and, for PLAIN and
-LOGIN, a password) and the authenticator decides (spec 13.1, 18.3).  Each
+LOGIN, a password) and the authenticator decides (README, Extending
+badsmtp; the default one: badsmtp(1), ERROR TRIGGERS).  Each
 mechanism is a generator: it yields the ``334`` challenges to send, receives
 the client's continuation lines through ``.send()`` and returns
 :class:`Credentials`, or raises :class:`ReplyError` with the reply that ends the
@@ -33,7 +34,7 @@ MECHANISMS: tuple[str, ...] = ("PLAIN", "LOGIN", "CRAM-MD5", "CRAM-SHA256", "XOA
 @dataclass(frozen=True, slots=True)
 class Credentials:
     """What an exchange extracted; ``password`` is None for CRAM-* and XOAUTH2
-    (and for a LOGIN password that is not valid base64, spec 13.3)."""
+    (and for a LOGIN password that is not valid base64)."""
 
     mechanism: str
     username: str
@@ -45,7 +46,7 @@ Exchange = Generator[Reply, bytes, Credentials]
 
 @dataclass(frozen=True, slots=True)
 class User:
-    """An authenticated user (spec 18.1)."""
+    """An authenticated user (README, Extending badsmtp)."""
 
     id: str
     username: str
@@ -53,7 +54,7 @@ class User:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 
-# -- 334 challenges (3xx never carry an enhanced code, spec Appendix A) ------
+# -- 334 challenges (3xx never carry an enhanced code, RFC 2034 §4) ---------
 def _challenge(text: str) -> Reply:
     return Reply(334, (text,))
 
@@ -63,7 +64,7 @@ EMPTY_CHALLENGE = _challenge("")
 USERNAME_PROMPT = _challenge("VXNlcm5hbWU6")  # base64("Username:")
 PASSWORD_PROMPT = _challenge("UGFzc3dvcmQ6")  # base64("Password:")
 
-# Spec 0.15: the error Google's servers send before the final 535.
+# The error challenge Google's servers send before the final 535.
 XOAUTH2_ERROR_JSON = '{"status":"401","schemes":"Bearer","scope":"https://mail.google.com/"}'
 XOAUTH2_ERROR = _challenge(base64.b64encode(XOAUTH2_ERROR_JSON.encode("ascii")).decode("ascii"))
 
@@ -75,9 +76,9 @@ _REDACTED = "[redacted]"
 
 # -- decoding helpers --------------------------------------------------------
 def _b64(data: str | bytes) -> bytes:
-    """Strict base64: standard alphabet, correct padding, nothing else (spec
-    13.2, RFC 4648 §4); anything else is answered 501 Cannot decode response
-    (spec 0.15)."""
+    """Strict base64: standard alphabet, correct padding, nothing else
+    (RFC 4648 §4); anything else is answered 501 Cannot decode response
+    (RFC 4954 §4)."""
     raw = data.encode("ascii", errors="replace") if isinstance(data, str) else data
     # The pattern first: even with validate=True CPython accepts surplus
     # padding after a complete quantum ("YWJj=", "YWJj====").
@@ -122,7 +123,7 @@ def _username(raw: bytes) -> str:
 # -- the mechanisms ----------------------------------------------------------
 def _plain(initial: str | None, challenge: str) -> Exchange:
     """RFC 4616 §2: ``[authzid] NUL authcid NUL passwd``.  The password may
-    itself contain NULs, so split at the first two only (spec 13.3)."""
+    itself contain NULs, so split at the first two only."""
     fields = (yield from _response(initial)).split(b"\x00", 2)
     if len(fields) != 3:
         raise ReplyError(AUTH_FAILED)
@@ -131,7 +132,7 @@ def _plain(initial: str | None, challenge: str) -> Exchange:
 
 def _login(initial: str | None, challenge: str) -> Exchange:
     """The non-standard LOGIN mechanism (draft-murchison-sasl-login): an
-    initial response is the username, so its prompt is skipped (spec 13.3)."""
+    initial response is the username, so its prompt is skipped."""
     if initial is not None:
         raw_user = _initial(initial)
     else:
@@ -141,7 +142,7 @@ def _login(initial: str | None, challenge: str) -> Exchange:
     try:
         password: str | None = _text(_b64(line))
     except ReplyError:
-        password = None  # spec 13.3: an undecodable password is passed as absent
+        password = None  # an undecodable password is passed as absent, not refused
     return Credentials("LOGIN", username, password)
 
 
@@ -149,7 +150,7 @@ def _cram(mechanism: str) -> Callable[[str | None, str], Exchange]:
     def run(initial: str | None, challenge: str) -> Exchange:
         """RFC 2195 §2: the client answers ``username SP digest``.  Any
         initial response is ignored (CRAM is server-first) and the digest is
-        never checked: no account exists (spec 13.3)."""
+        never checked: no account exists."""
         offer = _challenge(base64.b64encode(challenge.encode("utf-8")).decode("ascii"))
         answer = _b64((yield from _ask(offer)))
         user, space, _digest = answer.partition(b" ")
@@ -162,7 +163,7 @@ def _cram(mechanism: str) -> Callable[[str | None, str], Exchange]:
 
 def _xoauth2(initial: str | None, challenge: str) -> Exchange:
     """Google's XOAUTH2: ``user={name}^Aauth=Bearer {token}^A^A``.  The
-    username runs from ``user=`` to the next ``,`` or ``^A`` (spec 13.3); the
+    username runs from ``user=`` to the next ``,`` or ``^A``; the
     bearer token is not interpreted."""
     match = _XOAUTH2_USER.search(_text((yield from _response(initial))))
     if match is None:
@@ -200,7 +201,7 @@ def exchange(mechanism: str, initial: str | None, challenge: str) -> Exchange:
 def failure_exchange(mechanism: str) -> Generator[Reply, bytes, None]:
     """The end of an exchange whose credentials the authenticator rejected.
 
-    XOAUTH2 (spec 0.15): send the JSON error challenge, take the client's next
+    XOAUTH2: send the JSON error challenge, take the client's next
     line whatever it is (normally empty), then 535.  Every other mechanism:
     535 at once.
     """
@@ -209,7 +210,7 @@ def failure_exchange(mechanism: str) -> Generator[Reply, bytes, None]:
     raise ReplyError(AUTH_FAILED)
 
 
-# -- the default authenticator (spec 13.1, 18.3) -----------------------------
+# -- the default authenticator (badsmtp(1), ERROR TRIGGERS) ------------------
 def pattern_authenticate(username: str, password: str | None) -> User | None:
     """Reject a username containing ``badauth`` (case-sensitive); accept any
     other.  None means rejected.  The password is never looked at."""
@@ -219,7 +220,7 @@ def pattern_authenticate(username: str, password: str | None) -> User | None:
 
 
 def redact_auth_args(args: list[str]) -> list[str]:
-    """AUTH arguments (without the verb) fit for a log (spec 19.4): the
+    """AUTH arguments (without the verb) fit for a log (badsmtp(1), LOGGING): the
     mechanism stays, the initial response becomes ``[redacted]``.  Any further
     (invalid) argument is redacted too: it may well be a password."""
     return args[:1] + [_REDACTED] * (len(args) - 1)

@@ -1,5 +1,6 @@
-"""Builders for the special inputs (spec 5.4, 5.5, 6.2), so a test says what
-it wants instead of spelling the grammar by hand::
+"""Builders for the special inputs (badsmtp(1), ERROR TRIGGERS and EHLO
+KEYWORDS), so a test says what it wants instead of spelling the grammar by
+hand::
 
     badsmtp.address("rcpt", 550, "5.1.1")        # 'rcpt550_5.1.1@example.com'
     badsmtp.ehlo_name(no=["pipelining"], size=100_000)
@@ -21,29 +22,21 @@ from .replies import ReplyError
 
 __all__ = ["address", "ehlo_name", "helo_trigger_name", "ADDRESS_VERBS", "CAPABILITIES"]
 
-ADDRESS_VERBS = ("mail", "rcpt", "data", "rset", "noop", "quit", "starttls", "auth")
-# The capabilities a ``no...`` keyword switches off (spec 5.4), by the name a
-# test uses; a few aliases for the names EHLO advertises.
+ADDRESS_VERBS = triggers.ADDRESS_VERBS  # in the documented order, for error messages
+# The capabilities a ``no...`` keyword switches off, by the name a test uses:
+# the keyword without its ``no`` and the capability EHLO advertises
+# (``8bit``, ``8bitmime``), plus the short ``enhanced``.
 CAPABILITIES = {
-    "auth": "noauth",
-    "8bit": "no8bit",
-    "8bitmime": "no8bit",
-    "size": "nosize",
-    "pipelining": "nopipelining",
-    "starttls": "nostarttls",
-    "chunking": "nochunking",
-    "smtputf8": "nosmtputf8",
-    "enhancedstatuscodes": "noenhancedstatuscodes",
+    **{keyword[2:]: keyword for keyword in triggers.NO_KEYWORDS},
+    **{capability.lower(): keyword for keyword, capability in triggers.NO_KEYWORDS.items()},
     "enhanced": "noenhancedstatuscodes",
 }
+# The ``auth...`` keywords, by the keyword without its ``auth`` (``cram``) and
+# by the name of each mechanism it offers (``cram-md5``, ``cram-sha256``).
 AUTH_KEYWORDS = {
-    "plain": "authplain",
-    "login": "authlogin",
-    "cram": "authcram",
-    "cram-md5": "authcram",
-    "cram-sha256": "authcram",
-    "oauth": "authoauth",
-    "xoauth2": "authoauth",
+    name: keyword
+    for keyword, mechanisms in triggers.AUTH_KEYWORDS.items()
+    for name in (keyword[4:], *(mechanism.lower() for mechanism in mechanisms))
 }
 _ENHANCED = re.compile(r"\d+\.\d+\.\d+")
 _NEUTRAL = "client.example.com"
@@ -83,7 +76,7 @@ def address(verb: str, code: int | str, enhanced: str | None = None, *, domain: 
 
     ``mail`` fails the MAIL FROM that carries it; ``rcpt`` fails the RCPT TO
     that carries it (or, in MAIL FROM, every RCPT TO of the transaction);
-    the others, put in MAIL FROM, fail that later command (spec 6.3)."""
+    the others, put in MAIL FROM, fail that later command."""
     if not isinstance(verb, str) or verb.lower() not in ADDRESS_VERBS:
         hint = " (use helo_trigger_name() for HELO/EHLO)" if str(verb).lower() in ("helo", "ehlo") else ""
         raise ValueError(
@@ -99,7 +92,8 @@ def address(verb: str, code: int | str, enhanced: str | None = None, *, domain: 
 
 def helo_trigger_name(code: int | str, *, domain: str = "example.com") -> str:
     """A HELO/EHLO name that makes the HELO or EHLO itself fail with ``code``
-    (spec 5.5): ``helo_trigger_name(500)`` → ``"helo500.example.com"``."""
+    (badsmtp(1), ERROR TRIGGERS): ``helo_trigger_name(500)`` →
+    ``"helo500.example.com"``."""
     return f"helo{_code(code)}.{_neutral_domain(domain)}"
 
 
@@ -113,7 +107,8 @@ def ehlo_name(
     enhanced: bool = True,
     domain: str = "example.com",
 ) -> str:
-    """An EHLO name whose keywords switch capabilities for the session (spec 5.4).
+    """An EHLO name whose keywords switch capabilities for the session
+    (badsmtp(1), EHLO KEYWORDS).
 
     ``no``: capabilities to withdraw (``auth``, ``8bit``, ``size``,
     ``pipelining``, ``starttls``, ``chunking``, ``smtputf8``,
@@ -169,7 +164,7 @@ def ehlo_name(
 
 def _neutral_domain(domain: str) -> str:
     """``domain`` must not switch anything by itself: keywords are matched
-    anywhere in the name (spec 5.4), so ``nosize.org`` would."""
+    anywhere in the name, so ``nosize.org`` would."""
     _domain(domain)
     plain = triggers.ehlo_capabilities(_NEUTRAL, False, "x")
     if (

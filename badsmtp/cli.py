@@ -1,4 +1,4 @@
-"""The ``badsmtp`` command (spec 20, 21.2): configuration from flags >
+"""The ``badsmtp`` command (badsmtp(1)): configuration from flags >
 ``BADSMTP_*`` environment > configuration file > defaults, validation, the
 full listener plan, structured logging, and a graceful exit on SIGINT/SIGTERM.
 
@@ -40,7 +40,7 @@ SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 class _Signals:
     """SIGINT/SIGTERM: the first asks for a graceful shutdown, a second one
-    during it exits at once (spec 21.2).
+    during it exits at once (badsmtp(1), EXIT STATUS).
 
     Both stay blocked in every thread (threads started later inherit the
     mask) and are taken with ``sigwait()``.  So no Python handler runs at
@@ -110,7 +110,8 @@ def port_fields(server: BadSMTP) -> dict[str, Any]:
 
 def write_atomically(path: str, text: str) -> None:
     """Write under a temporary name in the same directory, then rename:
-    a reader sees no file or the whole file, never a partial one (21.2)."""
+    a reader sees no file or the whole file, never a partial one
+    (badsmtp(1), --port-file)."""
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".badsmtp-", suffix=".tmp")
     try:
@@ -167,7 +168,7 @@ def _start(settings: Settings) -> BadSMTP:
 
 def _announce(server: BadSMTP, settings: Settings) -> None:
     # The certificate first, then the port file: a harness waiting for the
-    # port file can read both at once (spec 21.2).
+    # port file can read both at once (badsmtp(1), --write-tls-cert).
     files: list[tuple[str | None, str, Callable[[], str]]] = [
         (settings.write_tls_cert, "certificate file", server.certificate_pem),
         (settings.port_file, "port file", lambda: json.dumps(port_fields(server)) + "\n"),

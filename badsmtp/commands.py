@@ -1,5 +1,6 @@
 """Command lines and their arguments: tokenising, MAIL/RCPT paths, address
-validation (spec 3, 7), ESMTP parameters (RFC 1870) and BDAT sizes (RFC 3030).
+validation (RFC 5321 §4.1.2, RFC 6531 §3.3), ESMTP parameters (RFC 1870) and
+BDAT sizes (RFC 3030).
 
 Pure functions; a parse failure raises :class:`ReplyError` carrying the 501.
 """
@@ -26,7 +27,8 @@ __all__ = [
     "vrfy_mailbox",
 ]
 
-# RFC 5321 §4.1.2 atext plus the dot (spec 7.3 allows dots anywhere).
+# RFC 5321 §4.1.2 atext plus the dot, which a local part may hold anywhere here
+# (leading, trailing and repeated dots included).
 _ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~\-"
 _LOCAL_ASCII = re.compile(rf"[{_ATEXT}.]+")
 _DOMAIN_ASCII = re.compile(rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*\Z")
@@ -41,7 +43,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1: category Cc
 
 def split_command(line: str) -> tuple[str, list[str]]:
     """Verb (upper-cased) and arguments (case kept), split at runs of spaces
-    and tabs (spec 3.3) as the session splits them: ``str.split()`` would also
+    and tabs as the session splits them: ``str.split()`` would also
     split at CR, NBSP, U+2028 and the like.  ``line`` is already trimmed and
     non-empty."""
     parts = [word for word in line.replace("\t", " ").split(" ") if word]
@@ -52,7 +54,7 @@ def extract_path(args: list[str], prefix: str) -> tuple[str, list[str]]:
     """The path after ``FROM:``/``TO:`` and the ESMTP parameters after it.
 
     The path may be glued to the colon or follow it as the next argument
-    (spec 7.1, 0.2).  Angle brackets are stripped from both ends; ``<>`` is
+    (``MAIL FROM: <a@example.com>``).  Angle brackets are stripped from both ends; ``<>`` is
     returned as ``"<>"`` so MAIL can recognise the null reverse-path.  A
     missing prefix or path is a malformed command (501 5.5.4); a path that is
     only brackets comes back empty, for the caller's address check to refuse."""
@@ -108,7 +110,7 @@ def _domain_ok(domain: str) -> bool:
         return True
     if domain.isascii():
         return _DOMAIN_ASCII.match(domain) is not None
-    # IDN: non-ASCII letters, digits and marks are always allowed (spec 7.3).
+    # IDN: non-ASCII letters, digits and marks are allowed, with or without SMTPUTF8.
     labels = domain.split(".")
     return all(
         label
@@ -119,7 +121,8 @@ def _domain_ok(domain: str) -> bool:
 
 
 def validate_address(address: str, smtputf8: bool, forbidden: Reply = replies.SYNTAX) -> None:
-    """Raise the 501 unless ``address`` is valid per spec 7.3: ``forbidden``
+    """Raise the 501 unless ``address`` is valid (RFC 5321 §4.1.2; non-ASCII
+    local parts only under SMTPUTF8, RFC 6531 §3.3): ``forbidden``
     (the verb's own X.1.7/X.1.3, RFC 3463 §3.2) when it holds an octet no
     address may hold (a control character, or inside quotes anything but
     qtextSMTP and quoted pairs: RFC 5321 §4.1.2), the plain 501 otherwise."""
@@ -140,7 +143,8 @@ def checked(address: str, smtputf8: bool, forbidden: Reply = replies.SYNTAX) -> 
 
 
 def normalise(address: str) -> str:
-    """Local part as sent, domain lower-cased (spec 7.4)."""
+    """Local part as sent, domain lower-cased: only the domain is
+    case-insensitive (RFC 5321 §2.4)."""
     local, _, domain = address.rpartition("@")
     return f"{local}@{domain.lower()}"
 
@@ -228,7 +232,7 @@ def _name_addr(text: str) -> str | None:
 
 
 def vrfy_mailbox(args: list[str]) -> str:
-    """The mailbox a VRFY names (spec 12.4 steps 1-3): the address of the
+    """The mailbox a VRFY names (RFC 5321 §4.1.1.6): the address of the
     whole string as ``[display name] <address>``, else the first token holding
     an ``@`` with ``<>,'"`` stripped from its ends (a bare address is such a
     token).  Bounded: linear scans only."""

@@ -1,9 +1,9 @@
 """Server settings, listener descriptions and the README's port conventions.
 
 A port's behaviour belongs to a :class:`Listener`, never to its number: one
-pure function (:func:`listener_for_port`) maps the conventions of spec 1.1 to
-listeners, and embedders can describe any role on any port, port 0 included,
-with sub-second delays (spec 0.8, 1.3).
+pure function (:func:`listener_for_port`) maps the port conventions
+(badsmtp(1), PORT MAP) to listeners, and embedders can describe any role on
+any port, port 0 included, with sub-second delays (README, Embedding in tests).
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ __all__ = [
     "validate_ports",
 ]
 
-RANGE = 100  # every range is exactly 100 ports long (spec 1.2)
+DEFAULT_ADDRESS = "127.0.0.1"  # loopback only: a safe default
+DEFAULT_HOSTNAME = "badsmtp.test"  # the server's identity and its default certificate's name
+RANGE = 100  # every range is exactly 100 ports long (badsmtp(1), PORT MAP)
 STEP = 10.0  # seconds of delay per port of offset
 
 
@@ -31,7 +33,7 @@ class ConfigError(ValueError):
 
 
 class PortConfigError(ConfigError):
-    """The port plan cannot work (spec 20.4); the CLI prefixes
+    """The port plan cannot work (badsmtp(1), PORT MAP); the CLI prefixes
     ``port configuration error:``."""
 
 
@@ -70,10 +72,10 @@ class Listener:
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    """Every setting of spec 20.2 that the server itself uses, with its default."""
+    """Every setting the server itself uses (badsmtp(1), OPTIONS), with its default."""
 
     port: int = 2525
-    listen_address: str = "127.0.0.1"
+    listen_address: str = DEFAULT_ADDRESS
     mailbox_dir: str | None = None
     greeting_delay_port_start: int = 3000
     command_delay_port_start: int = 4000
@@ -81,7 +83,7 @@ class Config:
     immediate_drop_port: int = 6000
     tls_port: int = 25465
     starttls_port: int = 25587
-    tls_hostname: str = "badsmtp.test"
+    tls_hostname: str = DEFAULT_HOSTNAME
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
     idle_timeout: float = 300.0
@@ -107,9 +109,18 @@ class Config:
         }
 
 
+def _range_starts(config: Config) -> tuple[tuple[int, Role], ...]:
+    """The first port and the role of each range, in the plan's order."""
+    return (
+        (config.greeting_delay_port_start, Role.GREETING_DELAY),
+        (config.command_delay_port_start, Role.COMMAND_DELAY),
+        (config.drop_delay_port_start, Role.DROP),
+    )
+
+
 def listener_for_port(port: int, config: Config) -> Listener:
-    """The role spec 1.1 gives ``port`` under ``config``'s plan; any other
-    number (0 included) is a main-role listener (spec 21.1)."""
+    """The role the port map (badsmtp(1), PORT MAP) gives ``port`` under
+    ``config``'s plan; any other number (0 included) is a main-role listener."""
     if port == 0:
         return Listener(0)
     singles = {
@@ -119,36 +130,28 @@ def listener_for_port(port: int, config: Config) -> Listener:
     }
     if port in singles and port != config.port:
         return Listener(port, singles[port])
-    for start, role in (
-        (config.greeting_delay_port_start, Role.GREETING_DELAY),
-        (config.command_delay_port_start, Role.COMMAND_DELAY),
-        (config.drop_delay_port_start, Role.DROP),
-    ):
+    for start, role in _range_starts(config):
         if start <= port < start + RANGE:
             return Listener(port, role, (port - start) * STEP)
     return Listener(port)
 
 
 def plan_listeners(config: Config) -> list[Listener]:
-    """The default listener plan (spec 1.1): main first, then the single
+    """The default listener plan (badsmtp(1), PORT MAP): main first, then the single
     ports, then the three ranges — 304 listeners with the defaults."""
     plan = [
         Listener(config.port, Role.MAIN),
         Listener(config.starttls_port, Role.STARTTLS),
         Listener(config.tls_port, Role.TLS),
     ]
-    for start, role in (
-        (config.greeting_delay_port_start, Role.GREETING_DELAY),
-        (config.command_delay_port_start, Role.COMMAND_DELAY),
-        (config.drop_delay_port_start, Role.DROP),
-    ):
+    for start, role in _range_starts(config):
         plan.extend(Listener(start + o, role, o * STEP) for o in range(RANGE))
     plan.append(Listener(config.immediate_drop_port, Role.IMMEDIATE_DROP))
     return plan
 
 
 def _singles(config: Config) -> list[tuple[str, int]]:
-    # The order of spec 20.4: normal, immediate drop, TLS, STARTTLS.
+    # Checked in this order, so the first conflict reported is always the same one.
     return [
         ("normal", config.port),
         ("immediate drop", config.immediate_drop_port),
@@ -158,11 +161,12 @@ def _singles(config: Config) -> list[tuple[str, int]]:
 
 
 def validate_ports(config: Config) -> None:
-    """Check the default plan before anything is bound (spec 20.4): the
-    checks run in the spec's order and the first failure raises
-    :class:`PortConfigError` with the spec's exact text.  A single port of
-    ``0`` is ephemeral: it gets a port of its own, so it conflicts with
-    nothing."""
+    """Check the default plan before anything is bound (badsmtp(1), PORT
+    MAP): ports in range, ranges apart, single ports outside the ranges,
+    single ports apart, in that order; the first failure raises
+    :class:`PortConfigError` with its one-line text (badsmtp(1), EXIT STATUS,
+    shows one).  A single port of ``0`` is ephemeral: it gets a port of its
+    own, so it conflicts with nothing."""
     singles = _singles(config)
     ranges = list(config.ranges().items())
     for name, port in singles:

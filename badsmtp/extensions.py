@@ -1,17 +1,18 @@
-"""The extension interfaces (spec 18): what an embedder can plug into badsmtp,
-the defaults, and the adapters the IO shell calls them through.
+"""The extension interfaces (README, Extending badsmtp): what an embedder can
+plug into badsmtp, the defaults, and the adapters the IO shell calls them
+through.
 
 Five interfaces, all optional (``BadSMTP(authenticator=..., message_store=...,
 observers=[...], rate_limiter=..., authorizer=...)``):
 
 - :class:`MessageStore` (re-exported from :mod:`badsmtp.storage`): a
-  streaming ``begin`` → ``write``… → ``commit``/``abort`` delivery (18.2);
+  streaming ``begin`` → ``write``… → ``commit``/``abort`` delivery;
 - :class:`Authenticator`: ``authenticate(username, password)`` → a
   :class:`User` (``active=False`` for an inactive account), ``None`` or an
-  exception for "rejected" (18.3);
-- :class:`RateLimiter`: per-connection and per-message admission (18.4);
-- :class:`Authorizer`: who may send from/to what, and a size quota (18.5);
-- :class:`SessionObserver`: notifications, return values ignored (18.6).
+  exception for "rejected";
+- :class:`RateLimiter`: per-connection and per-message admission;
+- :class:`Authorizer`: who may send from/to what, and a size quota;
+- :class:`SessionObserver`: notifications, return values ignored.
 
 The classes here are ``typing.Protocol``\\ s: any object with the right
 methods will do.  They can also be subclassed; an observer that subclasses
@@ -77,7 +78,7 @@ log = logging.getLogger("badsmtp.extensions")
 _OBSERVER_EVENTS = ("on_connect", "on_auth", "on_message", "on_error", "on_disconnect")
 
 
-# -- data shapes (spec 18.1) ----------------------------------------------------
+# -- data shapes ----------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class SessionContext:
     """What observers are told about the session an event belongs to."""
@@ -153,14 +154,15 @@ class SessionObserver(Protocol):
 
 # -- the defaults ----------------------------------------------------------------
 class PatternAuthenticator:
-    """The default (spec 13.1): ``badauth`` in the username fails, anything else succeeds."""
+    """The default (badsmtp(1), ERROR TRIGGERS): ``badauth`` in the username fails,
+    anything else succeeds."""
 
     def authenticate(self, username: str, password: str | None) -> User | None:
         return pattern_authenticate(username, password)
 
 
 class AllowAllRateLimiter:
-    """The default (spec 18.4): allows everything, records nothing."""
+    """The default: allows everything, records nothing."""
 
     def allow_connection(self, client_ip: str) -> tuple[bool, str]:
         return True, ""
@@ -179,7 +181,7 @@ class AllowAllRateLimiter:
 
 
 class AllowAllAuthorizer:
-    """The default (spec 18.5): everyone may send anything, no quota."""
+    """The default: everyone may send anything, no quota."""
 
     def can_send_from(self, user: User | None, sender: str) -> bool:
         return True
@@ -207,7 +209,7 @@ def _ask(
     name: str, fallback: T, then: Callable[[Any], T], method: Callable[..., Any], *args: Any
 ) -> T:
     """An extension's answer, through ``then``; if either raises, the
-    exception is logged at ERROR and ``fallback`` answers (spec 18)."""
+    exception is logged at ERROR and ``fallback`` answers (README, Extending badsmtp)."""
     try:
         return then(method(*args))
     except Exception as exc:  # noqa: BLE001 - an extension's bug never reaches the session
@@ -266,7 +268,7 @@ class Extensions:
         self.active = self.observing or rate_limiter is not None or authorizer is not None
 
     def authenticate(self, credentials: Credentials) -> Any:
-        """The authenticator's verdict (spec 18.3); an exception is a rejection."""
+        """The authenticator's verdict; an exception is a rejection."""
         return _ask("authenticator.authenticate", None, _as_is, self._authenticate,
                     credentials.username, credentials.password)  # fmt: skip
 
@@ -277,21 +279,21 @@ class Extensions:
 class ConnectionHooks:
     """One connection's view of the extensions: it knows the client address,
     the session and its authenticated user, and never lets an extension's
-    exception out (spec 18: logged at ERROR, turned into the documented reply,
-    ignored for observers)."""
+    exception out: it is logged at ERROR and turned into the documented
+    reply, or ignored for observers (README, Extending badsmtp)."""
 
     def __init__(self, ext: Extensions, client_ip: str, identity: str, session_id: str) -> None:
         self.ext = ext
         self.client_ip = client_ip
         self.identity = identity
-        self.session_id = session_id  # the one of the session's log records (19.2)
+        self.session_id = session_id  # the one of the session's log records (badsmtp(1), LOGGING)
         self.user: User | None = None
         self.session: Any = None  # the Session, once there is one
         self._recorded = False
         self._connected = False
         self._started = time.monotonic()
 
-    # -- connection (spec 2.1, 18.4) --------------------------------------------
+    # -- connection -----------------------------------------------------------------
     def admit(self) -> Reply | None:
         """None to go on, or the 421 that refuses the connection."""
         limiter = self.ext.rate_limiter
@@ -334,7 +336,7 @@ class ConnectionHooks:
             )
         self._notify("on_message", message)
 
-    # -- the core's questions (spec 8.1, 9.1, 10.4) -------------------------------
+    # -- the core's questions: at MAIL, at RCPT, at the end of the content ------------
     def policy(self) -> protocol.Policy | None:
         if self.ext.rate_limiter is None and self.ext.authorizer is None:
             return None

@@ -1,4 +1,5 @@
-"""Logging set-up for the ``badsmtp`` command (spec 19).
+"""Logging set-up for the ``badsmtp`` command (badsmtp(1), the Logging options
+and LOGGING).
 
 Library code only ever calls ``logging.getLogger("badsmtp....")`` and passes
 its structured data as ``extra={"fields": {...}}``.  :func:`configure` turns
@@ -6,7 +7,8 @@ those records into the documented shapes (:mod:`badsmtp.logformat`: JSON or
 text) and sends them where the configuration says: ``stdout``, ``syslog``
 (tag ``badsmtp``), ``tcp`` or ``udp``, always through the buffer and writer
 thread of :mod:`badsmtp.logbuffer`, so a slow or dead receiver never stalls
-a session.  When a send fails, the record goes to stdout instead (spec 19.1).
+a session.  When a send fails, the record goes to stdout instead (badsmtp(1),
+--log-output).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import os
 import socket
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import IO, Any
 
 from . import sessionlog
@@ -33,6 +35,7 @@ from .logbuffer import (
 from .logformat import JsonFormatter, TextFormatter, level_name
 
 __all__ = [
+    "LEVELS",
     "LOG_KEYS",
     "JsonFormatter",
     "LogConfigError",
@@ -45,14 +48,9 @@ __all__ = [
     "level_name",
 ]
 
-LOG_KEYS = ("log_level", "log_format", "log_output", "log_remote_addr", "syslog_facility")
-LEVELS = {
-    "DEBUG": logging.DEBUG,
-    "INFO": logging.INFO,
-    "WARN": logging.WARNING,
-    "WARNING": logging.WARNING,  # accepted as a synonym when configuring (19.1)
-    "ERROR": logging.ERROR,
-}
+# The level names, defined with the session log events that the IO shell
+# writes (so the shell need not import this module's formatters).
+LEVELS = sessionlog.LEVELS
 FORMATS = ("json", "text")
 OUTPUTS = ("stdout", "syslog", "tcp", "udp")
 FACILITIES = ("mail", "daemon", *(f"local{n}" for n in range(8)))
@@ -71,8 +69,8 @@ class LogConfigError(LogSetupError):
 
 @dataclass(frozen=True, slots=True)
 class LogSettings:
-    """The five logging keys of spec 20.2, normalised as spec 19.1 says:
-    unknown values fall back to the defaults instead of failing."""
+    """The five logging keys, normalised as badsmtp(1) (the Logging options)
+    says: unknown values fall back to the defaults instead of failing."""
 
     log_level: str = "INFO"
     log_format: str = "json"
@@ -82,7 +80,7 @@ class LogSettings:
 
     def __post_init__(self) -> None:
         level = self.log_level.strip().upper()
-        level = "WARN" if level == "WARNING" else level
+        level = "WARN" if level == "WARNING" else level  # a synonym (badsmtp(1), --log-level)
         fmt, output = self.log_format.strip().lower(), self.log_output.strip().lower()
         facility = self.syslog_facility.strip().lower()
         object.__setattr__(self, "log_level", level if level in LEVELS else "INFO")
@@ -94,6 +92,10 @@ class LogSettings:
     @property
     def levelno(self) -> int:
         return LEVELS[self.log_level]
+
+
+# The configuration keys that belong to logging: LogSettings' fields.
+LOG_KEYS = tuple(field.name for field in fields(LogSettings))
 
 
 def _split_address(addr: str, output: str) -> tuple[str, int]:
@@ -182,7 +184,7 @@ class RemoteHandler(logging.Handler):
 
 # -- putting it together ------------------------------------------------------------
 # What a record costs to make: no caller lookup (a stack walk per record), no
-# thread/process names; the records of spec 19.2 use none of them.  These are
+# thread/process names; badsmtp's records (badsmtp(1), LOGGING) use none of them.  These are
 # the switches of the logging HOWTO's "Optimization" section.
 _SWITCHES = {"_srcfile": None, "logThreads": False, "logProcesses": False,
              "logMultiprocessing": False}  # fmt: skip
@@ -239,7 +241,7 @@ class LogSetup:
 
 class _SyslogHandler(logging.handlers.SysLogHandler):
     """SysLogHandler whose failed sends go to ``fallback`` (stdout) instead
-    of a traceback on stderr, like the tcp/udp outputs (spec 19.1)."""
+    of a traceback on stderr, like the tcp/udp outputs (badsmtp(1), --log-output)."""
 
     def __init__(self, address: str, facility: int, fallback: logging.Handler) -> None:
         super().__init__(address=address, facility=facility)
@@ -250,8 +252,8 @@ class _SyslogHandler(logging.handlers.SysLogHandler):
 
 
 def _probe_syslog(address: str) -> None:
-    """Fail at start-up when syslog cannot be reached: SysLogHandler itself
-    ignores that (as openlog(3) does), spec 19.1 does not."""
+    """Fail at start-up when syslog cannot be reached, as badsmtp(1),
+    --log-output, says: SysLogHandler itself ignores that (as openlog(3) does)."""
     failure: OSError | None = None
     for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
         sock = socket.socket(socket.AF_UNIX, kind)
@@ -272,7 +274,7 @@ def _syslog_handler(
     _probe_syslog(address)
     facility = logging.handlers.SysLogHandler.facility_names[settings.syslog_facility]
     handler = _SyslogHandler(address, facility, fallback)
-    handler.ident = f"badsmtp[{os.getpid()}]: "  # the tag is "badsmtp" (spec 19.1)
+    handler.ident = f"badsmtp[{os.getpid()}]: "  # the tag is "badsmtp" (badsmtp(1), --log-output)
     return handler
 
 
@@ -287,8 +289,8 @@ def configure(
 
     ``stream`` is where stdout output (and the fallback of the other
     outputs) goes, ``sys.stdout`` by default; ``syslog_address`` is the
-    local syslog socket, :data:`SYSLOG_ADDRESS` by default.  Raises :class:`LogSetupError` with the
-    spec's one-line texts."""
+    local syslog socket, :data:`SYSLOG_ADDRESS` by default.  Raises
+    :class:`LogSetupError` with a one-line text (badsmtp(1), EXIT STATUS)."""
     if settings.log_output in ("tcp", "udp") and not settings.log_remote_addr:
         raise LogConfigError(f"remote address required for {settings.log_output} logging")
     formatter: JsonFormatter | TextFormatter = (

@@ -1,4 +1,4 @@
-"""The record shapes of spec 19.2, for the ``badsmtp`` command's logging.
+"""The record shapes of badsmtp(1), LOGGING, for the ``badsmtp`` command's logging.
 
 - JSON, one object per line:
   ``{"timestamp", "level", "message", "error"?, "fields"?}``, through
@@ -28,7 +28,7 @@ __all__ = ["FORMATTED", "JsonFormatter", "LineMaker", "TextFormatter", "level_na
 
 
 def level_name(levelno: int) -> str:
-    """The level as spec 19.1 spells it (WARN, not WARNING)."""
+    """The level as the records spell it: WARN, not WARNING (badsmtp(1), --log-level)."""
     if levelno >= logging.ERROR:
         return "ERROR"
     if levelno >= logging.WARNING:
@@ -43,7 +43,7 @@ _cached_ms: tuple[int, str] = (-1, "")  # the last millisecond formatted, and it
 
 
 def _timestamp(created: float) -> str:
-    # RFC 3339, UTC, "Z", milliseconds (spec 19.2).  The text of the last
+    # RFC 3339, UTC, "Z", milliseconds.  The text of the last
     # second and of the last millisecond are reused (each swapped as one
     # tuple, so threads never mix them up): a burst of records shares them.
     global _cached_second, _cached_ms
@@ -112,7 +112,7 @@ def _shape(
     error: str | None,
     fields: dict[str, Any],
 ) -> dict[str, Any]:
-    """The JSON record of spec 19.2, in its key order."""
+    """The JSON record (badsmtp(1), LOGGING), in its key order."""
     log_data["timestamp"] = _timestamp(created)
     log_data["level"] = level_name(levelno)
     log_data["message"] = message
@@ -124,7 +124,8 @@ def _shape(
 
 
 def _compact_encoder() -> Callable[[Any], str]:
-    """python-json-logger's encoder with the spec's compact separators.
+    """python-json-logger's encoder with compact separators (no spaces, as in
+    badsmtp(1), LOGGING).
 
     ``JSONEncoder.encode`` builds a new C encoder for every call; the one
     built here is made once and reused (it keeps no state between calls:
@@ -140,7 +141,8 @@ def _compact_encoder() -> Callable[[Any], str]:
 
 
 class JsonFormatter(_JsonFormatter):
-    """python-json-logger's formatter, reshaped to the record of spec 19.2."""
+    """python-json-logger's formatter, reshaped to badsmtp's record (badsmtp(1),
+    LOGGING)."""
 
     def __init__(self) -> None:
         encode = _compact_encoder()

@@ -1,6 +1,7 @@
-"""Configuration for the ``badsmtp`` command (spec 20): the keys of 20.2,
-the file search of 20.1, flags > ``BADSMTP_*`` environment > file > defaults
-(configargparse does the merging), and where every value came from.
+"""Configuration for the ``badsmtp`` command (badsmtp(1), OPTIONS,
+CONFIGURATION and FILES): the keys, the file search, flags > ``BADSMTP_*``
+environment > file > defaults (configargparse does the merging), and where
+every value came from.
 
 Every failure is a :class:`CLIError`: one line for stderr and an exit status.
 """
@@ -20,7 +21,7 @@ import configargparse  # type: ignore[import-untyped]
 
 from . import __version__
 from .config import Config, ConfigError, PortConfigError, validate_ports
-from .log import LOG_KEYS, LogSettings
+from .log import FORMATS, LEVELS, LOG_KEYS, OUTPUTS, LogSettings
 
 __all__ = [
     "KEYS",
@@ -39,7 +40,7 @@ CONFIG_NAMES = ("badsmtp.yaml", "badsmtp.yml", "badsmtp.json")
 
 
 def config_dirs() -> list[Path]:
-    """Where a configuration file is looked for, in order (spec 20.1)."""
+    """Where a configuration file is looked for, in order (badsmtp(1), FILES)."""
     return [Path("."), Path.home() / ".badsmtp", Path("/etc/badsmtp")]
 
 
@@ -58,7 +59,7 @@ class ParserExit(Exception):
         self.status = status
 
 
-# -- the keys (spec 20.2) -------------------------------------------------------------
+# -- the keys (badsmtp(1), OPTIONS) -----------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Key:
     name: str
@@ -87,6 +88,11 @@ class Key:
 _SERVER, _PORTS, _TLS, _LOGGING, _LIMITS = "server", "ports", "TLS", "logging", "limits"
 
 
+def _one_of(names: tuple[str, ...] | list[str]) -> str:
+    """``a, b or c``: the choices of a key, for its help."""
+    return f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
+
+
 def _key(name: str, group: str, kind: type, metavar: str, text: str, *aliases: str) -> Key:
     return Key(name, ("--" + name.replace("_", "-"), *aliases), group, kind, text, metavar)
 
@@ -111,9 +117,9 @@ KEYS: tuple[Key, ...] = (
     _key("tls_hostname", _TLS, str, "NAME", "server identity, name of the generated certificate"),
     _key("tls_cert_file", _TLS, str, "FILE", "PEM certificate (chain) to present"),
     _key("tls_key_file", _TLS, str, "FILE", "PEM private key for --tls-cert-file"),
-    _key("log_level", _LOGGING, str, "LEVEL", "DEBUG, INFO, WARN or ERROR"),
-    _key("log_format", _LOGGING, str, "FORMAT", "json or text"),
-    _key("log_output", _LOGGING, str, "OUTPUT", "stdout, syslog, tcp or udp"),
+    _key("log_level", _LOGGING, str, "LEVEL", _one_of(list(LEVELS))),
+    _key("log_format", _LOGGING, str, "FORMAT", _one_of(FORMATS)),
+    _key("log_output", _LOGGING, str, "OUTPUT", _one_of(OUTPUTS)),
     _key("log_remote_addr", _LOGGING, str, "HOST:PORT", "receiver of tcp/udp log records"),
     _key("syslog_facility", _LOGGING, str, "FACILITY", "mail, daemon or local0..local7"),
     _key("idle_timeout", _LIMITS, float, "SECONDS", "silence before 421; 0 = never"),
@@ -131,7 +137,7 @@ def defaults() -> dict[str, Any]:
     }
 
 
-# -- configuration file (spec 20.1) -------------------------------------------------------
+# -- configuration file (badsmtp(1), CONFIGURATION and FILES) -----------------------------
 def find_config_file() -> Path | None:
     for directory in config_dirs():
         for name in CONFIG_NAMES:
@@ -144,7 +150,7 @@ def find_config_file() -> Path | None:
 def read_config_file(path: str) -> dict[str, str]:
     """The flat mapping of a YAML (or JSON) file, values as strings; keys
     starting with ``_`` are comments; any other unknown key is an error
-    (spec 0.12)."""
+    (badsmtp(1), CONFIGURATION)."""
     import yaml  # type: ignore[import-untyped]  # only when there is a file to read
 
     try:
@@ -363,14 +369,14 @@ def _config_path(argv: list[str]) -> str | None:
 
 def _convert(key: Key, raw: str, where: str) -> Any:
     """A raw string as the key's type; ``where`` names the option, variable
-    or file key it came from (spec 20.2: ``invalid integer for {SOURCE}``)."""
+    or file key it came from (the message: ``invalid integer for {SOURCE}``)."""
     if key.kind is int:
         try:
             return int(raw.strip())
         except ValueError:
             raise CLIError(f"invalid integer for {where}: {raw}") from None
     if key.kind is float:
-        # Seconds; fractions are accepted (handy in tests), the message is the spec's.
+        # Seconds; fractions are accepted (handy in tests), the message is an integer's.
         try:
             number = float(raw.strip())
         except ValueError:
@@ -453,7 +459,8 @@ def format_config(settings: Settings) -> str:
 
 
 def check(settings: Settings) -> Config:
-    """Everything that can be checked before binding (spec 20.4)."""
+    """Everything that can be checked before binding (the configuration errors of
+    badsmtp(1), EXIT STATUS)."""
     try:
         config = Config(**settings.server_kwargs())
     except ConfigError as exc:

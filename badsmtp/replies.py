@@ -1,8 +1,8 @@
 """SMTP replies: the one table of wire texts, and how a reply is rendered.
 
-Every reply the server generates itself lives here (spec Appendix A), with the
-RFC 3463 enhanced status code it carries while ENHANCEDSTATUSCODES is in effect
-(RFC 2034; spec 0.3).  Triggered replies (spec 6.4) are built by
+Every reply the server generates itself lives here, with the RFC 3463
+enhanced status code it carries while ENHANCEDSTATUSCODES is in effect
+(RFC 2034 §3).  Triggered replies (badsmtp(1), ERROR TRIGGERS) are built by
 :func:`trigger_reply` and carry exactly the code the client asked for.
 """
 
@@ -26,11 +26,6 @@ class Reply:
     @property
     def text(self) -> str:
         return "\n".join(self.lines)
-
-    @property
-    def closes(self) -> bool:
-        """A 421 always closes the connection (RFC 5321 §3.8, spec 6.7)."""
-        return self.code == 421
 
     def render(self, enhanced: bool) -> bytes:
         return render(self, enhanced)
@@ -62,7 +57,7 @@ def _r(code: int, text: str, enhanced: str | None = None) -> Reply:
     return Reply(code, (text,), enhanced)
 
 
-# -- the server's own replies (spec Appendix A) ------------------------------
+# -- the server's own replies --------------------------------------------------
 GREETING = "{identity} ESMTP BadSMTP - The Reliably Unreliable Mail Server"
 MAIL_OK = _r(250, "OK", "2.1.0")
 RCPT_OK = _r(250, "OK", "2.1.5")
@@ -103,8 +98,9 @@ EHLO_REJECTED = _r(502, "Command not implemented")  # a reply to EHLO: never enh
 NO_RECIPIENTS = _r(503, "Bad sequence of commands", "5.5.1")
 SHUTTING_DOWN = _r(421, "Service shutting down", "4.3.2")
 IDLE_TIMEOUT = _r(421, "Idle timeout, closing connection", "4.4.2")
-# Not in the spec's table: the reply to a bug inside badsmtp itself (STYLE: any
-# unexpected exception is answered with 421 and the listener stays up).
+# The reply to a bug inside badsmtp itself: any unexpected exception is
+# answered with 421, recorded in ``BadSMTP.errors``, and the listener stays up
+# (README, Embedding in tests).
 INTERNAL_ERROR = _r(421, "Service not available, closing transmission channel", "4.3.0")
 CONNECTION_REFUSED = _r(421, "Service not available, closing transmission channel")
 
@@ -126,12 +122,12 @@ def rate_limited(reason: str) -> Reply:
 
 
 def connection_refused(reason: str) -> Reply:
-    """The rate limiter's refusal on accept (18.4): sent before the greeting,
-    so never enhanced."""
+    """The rate limiter's refusal on accept (README, Extending badsmtp): sent
+    before the greeting, so never enhanced."""
     return _r(421, reason) if reason else CONNECTION_REFUSED
 
 
-# -- triggered replies (spec 6.4) ---------------------------------------------
+# -- triggered replies (badsmtp(1), ERROR TRIGGERS) ----------------------------
 TRIGGER_TEXTS: dict[int, str] = {
     421: "Service not available, closing transmission channel",
     450: "Requested mail action not taken: mailbox unavailable",
@@ -162,7 +158,7 @@ def trigger_reply(code: int, enhanced: str | None) -> Reply:
 
 
 def help_reply(greeting: str, command: str, drop: str, immediate: str, tls: str, starttls: str) -> Reply:
-    """HELP (spec 12.5, 0.5): what a person at a telnet prompt needs.  The
+    """HELP (RFC 5321 §4.1.1.8): what a person at a telnet prompt needs.  The
     arguments are the port ranges (``start-end``) and single ports in force."""
     lines = (
         "BadSMTP - The Reliably Unreliable Mail Server",

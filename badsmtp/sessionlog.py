@@ -1,4 +1,4 @@
-"""Session log events (spec 19.2, 19.3) for the IO shell.
+"""Session log events (badsmtp(1), LOGGING) for the IO shell.
 
 One :class:`SessionLog` per connection carries the fields every record of
 the session has (``session_id``, ``client_ip``, ``hostname``) and asks the
@@ -31,11 +31,21 @@ if TYPE_CHECKING:
     from .session import Envelope, Session
     from .storage import Delivery, MessageStore
 
-__all__ = ["SessionLog", "SessionTracer", "new_session_id", "set_direct_writer", "storage_type"]
+__all__ = [
+    "LEVELS",
+    "SessionLog",
+    "SessionTracer",
+    "new_session_id",
+    "set_direct_writer",
+    "storage_type",
+]
 
 session_log = logging.getLogger("badsmtp.session")
 server_log = logging.getLogger("badsmtp.server")
 DEBUG, INFO, WARN, ERROR = logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR
+# The level names records carry, and ``Log`` actions and --log-level use
+# (badsmtp(1), --log-level): WARN, not WARNING.
+LEVELS = {"DEBUG": DEBUG, "INFO": INFO, "WARN": WARN, "ERROR": ERROR}
 
 # writer(level, message, fields, error): queues one record of the connection
 RecordWriter = Callable[[int, str, dict[str, Any], "str | None"], None]
@@ -64,12 +74,12 @@ def _direct_writer(base: dict[str, Any]) -> RecordWriter | None:
 
 
 def new_session_id() -> str:
-    """``sess_`` and 24 lower-case hex digits (12 random bytes), spec 19.2."""
+    """``sess_`` and 24 lower-case hex digits (12 random bytes)."""
     return "sess_" + secrets.token_hex(12)
 
 
 def storage_type(store: MessageStore | None) -> str:
-    """``local`` for a maildir, ``none`` when storage is off (19.3);
+    """``local`` for a maildir, ``none`` when storage is off;
     ``memory`` for the embedding API's capture alone."""
     if store is None:
         return "none"
@@ -87,7 +97,7 @@ def _saved_paths(delivery: Delivery) -> list[str]:
 
 
 def _tls_version(name: str | None) -> str:
-    # "TLSv1.3" -> "TLS 1.3", as spec 19.3 spells it
+    # "TLSv1.3" -> "TLS 1.3", as the tls_version field spells it
     return (name or "").replace("TLSv", "TLS ")
 
 
@@ -98,10 +108,11 @@ def _ms(since: float) -> float:
 
 
 class _SessionRecord(logging.LogRecord):
-    """A log record made cheaply: a busy sink writes two per message at INFO
-    (spec 19.3), and ``LogRecord.__init__`` with ``Logger.log``'s extra
-    handling cost as much as the rest of a transaction's logging.  Only what
-    spec 19.2's records and the standard formatters read is filled in."""
+    """A log record made cheaply: a busy sink writes two per message at
+    INFO, and ``LogRecord.__init__`` with ``Logger.log``'s extra handling
+    cost as much as the rest of a transaction's logging.  Only what badsmtp's
+    records (badsmtp(1), LOGGING) and the standard formatters read is filled
+    in."""
 
     def __init__(self, level: int, message: str, fields: dict[str, Any]) -> None:
         now = time.time()
@@ -176,7 +187,7 @@ class SessionLog:
             self.event(INFO, "SMTP connection closed", {"duration_ms": _ms(started)})
 
     def behaviour(self, listener: Listener) -> None:
-        """A delay or drop port's behaviour starts (spec 19.3)."""
+        """A delay or drop port's behaviour starts."""
         if self.info and listener.role.value in (
             "greeting_delay", "command_delay", "drop_delay", "immediate_drop",
         ):  # fmt: skip
@@ -205,7 +216,8 @@ class SessionLog:
             )
 
     def auth(self, credentials: Credentials, success: bool) -> None:
-        """The authenticator's verdict; usernames are logged, passwords never (19.4)."""
+        """The authenticator's verdict; usernames are logged, passwords never
+        (badsmtp(1), LOGGING)."""
         if success and self.info or not success and self.warn:
             fields = {"auth_mechanism": credentials.mechanism, "username": credentials.username,
                       "success": success}  # fmt: skip
@@ -299,7 +311,7 @@ class SessionTracer:
             return
         self._transition()
         verb, args = words[0].upper(), words[1:]
-        if verb == "AUTH":  # the initial response may be a password (19.4)
+        if verb == "AUTH":  # the initial response may be a password
             args = redact_auth_args(args)
         self._verb = verb
         fields: dict[str, Any] = {"command": verb, "smtp_state": self._phase}

@@ -1,7 +1,8 @@
-"""Message stores: the maildir writer (spec 17) and the in-memory capture of
-the embedding API (spec 21.1).  Content streams in through a *delivery*
-(``begin`` → ``write``… → ``commit`` or ``abort``) and is never held whole in
-memory except by the capture (spec 0.6).  Failures are typed (spec 0.7)."""
+"""Message stores: the maildir writer (README, Storing messages) and the
+in-memory capture of the embedding API (README, Embedding in tests).  Content
+streams in through a *delivery* (``begin`` → ``write``… → ``commit`` or
+``abort``) and is never held whole in memory except by the capture.  Failures
+are typed (README, Extending badsmtp)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ __all__ = [
     "error_reply",
 ]
 
-HEADER_LIMIT = 64 * 1024  # headers are parsed from at most this much content (0.16)
+HEADER_LIMIT = 64 * 1024  # headers are parsed from at most this much content: bounded memory
 # The Maildir convention (maildir(5), "Cleaning up"): a file in tmp/ untouched
 # for 36 hours is a leftover and may be removed by anyone.
 STALE_AGE = 36 * 3600
@@ -55,7 +56,8 @@ class QuotaExceeded(StorageError):
 
 
 def error_reply(exc: BaseException) -> Reply:
-    """The reply for a store's exception: by its type, never its text (0.7)."""
+    """The reply for a store's exception: by its type, never its text (README,
+    Extending badsmtp)."""
     if isinstance(exc, MailboxUnavailable):
         return replies.STORE_UNAVAILABLE
     if isinstance(exc, QuotaExceeded):
@@ -65,9 +67,9 @@ def error_reply(exc: BaseException) -> Reply:
 
 @dataclass(frozen=True)
 class Message:
-    """An accepted message with its envelope (spec 18.1).  ``content`` is the
-    message as received (DATA unstuffed, or the BDAT chunks); only the
-    in-memory capture fills it in."""
+    """An accepted message with its envelope (README, Embedding in tests).
+    ``content`` is the message as received (DATA unstuffed, or the BDAT
+    chunks); only the in-memory capture fills it in."""
 
     sender: str
     recipients: tuple[str, ...]
@@ -98,7 +100,7 @@ class Message:
 
 
 def parse_headers(content: bytes) -> dict[str, str]:
-    """Header name → all its values joined with ``, `` (spec 18.1)."""
+    """Header name → all its values joined with ``, ``."""
     from email import policy
     from email.parser import BytesHeaderParser
 
@@ -131,7 +133,7 @@ class _MemoryDelivery:
 
     def commit(self, message: Message) -> None:
         content = b"".join(self._chunks)
-        # The server parsed the headers as the content streamed past (18.1).
+        # The server parsed the headers as the content streamed past.
         headers = message.headers or parse_headers(content)
         self._store.add(replace(message, content=content, headers=headers))
 
@@ -163,13 +165,13 @@ class MemoryStore:
             return list(self.messages)
 
 
-# -- maildir (spec 17) -------------------------------------------------------------
+# -- maildir (README, Storing messages; badsmtp(1), --mailbox) -----------------------
 _counter = itertools.count(1)  # process-wide, next() is atomic under the GIL
 
 
 def _makedirs(path: str) -> None:
     """``mkdir -p`` with mode 0750 for every directory it creates, parents
-    included (17.1): ``os.makedirs`` gives the mode to the leaf only."""
+    included: ``os.makedirs`` gives the mode to the leaf only."""
     if os.path.isdir(path):
         return
     parent = os.path.dirname(path)
@@ -225,7 +227,7 @@ class _MaildirDelivery:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
         try:
             fd = os.open(self._tmp, flags, 0o600)
-        except FileNotFoundError:  # the maildir went away: re-create it (17.1)
+        except FileNotFoundError:  # the maildir went away: re-create it
             store.ensure_dirs()
             fd = os.open(self._tmp, flags, 0o600)
         self._file = os.fdopen(fd, "wb")
@@ -308,7 +310,7 @@ class MaildirStore:
         return not _alive(int(match.group(1)))
 
     def ensure_dirs(self) -> None:
-        # At start-up, and again whenever a delivery finds them gone (17.1):
+        # At start-up, and again whenever a delivery finds them gone:
         # not on every message, which would cost three stat() calls each.
         for sub in ("tmp", "new", "cur"):
             _makedirs(os.path.join(self.path, sub))

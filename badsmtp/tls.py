@@ -1,12 +1,12 @@
 """TLS edge: self-signed certificates (``cryptography``) and ``ssl.SSLContext`` factories.
 
 No SMTP knowledge here; the server wraps sockets with :meth:`TLSProvider.server_context` for
-implicit TLS and after STARTTLS alike (spec 14).  Generated certificates (spec 14.4, 0.9,
-0.13) are self-signed end-entity certificates that work as their own trust anchor (RFC 5280
+implicit TLS and after STARTTLS alike.  Generated certificates (badsmtp(1), --write-tls-cert)
+are self-signed end-entity certificates that work as their own trust anchor (RFC 5280
 §6.1), pass OpenSSL 3's ``-x509_strict`` checks and carry every name a test client is likely
 to dial; a client not given the PEM still sees the classic "self-signed certificate" error.
 ``cryptography`` is imported on the first generation, never at import or construction: a
-plain-SMTP server must start in milliseconds (house style 9).
+plain-SMTP server must start in milliseconds.
 """
 
 from __future__ import annotations
@@ -23,16 +23,18 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .config import DEFAULT_ADDRESS, DEFAULT_HOSTNAME
+
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-__all__ = ["TLSConfig", "TLSProvider", "TLSSetupError"]
+__all__ = ["TLSProvider", "TLSSetupError"]
 
 _log = logging.getLogger("badsmtp.tls")
 
 _IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-_BACKDATE = datetime.timedelta(minutes=5)  # absorbs small clock differences (spec 14.4)
+_BACKDATE = datetime.timedelta(minutes=5)  # absorbs small clock differences
 _VALIDITY = datetime.timedelta(days=7)
 _RENEW_BEFORE = datetime.timedelta(hours=1)  # never hand out a certificate about to expire
 _CN_MAX = 64  # RFC 5280 Appendix A: ub-common-name
@@ -89,8 +91,8 @@ def _now() -> datetime.datetime:
 
 def _new_server_context() -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2  # spec 14.1/14.3; RFC 8996 retires 1.0/1.1
-    # Shutdown wakes a reader by shutting the socket's read side (spec 21.3).  Without
+    context.minimum_version = ssl.TLSVersion.TLSv1_2  # RFC 8996 retires 1.0 and 1.1
+    # Shutdown wakes a reader by shutting the socket's read side (badsmtp(1), SIGNALS).  Without
     # this option OpenSSL takes that EOF as fatal (a decode_error alert, no more writes),
     # so the 421 and the close_notify could never be sent over TLS.
     context.options |= getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
@@ -126,7 +128,8 @@ def _read(path: str, what: str) -> str:
 
 
 def _load_files(cert_file: str, key_file: str) -> tuple[str, ssl.SSLContext]:
-    """Load user-supplied PEM files at start-up (spec 14.4): (leaf PEM, server context)."""
+    """Load user-supplied PEM files at start-up (badsmtp(1), --tls-cert-file): (leaf PEM,
+    server context)."""
     leaf = _PEM_CERT.search(_read(cert_file, "certificate"))
     _read(key_file, "key")
     if leaf is None:
@@ -217,8 +220,8 @@ class TLSProvider:
 
     def __init__(
         self,
-        tls_hostname: str = "badsmtp.test",
-        listen_address: str = "127.0.0.1",
+        tls_hostname: str = DEFAULT_HOSTNAME,
+        listen_address: str = DEFAULT_ADDRESS,
         cert_file: str | None = None,
         key_file: str | None = None,
     ) -> None:
@@ -286,10 +289,11 @@ class TLSProvider:
         return context
 
     def _name_for(self, requested: str | None) -> str:
-        """The certificate name for an SNI name (or None): spec 14.4 and 0.13."""
+        """The certificate name for the SNI name a client sent (RFC 6066 §3), or for none."""
         name = None if requested is None else _dns_name(requested)
         # Names the default certificate already carries get that certificate, so one
-        # trusted PEM serves "localhost", 127.0.0.1, ::1 and tls_hostname (spec 14.4).
+        # trusted PEM serves "localhost", 127.0.0.1, ::1 and tls_hostname (badsmtp(1),
+        # --write-tls-cert).
         if name is None or name == "localhost":
             return self._hostname
         return name
@@ -392,5 +396,3 @@ class TLSProvider:
             return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
         return None
 
-
-TLSConfig = TLSProvider  # the brief names the class both ways; one implementation

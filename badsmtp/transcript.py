@@ -6,9 +6,9 @@ The pure session reports what it processed through an optional recorder
 (``Session(recorder=...)``, called only when one is given); the IO shell owns
 the :class:`Recorder`, which adds the clock (``time.monotonic``, relative to
 the connect) and the receive batches (one ``recv`` = one batch, so commands
-of one batch arrived pipelined together).  What is recorded follows spec
-19.4: AUTH arguments redacted, AUTH continuation lines never, DATA/BDAT
-content never (only its size).
+of one batch arrived pipelined together).  What is recorded follows README,
+Using badsmtp in your tests: AUTH arguments redacted, AUTH continuation lines
+never, DATA/BDAT content never (only its size).
 """
 
 from __future__ import annotations

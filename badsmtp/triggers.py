@@ -1,6 +1,6 @@
-"""The special inputs that make badsmtp misbehave on request (spec 5.4, 5.5,
-6, 12.4): ``verb<code>[_x.y.z]@`` addresses, EHLO hostname keywords and the
-VRFY table.  Pure functions of their text."""
+"""The special inputs that make badsmtp misbehave on request (badsmtp(1),
+ERROR TRIGGERS and EHLO KEYWORDS): ``verb<code>[_x.y.z]@`` addresses, EHLO
+hostname keywords and the VRFY table.  Pure functions of their text."""
 
 from __future__ import annotations
 
@@ -9,9 +9,13 @@ from functools import lru_cache
 from dataclasses import dataclass
 
 from . import replies
+from .auth import MECHANISMS
 from .replies import Reply, trigger_reply
 
 __all__ = [
+    "ADDRESS_VERBS",
+    "AUTH_KEYWORDS",
+    "NO_KEYWORDS",
     "Trigger",
     "Capabilities",
     "HELO_CAPABILITIES",
@@ -25,23 +29,38 @@ __all__ = [
 DEFAULT_SIZE = 10_485_760
 SIZE_MIN, SIZE_MAX = 1_000, 10_000_000
 DLAY_MAX = 605
-AUTH_ALL = ("PLAIN", "LOGIN", "CRAM-MD5", "CRAM-SHA256", "XOAUTH2")
-_AUTH_KEYWORDS = {
+AUTH_ALL = MECHANISMS  # the old name, kept until protocol.py imports auth.MECHANISMS
+# The keywords that offer one mechanism only (badsmtp(1), EHLO KEYWORDS).
+AUTH_KEYWORDS: dict[str, tuple[str, ...]] = {
     "authplain": ("PLAIN",),
     "authlogin": ("LOGIN",),
     "authcram": ("CRAM-MD5", "CRAM-SHA256"),
     "authoauth": ("XOAUTH2",),
 }
+# The keywords that leave a capability out of the EHLO reply, in the reply's
+# order: keyword -> the capability's EHLO keyword (RFC 5321 §4.1.1.1).
+NO_KEYWORDS: dict[str, str] = {
+    "noauth": "AUTH",
+    "no8bit": "8BITMIME",
+    "nosize": "SIZE",
+    "nopipelining": "PIPELINING",
+    "nostarttls": "STARTTLS",
+    "nochunking": "CHUNKING",
+    "nosmtputf8": "SMTPUTF8",
+    "noenhancedstatuscodes": "ENHANCEDSTATUSCODES",
+}
 
-# Verbs an address can name (spec 6.3); every one but ``mail`` (and ``rcpt`` on a
-# RCPT TO address) is deferred: armed by MAIL FROM, fired by its command later.
-ADDRESS_VERBS = frozenset({"mail", "rcpt", "data", "rset", "noop", "quit", "starttls", "auth"})
+# Verbs an address can name, in the order of badsmtp(1), ERROR TRIGGERS; every
+# one but ``mail`` (and ``rcpt`` on a RCPT TO address) is deferred: armed by
+# MAIL FROM, fired by its command later.
+ADDRESS_VERBS = ("mail", "rcpt", "data", "rset", "noop", "quit", "starttls", "auth")
 # re.ASCII: "decimal digits" are 0-9 only; a Unicode \d would read an
 # SMTPUTF8 local part such as mail٥٥٠@ as a 550 trigger.
 _ADDRESS = re.compile(r"([a-z]+)(\d{3})(?:_(\d+\.\d+\.\d+))?@", re.ASCII)
 _HELO = re.compile(r"(?:helo|ehlo)(\d{3})\.", re.ASCII)
 _SIZE = re.compile(r"size(\d+)", re.ASCII)
-# dlay must stand as its own token: an accidental delay would be costly (5.4.3).
+# dlay must stand as its own token: an accidental delay would be costly
+# (badsmtp(1), EHLO KEYWORDS).
 _DLAY = re.compile(r"(?:^|[._-])dlay(\d+)(?=$|[._-])", re.ASCII)
 
 
@@ -57,7 +76,7 @@ class Trigger:
 
 @lru_cache(maxsize=4096)
 def address_trigger(address: str) -> Trigger | None:
-    """The trigger in a normalised address, if any (spec 6.2)."""
+    """The trigger in a normalised address, if any (badsmtp(1), ERROR TRIGGERS)."""
     m = _ADDRESS.match(address.lower())
     if m is None or m.group(1) not in ADDRESS_VERBS:
         return None
@@ -65,7 +84,7 @@ def address_trigger(address: str) -> Trigger | None:
 
 
 def helo_trigger(name: str) -> Reply | None:
-    """``helo<ddd>.`` / ``ehlo<ddd>.`` at the start of a HELO/EHLO name (5.5).
+    """``helo<ddd>.`` / ``ehlo<ddd>.`` at the start of a HELO/EHLO name.
     Replies to HELO/EHLO never carry an enhanced code (RFC 2034 §3)."""
     m = _HELO.match(name.lower())
     return trigger_reply(int(m.group(1)), None) if m else None
@@ -73,7 +92,7 @@ def helo_trigger(name: str) -> Reply | None:
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
-    """What a HELO/EHLO switched on for the session (spec 5.2-5.4)."""
+    """What a HELO/EHLO switched on for the session (badsmtp(1), EHLO KEYWORDS)."""
 
     extended: bool = False
     enhanced: bool = False
@@ -94,10 +113,11 @@ def _size(name: str) -> int | None:
 
 
 def _auth_mechanisms(name: str) -> tuple[str, ...]:
-    # Several auth<mech> keywords: the one starting furthest right wins (5.4.2).
+    # Several auth<mech> keywords: the one starting furthest right wins
+    # (badsmtp(1), EHLO KEYWORDS).
     best = -1
-    mechs: tuple[str, ...] = AUTH_ALL
-    for keyword, chosen in _AUTH_KEYWORDS.items():
+    mechs: tuple[str, ...] = MECHANISMS
+    for keyword, chosen in AUTH_KEYWORDS.items():
         at = name.rfind(keyword)
         if at > best:
             best, mechs = at, chosen
@@ -105,50 +125,47 @@ def _auth_mechanisms(name: str) -> tuple[str, ...]:
 
 
 def ehlo_capabilities(name: str, tls: bool, identity: str) -> Capabilities:
-    """Capabilities for ``EHLO name``, keywords matched as substrings (5.4).
+    """Capabilities for ``EHLO name``, keywords matched as substrings anywhere in
+    the name (badsmtp(1), EHLO KEYWORDS).
     STARTTLS is never offered on an encrypted connection (RFC 3207 §4.2)."""
     name = name.lower()
-    size = None if "nosize" in name else _size(name)
-    lines = [identity]
-    if "noauth" not in name:
-        lines.append("AUTH " + " ".join(_auth_mechanisms(name)))
-    if "no8bit" not in name:
-        lines.append("8BITMIME")
-    if "nosize" not in name:
-        lines.append(f"SIZE {size or DEFAULT_SIZE}")
-    if "nopipelining" not in name:
-        lines.append("PIPELINING")
-    if "nostarttls" not in name and not tls:
-        lines.append("STARTTLS")
-    if "nochunking" not in name:
-        lines.append("CHUNKING")
-    smtputf8 = "nosmtputf8" not in name
-    if smtputf8:
-        lines.append("SMTPUTF8")
-    enhanced = "noenhancedstatuscodes" not in name
-    if enhanced:
-        lines.append("ENHANCEDSTATUSCODES")
-    lines.append("OK")
+    offered = [
+        capability
+        for keyword, capability in NO_KEYWORDS.items()
+        if keyword not in name and not (tls and capability == "STARTTLS")
+    ]
+    size = _size(name) if "SIZE" in offered else None
+    lines = [identity, *(_ehlo_line(capability, name, size) for capability in offered), "OK"]
     m = _DLAY.search(name)
     delay = float(min(int(m.group(1)), DLAY_MAX)) if m and int(m.group(1)) else None
     return Capabilities(
         extended=True,
-        enhanced=enhanced,
-        smtputf8=smtputf8,
+        enhanced="ENHANCEDSTATUSCODES" in offered,
+        smtputf8="SMTPUTF8" in offered,
         size_limit=size or DEFAULT_SIZE,
         delay=delay,
         ehlo=Reply(250, tuple(lines)),
     )
 
 
+def _ehlo_line(capability: str, name: str, size: int | None) -> str:
+    """The EHLO line for ``capability``: AUTH lists its mechanisms, SIZE its limit."""
+    if capability == "AUTH":
+        return "AUTH " + " ".join(_auth_mechanisms(name))
+    if capability == "SIZE":
+        return f"SIZE {size or DEFAULT_SIZE}"
+    return capability
+
+
 def ehlo_rejected(name: str) -> bool:
-    """``reject``/``noehl`` anywhere in the name: answer EHLO with 502 (5.3)."""
+    """``reject``/``noehl`` anywhere in the name: answer EHLO with 502 (badsmtp(1),
+    EHLO KEYWORDS)."""
     name = name.lower()
     return "reject" in name or "noehl" in name
 
 
 def vrfy_reply(address: str) -> Reply:
-    """The VRFY outcome for a valid, normalised address (spec 12.4)."""
+    """The VRFY outcome for a valid, normalised address (badsmtp(1), ERROR TRIGGERS)."""
     local = address.rpartition("@")[0].lower()
     if local.startswith("exists"):
         return replies.vrfy_exists(address)

@@ -23,7 +23,7 @@ import pytest
 from conftest import Client
 from test_port_file_harness import _free_ranges
 from test_server import wait_until
-from wire import GREETING
+from wire import GREETING, UNAVAILABLE
 
 from badsmtp import BadSMTP
 from badsmtp.accepting import SOMAXCONN_FILE, backoff, max_backlog
@@ -317,9 +317,6 @@ def test_the_rests_double_up_to_a_second() -> None:
 
 
 # -- a handler thread that cannot start ------------------------------------------------
-UNAVAILABLE = b"421 Service not available, closing transmission channel\r\n"
-
-
 class FailingStart:
     """``Thread.start`` raises, as at the process's thread limit, for the
     threads named ``name`` while :attr:`on`."""

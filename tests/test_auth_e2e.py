@@ -1,5 +1,6 @@
-"""AUTH end to end (spec 13, 5.4.2, 19.4, 0.15): real clients (smtplib, swaks,
-curl) and exact bytes on the wire for what clients rarely show."""
+"""AUTH end to end (RFC 4954; badsmtp(1), EHLO KEYWORDS and LOGGING): real
+clients (smtplib, swaks, curl) and exact bytes on the wire for what clients
+rarely show."""
 
 from __future__ import annotations
 
@@ -79,7 +80,7 @@ def test_smtplib_login_badauth(server: BadSMTP, keyword: str, command: bytes) ->
 def test_smtplib_auth_forces_any_mechanism(server: BadSMTP, mechanism: str) -> None:
     """smtplib's auth() picks the mechanism itself, whatever EHLO offered."""
     with smtplib.SMTP("127.0.0.1", server.port) as smtp:
-        smtp.ehlo("authoauth.example.com")  # only XOAUTH2 advertised: accepted anyway (13.2)
+        smtp.ehlo("authoauth.example.com")  # only XOAUTH2 advertised: accepted anyway
         smtp.user, smtp.password = GOOD, PASSWORD
         method = getattr(smtp, "auth_" + mechanism.lower().replace("-", "_"))
         assert smtp.auth(mechanism, method) == (235, b"2.7.0 Authentication successful")
@@ -93,7 +94,7 @@ def test_smtplib_noauth_hides_auth(server: BadSMTP) -> None:
             smtp.login(GOOD, PASSWORD)
 
 
-# -- what EHLO advertises (5.4.2) -----------------------------------------------------
+# -- what EHLO advertises (badsmtp(1), EHLO KEYWORDS) ---------------------------------
 @pytest.mark.parametrize(
     "name,line",
     [
@@ -116,7 +117,8 @@ def test_ehlo_noauth_beats_everything(client: Client, name: str) -> None:
     reply = client.command(b"EHLO " + name.encode())
     assert b"AUTH" not in reply
     assert reply.startswith(b"250-badsmtp.test\r\n250-8BITMIME\r\n")
-    # Not advertised is not refused (13.2 step 4).
+    # Not advertised is not refused: the keywords change the advertisement only
+    # (badsmtp(1), EHLO KEYWORDS).
     assert client.command(b"AUTH PLAIN " + b64(f"\0{GOOD}\0pw")) == (
         b"235 2.7.0 Authentication successful\r\n"
     )
@@ -219,7 +221,7 @@ def test_curl_xoauth2_badauth(server: BadSMTP, tmp_path: Path) -> None:
     result = curl(server.port, tmp_path, "client.example.com", "--oauth2-bearer", "TOKEN",
                   "--user", BAD)
     assert result.returncode == 67, result.stderr
-    # Google's error challenge (0.15); what curl does next depends on its version.
+    # Google's error challenge; what curl does next depends on its version.
     assert "< 334 " + XOAUTH2_JSON_B64.decode() in result.stderr
     assert server.messages == []
 
@@ -337,7 +339,8 @@ def test_unknown_mechanism(client: Client) -> None:
 
 
 def test_auth_trigger(client: Client) -> None:
-    """``auth<code>`` is deferred: armed by MAIL FROM, fired by AUTH after RSET (6.5)."""
+    """``auth<code>`` is deferred: armed by MAIL FROM, fired by AUTH after RSET
+    (README, Asking for errors)."""
     client.command(b"EHLO client.example.com")
     assert client.command(b"MAIL FROM:<auth535_5.7.0@example.com>") == b"250 2.1.0 OK\r\n"
     assert client.command(b"RSET") == b"250 2.0.0 OK\r\n"
@@ -380,7 +383,7 @@ def test_inactive_user(tmp_path: Path) -> None:
         )
 
 
-# -- secrets never logged (19.4) -------------------------------------------------------------
+# -- secrets never logged (badsmtp(1), LOGGING) ---------------------------------------------
 def _everything_logged(records: list[logging.LogRecord]) -> str:
     out = []
     for r in records:

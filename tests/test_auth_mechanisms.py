@@ -1,4 +1,4 @@
-"""The fake SASL exchanges of badsmtp.auth, driven directly (spec 13.3, 0.15)."""
+"""The fake SASL exchanges of badsmtp.auth (RFC 4954 §4), driven directly."""
 
 from __future__ import annotations
 
@@ -117,7 +117,7 @@ def test_plain_prompted(user: str) -> None:
     assert r.result == Credentials("PLAIN", user, "password")
 
 
-def test_plain_spec_example() -> None:
+def test_plain_example_exchange() -> None:
     r = run("PLAIN", "AGdvb2RhdXRoQGV4YW1wbGUuY29tAHBhc3N3b3Jk")
     assert r.result == Credentials("PLAIN", "goodauth@example.com", "password")
 
@@ -147,7 +147,8 @@ def test_plain_malformed(decoded: bytes) -> None:
 
 
 def test_plain_equals_initial_response_is_empty_hence_malformed() -> None:
-    # RFC 4954 §4: "=" is a zero-length initial response; spec 13.3: malformed.
+    # RFC 4954 §4: "=" is a zero-length initial response; a PLAIN message
+    # without a username is malformed (RFC 4616 §2).
     r = run("PLAIN", "=")
     assert r.challenges == []
     assert r.error == AUTH_FAILED
@@ -192,7 +193,7 @@ def test_login_initial_response_skips_username_prompt(user: str) -> None:
     assert r.result == Credentials("LOGIN", user, "secret")
 
 
-def test_login_spec_example() -> None:
+def test_login_example_exchange() -> None:
     r = run("LOGIN", None, b"YmFkYXV0aEBleGFtcGxlLmNvbQ==", b"cGFzc3dvcmQ=")
     assert r.result == Credentials("LOGIN", "badauth@example.com", "password")
 
@@ -312,7 +313,7 @@ def test_xoauth2_prompted(user: str) -> None:
     assert r.result == Credentials("XOAUTH2", user, None)
 
 
-def test_xoauth2_spec_example() -> None:
+def test_xoauth2_example_exchange() -> None:
     r = run("XOAUTH2", "dXNlcj1iYWRhdXRoQGV4YW1wbGUuY29tAWF1dGg9QmVhcmVyIHQBAQ==")
     assert r.result == Credentials("XOAUTH2", "badauth@example.com", None)
 
@@ -323,7 +324,7 @@ def test_xoauth2_spec_example() -> None:
         ("user=alice", "alice"),
         ("user=alice,auth=x", "alice"),
         ("auth=Bearer t\x01user=bob\x01", "bob"),
-        ("xuser=carol", "carol"),  # spec 13.3: "user=" anywhere
+        ("xuser=carol", "carol"),  # "user=" anywhere in the response
     ],
 )
 def test_xoauth2_username_run(decoded: str, user: str) -> None:
@@ -353,7 +354,7 @@ def test_xoauth2_cancel() -> None:
     assert r.error == AUTH_CANCELLED
 
 
-# -- strict base64 (spec 13.2) ------------------------------------------------
+# -- strict base64 (RFC 4954 §4) ---------------------------------------------
 @pytest.mark.parametrize(
     "line",
     [
@@ -395,7 +396,7 @@ def test_strict_base64_twin_is_accepted() -> None:
     assert run("LOGIN", None, b"dQ==", b"").result == Credentials("LOGIN", "u", "")
 
 
-# -- failure_exchange (spec 0.15) ---------------------------------------------
+# -- failure_exchange ---------------------------------------------------------
 XOAUTH2_JSON = {"status": "401", "schemes": "Bearer", "scope": "https://mail.google.com/"}
 
 
@@ -426,7 +427,7 @@ def test_reply_bytes_of_errors() -> None:
     assert AUTH_FAILED.render(False) == b"535 Authentication failed\r\n"
 
 
-# -- default authenticator (spec 13.1, 18.3) ----------------------------------
+# -- default authenticator (badsmtp(1), ERROR TRIGGERS) -----------------------
 @pytest.mark.parametrize("name", ["goodauth@example.com", "anyone", "BADAUTH@example.com", ""])
 def test_pattern_accepts(name: str) -> None:
     assert pattern_authenticate(name, "pw") == User(
@@ -441,7 +442,7 @@ def test_pattern_rejects(name: str) -> None:
     assert pattern_authenticate(name, None) is None
 
 
-# -- log redaction (spec 19.4) ------------------------------------------------
+# -- log redaction (badsmtp(1), LOGGING) --------------------------------------
 def test_redact_auth_args() -> None:
     assert redact_auth_args(["PLAIN", "AGdvb2Q="]) == ["PLAIN", "[redacted]"]
     assert redact_auth_args(["LOGIN"]) == ["LOGIN"]

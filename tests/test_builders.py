@@ -30,7 +30,7 @@ def fire(port: int, verb: str, address: str, in_mail_from: bool) -> tuple[bytes,
     client = Client(port)
     try:
         assert client.reply().startswith(b"220 ")
-        client.command(b"EHLO client.example.com")  # enhanced codes on (spec 6.4)
+        client.command(b"EHLO client.example.com")  # enhanced codes on
         addr = address.encode()
         if verb == "mail":
             return client.command(b"MAIL FROM:<" + addr + b">"), client
@@ -43,7 +43,7 @@ def fire(port: int, verb: str, address: str, in_mail_from: bool) -> tuple[bytes,
                 assert client.command(b"RCPT TO:<you@example.com>").startswith(b"250 ")
                 return client.command(b"DATA"), client
             return client.command(b"RCPT TO:<you@example.com>"), client
-        if verb in ("starttls", "auth"):  # not allowed in a transaction: RSET first (6.5)
+        if verb in ("starttls", "auth"):  # not allowed in a transaction: RSET first
             assert client.command(b"RSET").startswith(b"250 ")
         line = {"rset": b"RSET", "noop": b"NOOP", "quit": b"QUIT", "starttls": b"STARTTLS",
                 "auth": b"AUTH PLAIN"}[verb]
@@ -71,7 +71,7 @@ def test_address_triggers_exactly_the_reply_it_names(
     reply, client = fire(badsmtp_session_server.port, verb, address, in_mail_from)
     with client:
         assert reply == expected(code, enhanced)
-        if int(code) == 421 or verb == "quit":  # 421 always closes; so does QUIT (6.5, 6.7)
+        if int(code) == 421 or verb == "quit":  # 421 always closes; so does QUIT (RFC 5321 §3.8)
             assert client.read_to_eof() == b""
 
 
@@ -170,8 +170,25 @@ def test_address_domain() -> None:
     assert badsmtp.address("data", "000") == "data000@example.com"
 
 
-def test_builder_verbs_are_the_servers() -> None:
-    assert set(builders.ADDRESS_VERBS) == triggers.ADDRESS_VERBS
+def test_refusals_list_the_choices_in_the_documented_order() -> None:
+    # The order of the README and badsmtp(1), ERROR TRIGGERS / EHLO KEYWORDS.
+    with pytest.raises(ValueError) as verb:
+        badsmtp.address("xmail", 550)
+    assert str(verb.value) == (
+        "unknown trigger verb 'xmail'; expected one of mail, rcpt, data, rset, noop, quit, starttls, auth"
+    )
+    with pytest.raises(ValueError) as mechanism:
+        badsmtp.ehlo_name(auth="digest-md5")
+    assert str(mechanism.value) == (
+        "unknown AUTH mechanism 'digest-md5'; expected one of plain, login, cram, cram-md5,"
+        " cram-sha256, oauth, xoauth2"
+    )
+    with pytest.raises(ValueError) as capability:
+        badsmtp.ehlo_name(no=["pipelinning"])
+    assert str(capability.value) == (
+        "unknown capability 'pipelinning'; expected one of 8bit, 8bitmime, auth, chunking, enhanced,"
+        " enhancedstatuscodes, pipelining, size, smtputf8, starttls"
+    )
 
 
 # -- validation ----------------------------------------------------------------------

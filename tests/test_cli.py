@@ -1,5 +1,6 @@
 """``python -m badsmtp`` as a subprocess: start-up report, signals, exit status,
-maildir storage, bind errors and ``--version`` (spec 21.2)."""
+maildir storage, bind errors and ``--version`` (badsmtp(1), EXIT STATUS and
+SIGNALS)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def _command(*args: str) -> list[str]:
 
 @functools.cache
 def _has_port_file() -> bool:
-    """Whether this CLI writes a port file (spec 21.2); the first, minimal
+    """Whether this CLI writes a port file (badsmtp(1), --port-file); the first, minimal
     CLI instead prints ``badsmtp 0.1.0 listening on 127.0.0.1 port N``."""
     out = subprocess.run(_command("--help"), check=False, capture_output=True, timeout=30)
     return b"--port-file" in out.stdout
@@ -85,7 +86,8 @@ def test_signal_shuts_down_gracefully_with_status_0(tmp_path: Path, signum: sign
             assert c.reply() == GREETING
             t0 = time.monotonic()
             proc.send_signal(signum)
-            assert c.read_to_eof() == SHUTTING_DOWN  # the live session was told (21.3)
+            # The live session was told (badsmtp(1), SIGNALS).
+            assert c.read_to_eof() == SHUTTING_DOWN
             assert proc.wait(timeout=5) == 0
             assert time.monotonic() - t0 < 5
         assert b"Traceback" not in _stderr(tmp_path)

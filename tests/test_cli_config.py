@@ -1,7 +1,8 @@
-"""The ``badsmtp`` command's configuration (spec 20, 21.2, 22.9-22.12):
-precedence flags > BADSMTP_* environment > file > defaults, the file search,
-error texts and exit statuses, --print-config, and the command run as a
-subprocess (summary, --port-file, --write-tls-cert, SIGTERM)."""
+"""The ``badsmtp`` command's configuration (badsmtp(1), OPTIONS, CONFIGURATION,
+FILES and ENVIRONMENT): precedence flags > BADSMTP_* environment > file >
+defaults, the file search, error texts and exit statuses, --print-config, and
+the command run as a subprocess (summary, --port-file, --write-tls-cert,
+SIGTERM)."""
 
 from __future__ import annotations
 
@@ -169,7 +170,7 @@ def test_unprefixed_logging_variables_and_the_prefixed_ones_win() -> None:
 
 
 def test_unprefixed_server_variables_are_not_read() -> None:
-    # A bare PORT is often set by CI/PaaS for something else (spec 22.9).
+    # A bare PORT is often set by CI/PaaS for something else (badsmtp(1), ENVIRONMENT).
     s = settings([], {"PORT": "1", "MAILBOX_DIR": "/x", "TLS_PORT": "2"})
     assert (s.values["port"], s.values["mailbox_dir"], s.values["tls_port"]) == (2525, None, 25465)
 
@@ -485,7 +486,7 @@ def test_cli_serves_reports_and_exits_on_sigterm(tmp_path: Path) -> None:
     assert messages[-1] == "All sessions closed; shutdown complete"
     shutdown = messages.index("Shutdown signal received, initiating graceful shutdown")
     assert shutdown > messages.index("BadSMTP server started")
-    # Session records carry the session's fields (spec 19.2, 19.3).
+    # Session records carry the session's fields (badsmtp(1), LOGGING).
     opened = [r["fields"] for r in records if r["message"] == "SMTP connection established"]
     assert [(f["port"], f["tls_enabled"]) for f in opened] == [
         (ports["normal_port"], False),

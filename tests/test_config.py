@@ -1,5 +1,6 @@
-"""Port plan validation (spec 20.4): exact texts, in the spec's order, and the
-embedding API running the same checks before it binds anything."""
+"""Port plan validation (badsmtp(1), PORT MAP): exact texts, checked in a fixed
+order, and the embedding API running the same checks before it binds
+anything."""
 
 from __future__ import annotations
 
@@ -119,7 +120,7 @@ def test_checks_run_in_order_and_stop_at_the_first() -> None:
     assert error_for(port=3050, tls_port=3050).startswith("normal port 3050 conflicts with greeting")
 
 
-def test_single_ports_are_checked_in_the_spec_order() -> None:
+def test_single_ports_are_checked_in_a_fixed_order() -> None:
     # normal, immediate drop, TLS, STARTTLS
     assert error_for(tls_port=3001, immediate_drop_port=4001).startswith("immediate drop port 4001")
     assert error_for(starttls_port=3001, tls_port=5001).startswith("TLS port 5001")
@@ -132,7 +133,7 @@ def test_out_of_range_singles_before_ranges() -> None:
     assert error_for(starttls_port=70000, greeting_delay_port_start=0).startswith("STARTTLS port")
 
 
-def test_overlaps_are_checked_in_the_spec_order() -> None:
+def test_overlaps_are_checked_in_a_fixed_order() -> None:
     # greeting/command before greeting/drop before command/drop
     assert error_for(command_delay_port_start=3050, drop_delay_port_start=3060).startswith(
         "port ranges overlap: greeting delay (3000-3099) and command delay"

@@ -1,4 +1,4 @@
-"""The pure core stays pure (STYLE "Three rings"): none of its modules imports
+"""The pure core stays pure: none of its modules imports
 a socket, a clock, a thread, the file system or a process.  The checker is
 proven to catch a bad import on sample sources (the negative twins)."""
 

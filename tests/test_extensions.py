@@ -1,6 +1,6 @@
-"""The extension interfaces (spec 18): each one's call point and its effect on
-the wire, the pure core's ``Policy``, raising extensions, and the example in
-scripts/example_extension.py."""
+"""The extension interfaces (README, Extending badsmtp): each one's call point
+and its effect on the wire, the pure core's ``Policy``, raising extensions, and
+the example in scripts/example_extension.py."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import Client
-from wire import ACCEPTED
+from helpers import ROOT
+from wire import ACCEPTED, LOCAL_ERROR, UNAVAILABLE
 
 import badsmtp
 from badsmtp import (
@@ -44,12 +44,9 @@ from badsmtp.actions import Commit, ErrorSent, Send
 from badsmtp.protocol import Context, Phase, Policy, State
 from badsmtp.triggers import ehlo_capabilities
 
-ROOT = Path(__file__).resolve().parent.parent
 GOOD = "goodauth@example.com"
 AUTHZ = b"550 5.7.1 Requested action not taken: mailbox unavailable\r\n"
 QUOTA = b"552 5.2.2 Requested mail action aborted: exceeded storage allocation\r\n"
-LOCAL_ERROR = b"451 4.3.0 Requested action aborted: local error in processing\r\n"
-REFUSED_421 = b"421 Service not available, closing transmission channel\r\n"
 WAIT = 5.0
 
 
@@ -212,7 +209,7 @@ def test_session_reports_errors_after_their_bytes_in_one_batch() -> None:
     assert quiet.receive_data(b"FOO\r\n") == [Send(b"500 Command not recognised\r\n")]
 
 
-# -- Authenticator (18.3) ----------------------------------------------------------------
+# -- Authenticator -----------------------------------------------------------------------
 class RecordingAuthenticator:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str | None]] = []
@@ -241,12 +238,12 @@ def test_authenticator_call_point_and_effect() -> None:
             assert c.command(base64.b64encode(b"cram@x 00ff")) == (
                 b"235 2.7.0 Authentication successful\r\n"
             )
-    # The password for PLAIN, none for CRAM (spec 18.3).
+    # The password for PLAIN, none for CRAM.
     assert authn.calls == [("badauth@x", "secret"), ("nobody@x", "pw"), ("off@x", "pw"), ("cram@x", None)]
     assert srv.errors == []
 
 
-# -- MessageStore (18.2) -----------------------------------------------------------------
+# -- MessageStore ------------------------------------------------------------------------
 class ListStore:
     def __init__(self, fail: str = "", error: Exception | None = None) -> None:
         self.fail, self.error = fail, error
@@ -305,7 +302,7 @@ def test_message_store_call_point_and_effect() -> None:
     [
         (MailboxUnavailable("gone"), b"550 5.2.1 Requested action not taken: mailbox unavailable\r\n"),
         (QuotaExceeded("full"), b"452 4.2.2 Requested action not taken: insufficient system storage\r\n"),
-        (StorageError("quota not active"), LOCAL_ERROR),  # the text means nothing (0.7)
+        (StorageError("quota not active"), LOCAL_ERROR),  # the text means nothing: the type does
         (RuntimeError("mailbox not active"), LOCAL_ERROR),
     ],
     ids=["unavailable", "quota", "storage", "other"],
@@ -320,14 +317,14 @@ def test_message_store_errors_are_typed(
         # of the message are handled in the same batch.
         assert send_message(c) == reply
         assert store.committed == []
-        assert store.aborted == (1 if where == "write" else 0)  # commit failing: no abort (18.2)
+        assert store.aborted == (1 if where == "write" else 0)  # commit failing: no abort
         assert send_message(c).startswith(reply[:3])  # transaction over; MAIL allowed again
     assert srv.errors == []
     assert any(r.levelno == logging.ERROR and r.getMessage().startswith("SMTP message storage failed")
                for r in logs.records)
 
 
-# -- RateLimiter (18.4) ------------------------------------------------------------------
+# -- RateLimiter -------------------------------------------------------------------------
 class Limiter(AllowAllRateLimiter):
     def __init__(self, connection: tuple[bool, str] = (True, ""),
                  message: tuple[bool, str] = (True, "")) -> None:
@@ -358,7 +355,7 @@ class Limiter(AllowAllRateLimiter):
 
 @pytest.mark.parametrize(
     "reason,wire",
-    [("Too many connections from you", b"421 Too many connections from you\r\n"), ("", REFUSED_421)],
+    [("Too many connections from you", b"421 Too many connections from you\r\n"), ("", UNAVAILABLE)],
 )
 def test_rate_limiter_refuses_a_connection(reason: str, wire: bytes) -> None:
     limiter = Limiter(connection=(False, reason))
@@ -373,10 +370,10 @@ def test_rate_limiter_connection_and_message_call_points() -> None:
     limiter = Limiter()
     with BadSMTP(ports=[0], rate_limiter=limiter) as srv:
         with greeted(srv, b"") as c:
-            # Allowed and recorded before the greeting (2.1).
+            # Allowed and recorded before the greeting.
             assert limiter.calls == [("allow_connection", "127.0.0.1"), ("record_connection", "127.0.0.1")]
             c.command(b"EHLO client.example.com")
-            # Not asked for a MAIL that fails its syntax, trigger or SIZE check (8.1).
+            # Not asked for a MAIL that fails its syntax, trigger or SIZE check.
             c.command(b"MAIL FROM:<not an address>")
             c.command(b"MAIL FROM:<mail451@example.com>")
             c.command(b"MAIL FROM:<a@example.com> SIZE=999999999")
@@ -413,7 +410,7 @@ def test_rate_limiter_refuses_a_message(reason: str, ehlo: bytes, wire: bytes) -
     assert not limiter.recorded_message.is_set()
 
 
-# -- Authorizer (18.5) ------------------------------------------------------------------
+# -- Authorizer --------------------------------------------------------------------------
 class Authz:
     def __init__(self, quota: int = -1) -> None:
         self.quota = quota
@@ -468,7 +465,7 @@ def test_authorizer_quota_aborts_the_delivery() -> None:
     assert [m.size for m in srv.messages] == [len(b"Subject: test\r\n\r\nsmall\r\n")]
 
 
-# -- SessionObserver (18.6) --------------------------------------------------------------
+# -- SessionObserver ---------------------------------------------------------------------
 class Observer:
     def __init__(self) -> None:
         self.events: list[tuple[Any, ...]] = []
@@ -686,7 +683,7 @@ def converse(port: int) -> list[bytes]:
 HAPPY = len(SCRIPT) + 1
 # method → (index of the reply that changes, that reply); None: nothing visible.
 DOCUMENTED: dict[str, tuple[int, bytes] | None] = {
-    "allow_connection": (0, REFUSED_421),
+    "allow_connection": (0, UNAVAILABLE),
     "authenticate": (3, b"535 5.7.8 Authentication failed\r\n"),
     "can_send_from": (4, AUTHZ),
     "allow_message": (4, b"451 4.7.1 Requested action aborted: local error in processing\r\n"),
@@ -729,7 +726,7 @@ def test_raising_extension_gives_the_documented_reply(
     logged = [r for r in logs.records if r.levelno == logging.ERROR and r.name.startswith("badsmtp")]
     assert logged, "the extension's exception must be logged at ERROR"
     # The exception is in the record: as exc_info, in the message, or in the
-    # record's ``error`` field (spec 19.2).
+    # record's ``error`` field (badsmtp(1), LOGGING).
     assert any(
         r.exc_info or "exploded" in r.getMessage() or "exploded" in str(getattr(r, "error", ""))
         for r in logged

@@ -14,12 +14,11 @@ from pathlib import Path
 import pytest
 from conftest import Client
 from test_server import wait_until
-from wire import ACCEPTED, GREETING, MAIL_OK, OK, RCPT_OK
+from wire import ACCEPTED, BYE, GREETING, LOCAL_ERROR, MAIL_OK, OK, RCPT_OK
 
 from badsmtp import BadSMTP, Listener, Message, StorageError
 from badsmtp.config import Role
 
-BYE = b"221 2.0.0 Bye\r\n"
 NO_RCPTS = b"503 5.5.1 Bad sequence of commands\r\n"
 SYNTAX = b"501 5.5.4 Syntax error in parameters\r\n"
 # A chunk that spells a whole transaction of its own: if a refused BDAT let
@@ -111,7 +110,7 @@ def test_chunks_pipelined_after_a_refused_one_are_refused_too(server: BadSMTP) -
     assert server.messages == []
 
 
-# -- a storage failure belongs to its own delivery (18.2) -----------------------------
+# -- a storage failure belongs to its own delivery (README, Storing messages) ---------
 class _FailsOn:
     """A message store whose write raises for content containing ``marker``."""
 
@@ -133,7 +132,6 @@ class _FailsOn:
         pass
 
 
-FAILED = b"451 4.3.0 Requested action aborted: local error in processing\r\n"
 ENVELOPE = b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n"
 
 
@@ -158,7 +156,7 @@ def test_a_failed_write_is_answered_at_the_end_of_its_own_message(tmp_path: Path
     store = _FailsOn(b"FAIL")
     with _store_server(tmp_path, store) as srv:
         got = pipelined(srv.port, ENVELOPE + b"BDAT 4\r\nFAIL" b"BDAT 2 LAST\r\nok" + ENVELOPE + b"BDAT 2 LAST\r\nok")
-        assert got == [MAIL_OK, RCPT_OK, OK, FAILED, MAIL_OK, RCPT_OK, ACCEPTED, BYE]
+        assert got == [MAIL_OK, RCPT_OK, OK, LOCAL_ERROR, MAIL_OK, RCPT_OK, ACCEPTED, BYE]
         assert [m.content for m in srv.messages] == [b"ok"]
     assert len(os.listdir(tmp_path / "mb" / "new")) == 1
     assert os.listdir(tmp_path / "mb" / "tmp") == []
@@ -183,7 +181,7 @@ def test_a_message_after_a_failed_one_is_aborted_or_stored_never_orphaned(tmp_pa
     assert len(store.committed) == 1
 
 
-# -- every wait ends when the client leaves (0.20) ------------------------------------
+# -- every wait ends when the client leaves (badsmtp(1), --idle-timeout) --------------
 LONG = 600.0  # a delay no test may sit out
 
 
@@ -264,7 +262,7 @@ def test_a_stop_still_ends_a_delay_with_421() -> None:
         assert c.read_to_eof() == b"421 4.3.2 Service shutting down\r\n"
 
 
-# -- the idle timeout is per command line and per reply write (0.20) -----------------
+# -- the idle timeout is per command line and per reply write (badsmtp(1), --idle-timeout)
 IDLE = 0.6
 
 

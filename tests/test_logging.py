@@ -1,6 +1,6 @@
-"""Logging (spec 19): the record shapes, levels, and the four outputs, each
-received by a listener of our own on 127.0.0.1 (or a UNIX socket for
-syslog)."""
+"""Logging (badsmtp(1), the Logging options and LOGGING): the record shapes,
+levels, and the four outputs, each received by a listener of our own on
+127.0.0.1 (or a UNIX socket for syslog)."""
 
 from __future__ import annotations
 
@@ -298,7 +298,7 @@ def test_ipv6_remote_address() -> None:
     setup.close()
 
 
-# -- session events from a live server (spec 19.2, 19.3, 19.4) ----------------------------------
+# -- session events from a live server (badsmtp(1), LOGGING) ------------------------------------
 SESSION_ID = re.compile(r"sess_[0-9a-f]{24}")
 
 
@@ -500,7 +500,7 @@ def test_a_clients_failed_handshake_is_a_warn(
     records: Callable[[str], list[dict[str, Any]]],
 ) -> None:
     # Port scans and cipher probes botch handshakes by the hundred: WARN, not
-    # ERROR (spec 0.21), so CI jobs that fail on ERROR lines do not fail.
+    # ERROR, so CI jobs that fail on ERROR lines do not fail.
     records("WARN")
     with BadSMTP(ports=[Listener(0, "tls")]) as server:
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:

@@ -8,13 +8,12 @@ import re
 import shutil
 import subprocess
 import tomllib
-from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
 from badsmtp import options
 
-ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "man" / "badsmtp.1"
 
 

@@ -5,13 +5,13 @@ internal error while it ran (each positive case has that failing twin)."""
 from __future__ import annotations
 
 import importlib.metadata
-from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
 pytest_plugins = ["pytester"]
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "test_pytest_example.py"
+EXAMPLE = ROOT / "examples" / "test_pytest_example.py"
 
 # An internal error: the session's greeting raises, the server answers 421.
 BREAK = """

@@ -1,8 +1,8 @@
 """A harness that starts ``badsmtp`` as a subprocess learns every port from
-``--port-file`` (spec 21.2): no fixed port, no polling a port, no sleeping.
-It waits for the process's first line on stderr (printed once every
-listener is bound and the port file is in place), then reads the file and
-connects at once."""
+``--port-file`` (badsmtp(1), --port-file): no fixed port, no polling a port,
+no sleeping.  It waits for the process's first line on stderr (printed once
+every listener is bound and the port file is in place), then reads the file
+and connects at once."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""Port-based behaviours end to end (spec 1, 2.1, 16, 21.3): every role on an
-ephemeral port with sub-second delays, the README's real numbers once, the
-whole 304-listener plan, and shutdown in the middle of every kind of wait.
+"""Port-based behaviours end to end (badsmtp(1), PORT MAP and SIGNALS): every
+role on an ephemeral port with sub-second delays, the README's real numbers
+once, the whole 304-listener plan, and shutdown in the middle of every kind of
+wait.
 
 Timings are measured with ``time.monotonic`` around blocking reads that have
 a deadline; nothing sleeps.  A lower bound proves the server waited, an upper
@@ -76,13 +77,13 @@ def read_nothing_then_eof(port: int, timeout: float = 15.0) -> tuple[bytes, floa
     return data, time.monotonic() - t0
 
 
-# -- every role on port 0 with sub-second delays (spec 1.3, 16) ------------------------
+# -- every role on port 0 with sub-second delays (README, Embedding in tests) ----------
 def test_greeting_delay_measured_from_accept_to_first_byte(serve: Callable[..., BadSMTP]) -> None:
     srv = serve(Listener(0, Role.GREETING_DELAY, 0.3))
     assert srv.listeners[0].role is Role.GREETING_DELAY and srv.listeners[0].delay == 0.3
     t0 = time.monotonic()
     with Client(srv.port) as c:
-        # Input sent during the delay waits in the socket and is served afterwards (16.1).
+        # Input sent during the delay waits in the socket and is served afterwards.
         c.send(b"EHLO early.example\r\nNOOP\r\n")
         assert c.reply() == GREETING
         assert_about(time.monotonic() - t0, 0.3, "greeting delay")
@@ -106,7 +107,7 @@ def test_command_delay_on_every_command_but_not_on_data_content(
     srv = serve(Listener(0, Role.COMMAND_DELAY, 0.2))
     with Client(srv.port) as c:
         greeting, elapsed = timed(c.reply)
-        assert greeting == GREETING and elapsed < 0.2  # the greeting is not delayed (16.3)
+        assert greeting == GREETING and elapsed < 0.2  # the greeting is not delayed
         for line, expected in [
             (b"EHLO client.example", None),
             (b"MAIL FROM:<alice@example.com>", MAIL_OK),
@@ -200,7 +201,7 @@ def test_no_dlay_for_a_name_that_only_contains_it(serve: Callable[..., BadSMTP])
         assert elapsed < 0.2 and later < 0.2
 
 
-# -- the README's real numbers, once (spec 1.1) ----------------------------------------
+# -- the README's real numbers, once (README, Quick tour) --------------------------------
 REAL_PORTS = [3001, 5001, 6000, 5000, 4000]
 
 
@@ -272,7 +273,7 @@ def test_the_readme_port_numbers_with_real_delays() -> None:
     assert srv.errors == []
 
 
-# -- the whole default plan (spec 1.1, 1.2, 1.4) ---------------------------------------
+# -- the whole default plan (badsmtp(1), PORT MAP) ---------------------------------------
 def _free_block(size: int = 300) -> int:
     """A start port whose next ``size`` ports are free now, below the kernel's
     ephemeral range (32768+) so client sockets do not wander into it."""
@@ -409,7 +410,7 @@ def test_a_busy_main_port_raises_and_leaves_nothing_listening(
     assert not [r for r in caplog.records if "skipping listener" in r.getMessage()]
 
 
-# -- shutdown in the middle of a wait (spec 16.4, 21.3) --------------------------------
+# -- shutdown in the middle of a wait (badsmtp(1), SIGNALS) ------------------------------
 def _accepted(srv: BadSMTP, probe_port: int) -> None:
     """Return once every connection made before now has been accepted: the one
     acceptor thread handles all ready listeners in each pass, so a greeting on a
@@ -465,7 +466,7 @@ def test_stop_on_a_drop_port_attempts_the_421(serve: Callable[..., BadSMTP]) -> 
     with Client(srv.ports[0]) as c:
         _accepted(srv, srv.ports[1])
         _stop_quickly(srv)
-        assert c.read_to_eof(timeout=2) == SHUTTING_DOWN  # attempted even here (21.3)
+        assert c.read_to_eof(timeout=2) == SHUTTING_DOWN  # attempted even here
 
 
 def test_stop_during_a_990_second_delay_of_the_full_plan() -> None:

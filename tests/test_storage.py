@@ -1,6 +1,7 @@
 """Message storage over real sockets: the maildir layout and file format
-(spec 17), nothing kept for failed transactions (6.8, 18.2), and typed store
-errors turned into replies (0.7, Appendix A)."""
+(README, Storing messages; badsmtp(1), --mailbox), nothing kept for failed
+transactions, and typed store errors turned into replies (README, Extending
+badsmtp)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ from test_server import (
 from badsmtp import BadSMTP, MailboxUnavailable, Message, QuotaExceeded, StorageError
 from badsmtp.storage import STALE_AGE, MaildirStore, MessageStore
 
-NAME = re.compile(r"^(\d+)\.(\d+)_(\d+)_(\d+)\.(.+)$")  # spec 17.2
+NAME = re.compile(r"^(\d+)\.(\d+)_(\d+)_(\d+)\.(.+)$")  # {sec}.{usec}_{pid}_{n}.{host}
 DATE = r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}"
 
 
@@ -60,7 +61,7 @@ def listing(mb: Path, sub: str) -> list[str]:
 
 def test_directories_are_created_at_construction(tmp_path: Path) -> None:
     path = tmp_path / "parent" / "mb"
-    BadSMTP(ports=[0], mailbox_dir=path)  # not even started (17.1: at start-up)
+    BadSMTP(ports=[0], mailbox_dir=path)  # not even started (badsmtp(1), --mailbox: at start-up)
     for d in (tmp_path / "parent", path, path / "tmp", path / "new", path / "cur"):
         assert d.is_dir(), d
         assert stat.S_IMODE(d.stat().st_mode) & 0o027 == 0, (d, oct(d.stat().st_mode))
@@ -100,7 +101,7 @@ def test_a_message_lands_in_new_with_the_exact_prefix(maildir_server: BadSMTP, m
     assert data[prefix.end() :] == content
     received = parsedate_to_datetime(prefix.group(1).decode()).timestamp()
     assert int(before) - 1 <= received <= after + 1
-    # The file name (17.2).
+    # The file name.
     m = NAME.match(name)
     assert m is not None, name
     seconds, micros, pid, _, host = m.groups()
@@ -177,7 +178,7 @@ def test_readable_with_stdlib_maildir(maildir_server: BadSMTP, mb: Path) -> None
     assert [m.subject for m in maildir_server.wait_for_messages(2)] == ["one", "two"]
 
 
-# -- failed transactions keep nothing (6.8, 17.2) ----------------------------------------
+# -- failed transactions keep nothing (README, Storing messages) -------------------------
 def _one_tmp_file(mb: Path) -> None:
     wait_until(lambda: len(listing(mb, "tmp")) == 1, what="the delivery's tmp file")
 
@@ -206,7 +207,7 @@ def _size_552_bdat(c: Client, srv: BadSMTP, mb: Path) -> None:
 def _data_trigger_on_bdat_last(c: Client, srv: BadSMTP, mb: Path) -> None:
     open_transaction(c, b"data550_5.6.0@example.com")
     c.send(b"BDAT 4\r\nabcd")
-    assert c.reply() == OK  # a data trigger spares non-final chunks (11.4)
+    assert c.reply() == OK  # a data trigger spares non-final chunks
     assert len(listing(mb, "tmp")) == 1
     c.send(b"BDAT 4 LAST\r\nefgh")
     assert c.reply() == b"550 5.6.0 Requested action not taken: mailbox unavailable\r\n"
@@ -230,7 +231,7 @@ def _ehlo_mid_bdat(c: Client, srv: BadSMTP, mb: Path) -> None:
     c.send(b"BDAT 4\r\nabcd")
     assert c.reply() == OK
     assert len(listing(mb, "tmp")) == 1
-    ehlo(c)  # a repeated EHLO resets the transaction like RSET (0.4)
+    ehlo(c)  # a repeated EHLO resets the transaction like RSET (RFC 5321 §4.1.4)
 
 
 def _disconnect_mid_data(c: Client, srv: BadSMTP, mb: Path) -> None:
@@ -349,7 +350,7 @@ def test_mailbox_path_that_is_a_file_fails_at_construction(tmp_path: Path) -> No
     assert path.read_bytes() == b"not a directory"
 
 
-# -- typed store errors (0.7, 18.2) --------------------------------------------------------
+# -- typed store errors (README, Extending badsmtp) ----------------------------------------
 class _Delivery:
     def __init__(self, store: _FailingStore) -> None:
         self.store = store
@@ -387,7 +388,7 @@ ERRORS = [
      b"550 Requested action not taken: mailbox unavailable\r\n"),
     (QuotaExceeded("full"), b"452 4.2.2 Requested action not taken: insufficient system storage\r\n",
      b"452 Requested action not taken: insufficient system storage\r\n"),
-    (StorageError("quota mailbox unavailable"),  # text never matters (0.7)
+    (StorageError("quota mailbox unavailable"),  # text never matters
      b"451 4.3.0 Requested action aborted: local error in processing\r\n",
      b"451 Requested action aborted: local error in processing\r\n"),
     (ValueError("not active"), b"451 4.3.0 Requested action aborted: local error in processing\r\n",
@@ -416,7 +417,7 @@ def test_store_errors_become_typed_replies(
                 assert c.reply().startswith(b"250 ")
                 c.send(b"BDAT 6 LAST\r\n world")
             assert c.reply() == expected
-            # The transaction is over (10.4): a new one can start.
+            # The transaction is over: a new one can start.
             reply = c.command(b"RCPT TO:<bob@example.com>")
             assert reply.startswith(b"503 ")
         assert srv.messages == []
@@ -452,13 +453,13 @@ def test_a_maildir_that_disappears_is_recreated_at_the_next_delivery(
 
     send_one(maildir_server.port)
     assert len(listing(mb, "new")) == 1
-    shutil.rmtree(mb if gone == "mailbox" else mb / "new")  # 17.1: re-created when needed
+    shutil.rmtree(mb if gone == "mailbox" else mb / "new")  # re-created when needed
     send_one(maildir_server.port)
     assert len(listing(mb, "new")) == 1 and listing(mb, "tmp") == []
     assert stat.S_IMODE((mb / "new").stat().st_mode) == 0o750 & ~_umask()
 
 
-# -- a full disk, a crash: nothing left in tmp/ (17.2) ------------------------------------
+# -- a full disk, a crash: nothing left in tmp/ (README, Storing messages) ----------------
 class _FullDiskFile:
     """A maildir file on a disk that fills up after ``room`` octets: writes
     past it fail with ENOSPC, and so does the flush in ``close()`` (as a
@@ -563,7 +564,7 @@ def test_stale_tmp_files_are_removed_at_start(tmp_path: Path) -> None:
     other_host = _tmp_file(mb, f"1700000000.1700000000000004_{_dead_pid()}_7.elsewhere")
     not_ours = _tmp_file(mb, "1700000000.M1P2Q3.mailer")
     ancient = _tmp_file(mb, "1600000000.M1P2Q4.mailer", age=STALE_AGE + 60)
-    BadSMTP(ports=[0], mailbox_dir=str(mb))  # construction sets up the mailbox (17.1)
+    BadSMTP(ports=[0], mailbox_dir=str(mb))  # construction sets up the mailbox
     assert not dead.exists() and not ancient.exists()
     assert live_pid.exists() and live_init.exists() and other_host.exists() and not_ours.exists()
 

@@ -24,11 +24,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from helpers import ROOT
 
 from badsmtp import tls
-from badsmtp.tls import TLSConfig, TLSProvider, TLSSetupError
+from badsmtp.tls import TLSProvider, TLSSetupError
 
-ROOT = Path(__file__).resolve().parents[1]
 OPENSSL = "/usr/bin/openssl"
 TIMEOUT = 5.0
 LOOPBACK_IPS = {ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")}
@@ -291,10 +291,6 @@ def test_providers_do_not_share_certificates() -> None:
     assert TLSProvider().certificate_pem() != TLSProvider().certificate_pem()
 
 
-def test_tls_config_is_the_same_class() -> None:
-    assert TLSConfig is TLSProvider
-
-
 @pytest.mark.parametrize("hostname", ["not a host", "under_score.example", "x" * 254])
 def test_invalid_tls_hostname_is_a_setup_error(hostname: str) -> None:
     with pytest.raises(TLSSetupError, match="tls_hostname"):
@@ -495,7 +491,7 @@ def handshake(
 @pytest.mark.parametrize(
     ("trusted", "server_hostname", "expected_cn"),
     [
-        (None, "localhost", "badsmtp.test"),  # the default cert covers localhost (spec 0.13)
+        (None, "localhost", "badsmtp.test"),  # the default cert covers localhost
         (None, "badsmtp.test", "badsmtp.test"),
         (None, "127.0.0.1", "badsmtp.test"),  # IP: no SNI is sent (RFC 6066 §3)
         ("mx.example.org", "mx.example.org", "mx.example.org"),  # per-SNI certificate

@@ -1,4 +1,4 @@
-"""TLS through the running server with real clients (spec 14, 0.9, 0.13):
+"""TLS through the running server with real clients (RFC 3207; badsmtp(1), the TLS options):
 openssl s_client, swaks and smtplib with certificate verification on, each with
 a twin proving that verification fails for a client not given the certificate
 or asking for a name it does not carry; the RFC 3207 state reset and the
@@ -47,8 +47,8 @@ def srv(caplog: pytest.LogCaptureFixture) -> Iterator[BadSMTP]:
     with BadSMTP(ports=[0, Listener(0, Role.TLS)]) as server:
         yield server
     assert server.errors == [], f"internal errors in the server: {server.errors!r}"
-    # The negative tests fail handshakes: a client's failure is a WARN (spec
-    # 0.21), so anything at ERROR is a server bug.
+    # The negative tests fail handshakes: a client's failure is a WARN, so
+    # anything at ERROR is a server bug.
     tracebacks = [r.getMessage() for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
     assert tracebacks == []
 
@@ -104,7 +104,7 @@ def no_verification() -> ssl.SSLContext:
     return context
 
 
-# -- openssl s_client (spec 0.9: verifiable with the trusted PEM) --------------------
+# -- openssl s_client (verifiable with the PEM of badsmtp(1), --write-tls-cert) ------
 def s_client(
     *args: str, stdin: bytes = b"EHLO client.example\nQUIT\n"
 ) -> subprocess.CompletedProcess[bytes]:
@@ -129,7 +129,7 @@ def test_openssl_s_client_implicit_tls_verifies(srv: BadSMTP, cafile: Path) -> N
     assert "Verification: OK" in out and "Verify return code: 0 (ok)" in out
     assert "Verified peername: localhost" in out
     assert "220 badsmtp.test ESMTP BadSMTP" in out
-    assert "250-STARTTLS" not in out  # the session is encrypted from the start (14.3)
+    assert "250-STARTTLS" not in out  # the session is encrypted from the start
     assert "221 2.0.0 Bye" in out
 
 
@@ -148,7 +148,7 @@ def test_openssl_s_client_starttls_verifies(srv: BadSMTP, cafile: Path) -> None:
     out = done.stdout.decode(errors="replace")
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     assert "Verification: OK" in out and "Verify return code: 0 (ok)" in out
-    assert "250-STARTTLS" not in out  # our EHLO after the handshake (14.2)
+    assert "250-STARTTLS" not in out  # our EHLO after the handshake (RFC 3207 §4.2)
     assert "221 2.0.0 Bye" in out
 
 
@@ -303,7 +303,7 @@ def test_ip_address_the_certificate_does_not_carry_fails_verification(srv: BadSM
 
 
 def test_name_the_default_certificate_does_not_carry_fails_verification(srv: BadSMTP) -> None:
-    # "other_example" is no DNS name, so it gets the default certificate (14.4),
+    # "other_example" is no DNS name, so it gets the default certificate,
     # trusted here: the chain verifies, the host name does not.
     with pytest.raises(ssl.SSLCertVerificationError) as info:
         tls_client(tls_port(srv), srv.client_ssl_context(), server_hostname="other_example").close()
@@ -318,7 +318,7 @@ def test_every_default_name_verifies_with_the_default_certificate(
         assert c.reply() == GREETING
 
 
-# -- SNI (spec 0.13) -------------------------------------------------------------------
+# -- SNI (RFC 6066 §3) -----------------------------------------------------------------
 @pytest.mark.parametrize("mode", ["implicit", "starttls"])
 def test_sni_name_gets_its_own_certificate(srv: BadSMTP, mode: str) -> None:
     context = srv.client_ssl_context("mx.example.org")
@@ -351,7 +351,7 @@ def test_sni_name_does_not_verify_against_the_default_certificate(srv: BadSMTP) 
     assert info.value.verify_code == SELF_SIGNED
 
 
-# -- STARTTLS on the wire (spec 14.1, 14.2) ----------------------------------------------
+# -- STARTTLS on the wire (RFC 3207 §4, §4.2) --------------------------------------------
 def test_after_starttls_ehlo_drops_starttls_and_a_second_one_is_refused(srv: BadSMTP) -> None:
     with Client(srv.port) as c:
         assert c.reply() == GREETING
@@ -359,7 +359,7 @@ def test_after_starttls_ehlo_drops_starttls_and_a_second_one_is_refused(srv: Bad
         starttls(c, srv.client_ssl_context())
         assert c.command(b"MAIL FROM:<a@example.com>") == (
             b"503 Bad sequence - MAIL not allowed in HELO state\r\n"
-        )  # state reset; no enhanced codes until the next EHLO (14.2)
+        )  # state reset; no enhanced codes until the next EHLO (RFC 3207 §4.2)
         assert b"STARTTLS" not in ehlo(c)
         assert c.command(b"STARTTLS") == ALREADY
         assert c.command(b"NOOP") == OK  # still a working TLS session
@@ -474,7 +474,7 @@ def test_stop_sends_421_inside_tls_then_close_notify(srv: BadSMTP, mode: str) ->
         assert c.read_to_eof() == b"421 4.3.2 Service shutting down\r\n"
 
 
-# -- the implicit TLS port (spec 14.3) -----------------------------------------------------
+# -- the implicit TLS port (badsmtp(1), PORT MAP) -------------------------------------------
 def test_implicit_port_greets_only_after_the_handshake(srv: BadSMTP) -> None:
     with Client(tls_port(srv)) as c:
         c.sock.settimeout(0.3)
@@ -623,7 +623,7 @@ def test_stop_during_a_tls_handshake_returns_quickly() -> None:
     assert server.errors == []
 
 
-# -- user-supplied certificate files (spec 14.4) ------------------------------------------
+# -- user-supplied certificate files (badsmtp(1), --tls-cert-file) -------------------------
 def make_cert_files(tmp_path: Path, name: str = "localhost") -> tuple[Path, Path, int]:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization

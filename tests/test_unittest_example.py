@@ -9,7 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+from helpers import ROOT
+
+EXAMPLES = ROOT / "examples"
 
 # Reuses the example's set-up (server, cleanup check) for one test that
 # plants a bug in the server but passes on the client side.
@@ -33,7 +35,10 @@ class Twin(example.SendMailTest):
 
 
 def run_unittest(*args: str, cwd: Path, pythonpath: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = None if pythonpath is None else {**os.environ, "PYTHONPATH": str(pythonpath)}
+    """``python -m unittest args`` in ``cwd``; ``pythonpath`` goes first on the
+    path, before this checkout (so its badsmtp, never another installed one)."""
+    path = [str(pythonpath) if pythonpath else "", str(ROOT), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))}
     return subprocess.run(
         [sys.executable, "-W", "error::ResourceWarning", "-m", "unittest", "-v", *args],
         cwd=cwd,
@@ -59,3 +64,18 @@ def test_an_internal_error_fails_the_unittest(tmp_path: Path) -> None:
     assert "FAILED (failures=1)" in result.stderr
     assert "badsmtp recorded internal errors" in result.stderr
     assert "RuntimeError('planted bug')" in result.stderr
+
+
+def test_the_subprocess_runs_this_checkouts_badsmtp(tmp_path: Path) -> None:
+    # With another badsmtp installed (an editable install of another
+    # checkout), a PYTHONPATH of the examples alone would test that one.
+    (tmp_path / "test_where.py").write_text(
+        "import unittest\n\nimport badsmtp\n\n\n"
+        "class Where(unittest.TestCase):\n"
+        "    def test_where(self):\n"
+        "        print('badsmtp from', badsmtp.__file__)\n",
+        encoding="utf-8",
+    )
+    result = run_unittest("test_where", cwd=tmp_path, pythonpath=EXAMPLES)
+    assert result.returncode == 0, result.stderr
+    assert f"badsmtp from {ROOT / 'badsmtp' / '__init__.py'}" in result.stdout

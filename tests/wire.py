@@ -1,4 +1,4 @@
-"""The replies the tests expect, byte for byte (spec Appendix A), in one place.
+"""The replies the tests expect, byte for byte, in one place.
 Written out literally, not taken from badsmtp.replies: a test must not agree
 with the server just because both read the same table."""
 
@@ -23,3 +23,5 @@ ACCEPTED = b"250 2.0.0 OK Message accepted for delivery\r\n"
 BYE = b"221 2.0.0 Bye\r\n"
 SHUTTING_DOWN = b"421 Service shutting down\r\n"
 SHUTTING_DOWN_ENH = b"421 4.3.2 Service shutting down\r\n"
+LOCAL_ERROR = b"451 4.3.0 Requested action aborted: local error in processing\r\n"
+UNAVAILABLE = b"421 Service not available, closing transmission channel\r\n"
