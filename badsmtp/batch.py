@@ -11,7 +11,7 @@ A :class:`Transaction` is the message being received, as a frozen value.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
 from .actions import Action, Log, Send
@@ -84,8 +84,13 @@ class Transaction:
 
     def grown(self, octets: int, limit: int) -> tuple[Transaction, bool]:
         """``octets`` more; and whether this made it pass ``limit`` (RFC 1870
-        §4: it is then refused, but read to its end)."""
+        §4: it is then refused, but read to its end).  Built directly, not
+        with ``dataclasses.replace``: this runs for every piece of content."""
         size = self.size + octets
         if size > limit and not self.overflow:
-            return replace(self, size=size, overflow=True), True
-        return replace(self, size=size), False
+            return Transaction(size, True, self.open), True
+        return Transaction(size, self.overflow, self.open), False
+
+    def closed(self) -> Transaction:
+        """The same message with its delivery no longer open."""
+        return Transaction(self.size, self.overflow, False)

@@ -61,8 +61,7 @@ def committed(state: State, error: Reply | None) -> Result:
     failure's reply (a failure of any step of this delivery)."""
     if error is not None:
         return _failed(state, error)
-    accepted = replace(transaction_over(state), messages=state.messages + 1)
-    return accepted, [replies.ACCEPTED, Accepted()]
+    return transaction_over(state, accepted=True), [replies.ACCEPTED, Accepted()]
 
 
 def _failed(state: State, reply: Reply) -> Result:

@@ -68,7 +68,7 @@ class Framing:
     # -- reading -------------------------------------------------------------------
     def _process(self) -> None:
         pos, buf = 0, self._buf
-        while True:
+        while pos < len(buf):
             reader = self._reader
             after = _READ[type(reader)](self, reader, buf, pos)
             if after is None:
@@ -76,6 +76,10 @@ class Framing:
             pos = after
             if self._paused or self._closed:
                 break
+        else:  # the buffer is read: a BDAT 0 at its end still has its chunk, empty
+            reader = self._reader
+            if type(reader) is ChunkReader and reader.left == 0:
+                self._chunk_complete(reader.last)
         if self._closed:
             if pos < len(buf) and self._recorder is not None:
                 self._recorder.discarded(buf[pos:])  # pipelined after a 421
@@ -97,8 +101,6 @@ class Framing:
         return after
 
     def _read_data(self, reader: DataReader, buf: bytes, pos: int) -> int | None:
-        if pos == len(buf):
-            return None
         if self._recorder is not None:
             self._recorder.content_read()
         after, piece, ended = reader(buf, pos)

@@ -117,15 +117,13 @@ def _dispatch(state: State, verb: str, args: list[str], ctx: Context) -> Result:
 
 
 def _guarded(state: State, verb: str, args: list[str], ctx: Context) -> Result | None:
-    """The answer of the verb's guard or of its armed trigger, if any."""
-    if verb not in GUARDS:
+    """The answer of an armed trigger for ``verb``, unless what wins over it
+    (the verb's guard) answers first.  None when nothing is armed for it."""
+    armed = state.armed
+    if armed is None or armed.verb != verb.lower() or verb not in GUARDS:
         return None
     guard = GUARDS[verb]
-    if guard is not None:
-        early = guard(state, args, ctx)
-        if early is not None:
-            return early
-    return _fire(state, verb)
+    return (guard and guard(state, args, ctx)) or _fire(state, verb)
 
 
 def _fire(state: State, verb: str) -> Result | None:

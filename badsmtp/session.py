@@ -94,11 +94,11 @@ class Session(Framing):
         if not data:  # the client closed its side: nothing more will come
             self._abort_delivery()
             self._close()
-            return self._take()
+            return self._batch.take()
         self._buf = self._buf + data if self._buf else data
         if not self._paused:
             self._process()
-        return self._take()
+        return self._batch.take()
 
     def waited(self) -> list[Action]:
         """The Wait has passed: what it held back goes on."""
@@ -115,7 +115,7 @@ class Session(Framing):
         a ``write`` or ``commit`` raised: a failure travels with the delivery
         it belongs to, never with whatever transaction the session (which may
         have read far ahead in a pipeline) is in when the shell sees it."""
-        self._message = replace(self._message, open=False)
+        self._message = self._message.closed()
         self._paused = False
         self._apply(content.committed(self.state, error))
         return self._resume()
@@ -142,7 +142,7 @@ class Session(Framing):
         self._buf = b""
         self._paused = False
         self._reader = self._lines
-        return self._take()
+        return self._batch.take()
 
     def timeout(self) -> list[Action]:
         return self._end_with(replies.IDLE_TIMEOUT)
@@ -151,9 +151,6 @@ class Session(Framing):
         return self._end_with(replies.SHUTTING_DOWN)
 
     # -- batching ------------------------------------------------------------------
-    def _take(self) -> list[Action]:
-        return self._batch.take()
-
     def _pause(self, action: Action) -> None:
         self._paused = True
         self._batch.act(action)
@@ -182,12 +179,12 @@ class Session(Framing):
             self._verb = ""  # a connection-level reply
             self._abort_delivery()
             self._reply(reply)
-        return self._take()
+        return self._batch.take()
 
     def _resume(self) -> list[Action]:
         if not self._paused and not self._closed:
             self._process()
-        return self._take()
+        return self._batch.take()
 
     def _line(self, line: bytes) -> bool:
         if self._delay_before(line):
@@ -354,7 +351,7 @@ class Session(Framing):
 
     def _abort_delivery(self, _: object = None) -> None:
         if self._message.open:
-            self._message = replace(self._message, open=False)
+            self._message = self._message.closed()
             if self._stream:
                 self._batch.act(Abort())
 

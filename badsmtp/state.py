@@ -136,11 +136,14 @@ def fired(trigger: str, code: int, stage: str) -> Log:
     return Log("WARN", "SMTP error simulation triggered", fields)
 
 
-def transaction_over(state: State) -> State:
-    """End of a transaction by acceptance or by a size/storage failure:
+def transaction_over(state: State, accepted: bool = False) -> State:
+    """End of a transaction, by acceptance (counted) or by a failure:
     envelope and armed trigger cleared (README "Asking for errors": a
     deferred error stays armed until a message is accepted)."""
-    return replace(state, phase=Phase.MAIL, sender=None, recipients=(), armed=None)
+    return replace(
+        state, phase=Phase.MAIL, sender=None, recipients=(), armed=None,
+        messages=state.messages + accepted,
+    )  # fmt: skip
 
 
 def reset(state: State) -> State:

@@ -57,15 +57,19 @@ def _recipient(state: State, args: list[str], ctx: Context) -> str:
     return recipient
 
 
-def _recipient_first(state: State, args: list[str], ctx: Context) -> Result | None:
-    """A bad address, the recipient limit and a recipient's own ``rcpt``
-    trigger win over the one armed by MAIL FROM: that one answers every
-    *other* recipient (README "Asking for errors")."""
-    recipient = _recipient(state, args, ctx)
+def _own_trigger(state: State, recipient: str) -> Result | None:
+    """A recipient's own ``rcpt`` trigger answers that recipient alone."""
     own = triggers.address_trigger(recipient)
     if own is not None and own.verb == "rcpt":
         return state, [own.reply, fired(recipient, own.reply.code, "RCPT")]
     return None
+
+
+def _recipient_first(state: State, args: list[str], ctx: Context) -> Result | None:
+    """A bad address, the recipient limit and a recipient's own ``rcpt``
+    trigger win over the one armed by MAIL FROM: that one answers every
+    *other* recipient (README "Asking for errors")."""
+    return _own_trigger(state, _recipient(state, args, ctx))
 
 
 # -- the verbs -----------------------------------------------------------------------------
@@ -96,6 +100,7 @@ def _ehlo(state: State, args: list[str], ctx: Context) -> Result:
 
 
 def _auth(state: State, args: list[str], ctx: Context) -> Result:
+    _not_authenticated(state, args, ctx)
     mechanism = args[0].upper()
     if mechanism not in triggers.AUTH_ALL:
         raise ReplyError(replies.AUTH_UNSUPPORTED)
@@ -133,13 +138,17 @@ def _may_send(sender: str, ctx: Context) -> None:
 
 
 def _rcpt(state: State, args: list[str], ctx: Context) -> Result:
-    recipient = _recipient(state, args, ctx)  # checked by the guard already: cached
+    recipient = _recipient(state, args, ctx)
+    own = _own_trigger(state, recipient)
+    if own is not None:
+        return own
     if ctx.policy is not None and not ctx.policy.can_send_to(recipient):
         raise ReplyError(replies.AUTHZ_REFUSED)
     return replace(state, recipients=state.recipients + (recipient,)), [replies.RCPT_OK]
 
 
 def _data(state: State, args: list[str], ctx: Context) -> Result:
+    _has_recipients(state, args, ctx)
     return state, [replies.DATA_GO, ReadData()]
 
 
@@ -193,7 +202,8 @@ HANDLERS: dict[str, Handler] = {
     "HELP": _help,
 }
 # The verbs an armed deferred trigger answers (README "Asking for errors"),
-# with the checks that win over it (None: none do).
+# with the checks that win over it (None: none do).  A handler makes the same
+# checks itself: a guard runs only while a trigger for its verb is armed.
 GUARDS: dict[str, Guard | None] = {
     "AUTH": _not_authenticated,
     "RCPT": _recipient_first,
