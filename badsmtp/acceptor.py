@@ -40,9 +40,7 @@ class ListenerServer(socketserver.ThreadingTCPServer):
     :class:`Acceptor` accepts for all listeners from one thread."""
 
     allow_reuse_address = True
-    daemon_threads = True
-    block_on_close = False
-    # socketserver's default backlog of 5 drops connection bursts (STYLE.md),
+    # socketserver's default backlog of 5 drops connection bursts,
     # and so did 1,024 for a burst of 10,000: take all the system allows.
     request_queue_size = max_backlog()
     acceptor: Acceptor | None = None  # the one accepting for this listener
@@ -217,7 +215,7 @@ class Acceptor:
     @staticmethod
     def _refuse_backlog(server: ListenerServer) -> None:
         """Connections the kernel completed but nobody accepted yet are live
-        sessions to their clients: tell them too (spec 21.3), not just RST."""
+        sessions to their clients: tell them too (a 421, RFC 5321 §3.8), not just RST."""
         goodbye = replies.SHUTTING_DOWN.render(False)
         while True:
             try:

@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import protocol, replies
+from .acceptor import Acceptor, ListenerServer
 from .config import (
     Config,
     ConfigError,
@@ -21,7 +22,6 @@ from .config import (
     validate_ports,
 )
 from .extensions import Authenticator, Authorizer, Extensions, RateLimiter, as_observers
-from .acceptor import Acceptor, ListenerServer
 from .runtime import Runtime
 from .storage import MaildirStore, MemoryStore, Message, MessageStore, TeeStore
 

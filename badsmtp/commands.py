@@ -16,7 +16,6 @@ from . import replies
 from .replies import Reply, ReplyError
 
 __all__ = [
-    "split_command",
     "extract_path",
     "validate_address",
     "normalise",
@@ -39,15 +38,6 @@ _DOMAIN_ASCII = re.compile(rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*\Z")
 _QUOTED_ASCII = re.compile(r'"(?:[ !#-\[\]-~]|\\[ -~])+"')
 _QUOTED_UTF8 = re.compile(r'"(?:[ !#-\[\]-~\xa0-\U0010ffff]|\\[ -~])+"')
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1: category Cc
-
-
-def split_command(line: str) -> tuple[str, list[str]]:
-    """Verb (upper-cased) and arguments (case kept), split at runs of spaces
-    and tabs as the session splits them: ``str.split()`` would also
-    split at CR, NBSP, U+2028 and the like.  ``line`` is already trimmed and
-    non-empty."""
-    parts = [word for word in line.replace("\t", " ").split(" ") if word]
-    return parts[0].upper(), parts[1:]
 
 
 def extract_path(args: list[str], prefix: str) -> tuple[str, list[str]]:

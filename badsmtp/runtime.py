@@ -45,7 +45,7 @@ class Runtime:
     ) -> None:
         self.ctx = ctx
         # None unless an observer, rate limiter or authorizer is installed:
-        # then a connection costs nothing extra (spec 18 defaults).
+        # then a connection costs nothing extra.
         self.extensions = extensions if extensions is not None and extensions.active else None
         self.store = store
         self.idle_timeout = idle_timeout or None
@@ -60,7 +60,7 @@ class Runtime:
         self.transcripts = transcripts  # None: nothing recorded, nothing paid
 
     def challenge(self) -> str:
-        # RFC 2195 §2: a challenge must be unique; spec 13.3's
+        # RFC 2195 §2: a challenge must be unique; the classic
         # "<{unix_time}.{pid}@{identity}>" repeats within a second, so a
         # random part and a per-process sequence number come first.
         nonce = f"{secrets.randbelow(10**9)}{next(_CHALLENGES)}"
@@ -94,7 +94,7 @@ class Runtime:
 
     def interrupt_all(self) -> int:
         """Wake every handler blocked in ``recv``: the read side is shut, so
-        recv returns at once and the handler sends its 421 (spec 21.3)."""
+        recv returns at once and the handler sends its 421 (RFC 5321 §3.8)."""
         return self._shutdown_all(socket.SHUT_RD)
 
     def force_close_all(self) -> None:

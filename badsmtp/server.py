@@ -38,7 +38,7 @@ from .actions import (
 from .config import Role
 from .deliveries import Deliveries
 from .session import Session
-from .sessionlog import SessionLog
+from .sessionlog import LEVELS, SessionLog
 
 if TYPE_CHECKING:
     from .acceptor import ListenerServer
@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 __all__ = ["Handler"]
 
 log = logging.getLogger("badsmtp.server")
-_LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARN": logging.WARNING, "ERROR": logging.ERROR}
 RECV_SIZE = 65536
 WRITE_DEADLINE = 5.0  # bounded writes of a last 421 at shutdown or timeout
 HANDSHAKE_TIMEOUT = 30.0
@@ -326,7 +325,7 @@ class Handler(socketserver.BaseRequestHandler):
         return actions
 
     def _log(self, action: Log) -> None:
-        self.slog.event(_LEVELS.get(action.level, logging.INFO), action.message, action.fields)
+        self.slog.event(LEVELS.get(action.level, logging.INFO), action.message, action.fields)
 
     def _error_sent(self, action: ErrorSent) -> None:
         if self.hooks is not None:

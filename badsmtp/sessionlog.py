@@ -83,17 +83,12 @@ def storage_type(store: MessageStore | None) -> str:
     ``memory`` for the embedding API's capture alone."""
     if store is None:
         return "none"
-    stores = getattr(store, "stores", [store])  # a TeeStore holds several
-    if any(type(s).__name__ == "MaildirStore" for s in stores):
-        return "local"
-    if all(type(s).__name__ == "MemoryStore" for s in stores):
-        return "memory"
-    return "custom"
+    kind = getattr(store, "kind", "custom")  # an embedder's store says nothing
+    return kind if isinstance(kind, str) else "custom"
 
 
 def _saved_paths(delivery: Delivery) -> list[str]:
-    parts = getattr(delivery, "_deliveries", [delivery])  # a tee's deliveries
-    return [p for p in (getattr(d, "path", None) for d in parts) if isinstance(p, str)]
+    return [p for p in getattr(delivery, "paths", ()) if isinstance(p, str)]
 
 
 def _tls_version(name: str | None) -> str:

@@ -124,6 +124,8 @@ class MessageStore(Protocol):
 
 # -- the in-memory capture -----------------------------------------------------
 class _MemoryDelivery:
+    paths: tuple[str, ...] = ()  # nothing on disk
+
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
         self._chunks: list[bytes] = []
@@ -143,6 +145,8 @@ class _MemoryDelivery:
 
 class MemoryStore:
     """Keeps accepted messages in a list; ``wait_for`` blocks until enough arrived."""
+
+    kind = "memory"  # the storage_type of the log records (badsmtp(1), LOGGING)
 
     def __init__(self) -> None:
         self.messages: list[Message] = []
@@ -219,6 +223,8 @@ def _alive(pid: int) -> bool:
 
 
 class _MaildirDelivery:
+    paths: tuple[str, ...] = ()  # where the message was stored, once committed
+
     def __init__(self, store: MaildirStore, message: Message) -> None:
         self._store = store
         now = time.time()
@@ -251,7 +257,7 @@ class _MaildirDelivery:
             except FileNotFoundError:  # new/ went away meanwhile
                 self._store.ensure_dirs()
                 os.rename(self._tmp, final)
-            self.path = final
+            self.paths = (final,)
         except BaseException:
             self.abort()
             raise
@@ -269,6 +275,8 @@ class _MaildirDelivery:
 
 
 class MaildirStore:
+    kind = "local"
+
     """Streams each message into ``tmp/`` and renames it into ``new/`` on commit."""
 
     def __init__(self, path: str) -> None:
@@ -323,6 +331,10 @@ class _TeeDelivery:
     def __init__(self, deliveries: list[Delivery]) -> None:
         self._deliveries = deliveries
 
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return tuple(p for d in self._deliveries for p in getattr(d, "paths", ()))
+
     def write(self, data: bytes) -> None:
         for d in self._deliveries:
             d.write(data)
@@ -341,6 +353,8 @@ class TeeStore:
 
     def __init__(self, stores: list[MessageStore]) -> None:
         self.stores = stores
+        kinds = [getattr(store, "kind", "custom") for store in stores]
+        self.kind = "local" if "local" in kinds else "memory" if set(kinds) == {"memory"} else "custom"
 
     def begin(self, message: Message) -> Delivery:
         deliveries: list[Delivery] = []

@@ -5,8 +5,8 @@ hostname keywords and the VRFY table.  Pure functions of their text."""
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from dataclasses import dataclass
+from functools import lru_cache
 
 from . import replies
 from .auth import MECHANISMS
@@ -29,7 +29,6 @@ __all__ = [
 DEFAULT_SIZE = 10_485_760
 SIZE_MIN, SIZE_MAX = 1_000, 10_000_000
 DLAY_MAX = 605
-AUTH_ALL = MECHANISMS  # the old name, kept until protocol.py imports auth.MECHANISMS
 # The keywords that offer one mechanism only (badsmtp(1), EHLO KEYWORDS).
 AUTH_KEYWORDS: dict[str, tuple[str, ...]] = {
     "authplain": ("PLAIN",),

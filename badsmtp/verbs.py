@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable
 
-from . import commands, replies, triggers
+from . import auth, commands, replies, triggers
 from .actions import Abort, Close, StartTLS, Wait
 from .replies import Reply, ReplyError
 from .state import (
@@ -102,7 +102,7 @@ def _ehlo(state: State, args: list[str], ctx: Context) -> Result:
 def _auth(state: State, args: list[str], ctx: Context) -> Result:
     _not_authenticated(state, args, ctx)
     mechanism = args[0].upper()
-    if mechanism not in triggers.AUTH_ALL:
+    if mechanism not in auth.MECHANISMS:
         raise ReplyError(replies.AUTH_UNSUPPORTED)
     return state, [Authenticate(mechanism, args[1] if len(args) > 1 else None)]
 

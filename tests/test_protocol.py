@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from helpers import split_command
 
 from badsmtp import commands, protocol, replies, triggers
 from badsmtp.actions import Abort, Close, Log, StartTLS, Wait
@@ -67,7 +68,7 @@ def answers(outputs: list[protocol.Output]) -> list[protocol.Output]:
 
 
 def run(state: State, line: str, ctx: Context = CTX) -> tuple[State, list[protocol.Output], bytes]:
-    verb, args = commands.split_command(line)
+    verb, args = split_command(line)
     new, outputs = dispatch(state, verb, args, ctx)
     return new, outputs, wire(new, outputs, verb)
 
