@@ -50,7 +50,7 @@ class ListenerServer(socketserver.ThreadingTCPServer):
         self.runtime = runtime
         self.address_family = socket.AF_INET6 if ":" in address else socket.AF_INET
         super().__init__((address, listener.port), Handler)
-        self.bound = Listener(self.server_address[1], listener.role, listener.delay)
+        self.bound = listener.at(self.server_address[1])
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """Serve the connection on a thread of its own (a reused one, when

@@ -10,18 +10,11 @@ from dataclasses import fields, replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable
 
-from . import protocol, replies
+from . import portplan, protocol
 from .acceptor import Acceptor, ListenerServer
-from .config import (
-    Config,
-    ConfigError,
-    Listener,
-    Role,
-    listener_for_port,
-    plan_listeners,
-    validate_ports,
-)
+from .config import Config, ConfigError, Listener, Role
 from .extensions import Authenticator, Authorizer, Extensions, RateLimiter, as_observers
+from .portplan import listener_for_port, plan_listeners, validate_ports
 from .runtime import Runtime
 from .storage import MaildirStore, MemoryStore, Message, MessageStore, TeeStore
 
@@ -278,25 +271,8 @@ class BadSMTP:
     # -- internals ------------------------------------------------------------------
     def _context(self) -> protocol.Context:
         c = self.config
-        bound = {l.role: l.port for l in reversed(self.listeners)}
-
-        def single(role: Role, configured: int) -> str:
-            return str(bound.get(role, configured))
-
-        ranges = c.ranges()
-        fmt = "{}-{}".format
-        return protocol.Context(
-            identity=c.tls_hostname,
-            max_recipients=c.max_recipients,
-            help=replies.help_reply(
-                fmt(*ranges["greeting delay"]),
-                fmt(*ranges["command delay"]),
-                fmt(*ranges["drop delay"]),
-                single(Role.IMMEDIATE_DROP, c.immediate_drop_port),
-                single(Role.TLS, c.tls_port),
-                single(Role.STARTTLS, c.starttls_port),
-            ),
-        )
+        help_ = portplan.help_reply(c, self.listeners)
+        return protocol.Context(identity=c.tls_hostname, max_recipients=c.max_recipients, help=help_)
 
     def __repr__(self) -> str:
         state = "serving" if self._acceptor else "stopped"

@@ -21,9 +21,9 @@ import threading
 from collections.abc import Callable
 from typing import Any, Self
 
-from . import __version__
+from . import __version__, portplan
 from .api import BadSMTP
-from .config import ConfigError, Listener, Role, plan_listeners
+from .config import ConfigError, Listener
 from .log import LogConfigError, LogSetupError, configure
 from .options import CLIError, ParserExit, Settings, check, format_config, load_settings
 from .storage import StorageError
@@ -84,28 +84,8 @@ class _Signals:
 
 
 def port_fields(server: BadSMTP) -> dict[str, Any]:
-    """The port fields of ``BadSMTP server started`` and of the port file:
-    the numbers actually bound (a single port that could not be bound is
-    left out) and the three ranges as ``"start-end"``."""
-    bound: dict[Role, int] = {}
-    for listener in server.listeners:
-        bound.setdefault(listener.role, listener.port)
-    ranges = {name: f"{a}-{b}" for name, (a, b) in server.config.ranges().items()}
-    fields: dict[str, Any] = {}
-    for name, role in (("normal_port", Role.MAIN),):
-        if role in bound:
-            fields[name] = bound[role]
-    fields["greeting_delay_ports"] = ranges["greeting delay"]
-    fields["command_delay_ports"] = ranges["command delay"]
-    fields["drop_delay_ports"] = ranges["drop delay"]
-    for name, role in (
-        ("immediate_drop_port", Role.IMMEDIATE_DROP),
-        ("tls_port", Role.TLS),
-        ("starttls_port", Role.STARTTLS),
-    ):
-        if role in bound:
-            fields[name] = bound[role]
-    return fields
+    """The port fields of the start-up record and the port file."""
+    return portplan.port_fields(server.config, server.listeners)
 
 
 def write_atomically(path: str, text: str) -> None:
@@ -129,27 +109,6 @@ def write_atomically(path: str, text: str) -> None:
 
 def _describe(listener: Listener) -> str:
     return f"{listener.role.value} {listener.delay:g}s" if listener.delay else listener.role.value
-
-
-def summary(server: BadSMTP, planned: int) -> str:
-    """One human line for stderr: what listens where."""
-    f = port_fields(server)
-
-    def single(name: str) -> str:
-        return str(f.get(name, "not bound"))
-
-    storage = server.config.mailbox_dir or "off"
-    text = (
-        f"badsmtp {__version__} on {server.config.listen_address}: SMTP {single('normal_port')}, "
-        f"STARTTLS {single('starttls_port')}, implicit TLS {single('tls_port')}, "
-        f"greeting delay {f['greeting_delay_ports']}, command delay {f['command_delay_ports']}, "
-        f"drop {f['drop_delay_ports']}, immediate drop {single('immediate_drop_port')}; "
-        f"storage {storage}; {len(server.listeners)} listeners"
-    )
-    missing = planned - len(server.listeners)
-    if missing:
-        text += f" ({missing} could not be bound, see the log)"
-    return text
 
 
 def _start(settings: Settings) -> BadSMTP:
@@ -196,7 +155,7 @@ def _announce(server: BadSMTP, settings: Settings) -> None:
             }
         },
     )
-    print(summary(server, len(plan_listeners(server.config))), file=sys.stderr, flush=True)
+    print(portplan.summary(server.config, server.listeners, __version__), file=sys.stderr, flush=True)
 
 
 OPEN_MAX = 10240  # macOS: the most a soft limit may be when the hard one is "unlimited"

@@ -17,15 +17,10 @@ __all__ = [
     "Config",
     "ConfigError",
     "PortConfigError",
-    "listener_for_port",
-    "plan_listeners",
-    "validate_ports",
 ]
 
 DEFAULT_ADDRESS = "127.0.0.1"  # loopback only: a safe default
 DEFAULT_HOSTNAME = "badsmtp.test"  # the server's identity and its default certificate's name
-RANGE = 100  # every range is exactly 100 ports long (badsmtp(1), PORT MAP)
-STEP = 10.0  # seconds of delay per port of offset
 
 
 class ConfigError(ValueError):
@@ -47,27 +42,74 @@ class Role(str, Enum):
     IMMEDIATE_DROP = "immediate_drop"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Listener:
-    """One listening port and what a connection to it gets.
+    """One listening port and what a connection to it gets, as behaviour:
 
-    ``delay`` is in seconds, fractions allowed: the greeting delay, the delay
-    before each command, or the time before the connection is dropped."""
+    - ``greeting_delay``: seconds before the 220;
+    - ``command_delay``: seconds before each command is handled;
+    - ``drop_after``: the connection is closed after this many seconds
+      without a word (``0``: at once; ``None``: never);
+    - ``tls``: implicit TLS, the handshake first (RFC 8314).
 
-    port: int = 0
-    role: Role = Role.MAIN
-    delay: float = 0.0
+    ``role`` names the kind of listener (logs, HELP, the port file).  The
+    README's form ``Listener(port, role, delay)`` gives ``delay`` the meaning
+    its role has (``Listener(0, "greeting_delay", 0.2)``); behaviours can
+    also be given by name and combined (``Listener(0, greeting_delay=0.2,
+    command_delay=0.1)``).  Fractions of a second are allowed everywhere."""
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "role", Role(self.role))
-        if not 0 <= self.port <= 65535:
-            raise ConfigError(f"port {self.port} is out of range (0-65535)")
-        if self.delay < 0:
-            raise ConfigError(f"delay {self.delay} must not be negative")
+    port: int
+    role: Role
+    greeting_delay: float
+    command_delay: float
+    drop_after: float | None
+    tls: bool
+
+    def __init__(
+        self,
+        port: int = 0,
+        role: Role | str = Role.MAIN,
+        delay: float = 0.0,
+        *,
+        greeting_delay: float = 0.0,
+        command_delay: float = 0.0,
+        drop_after: float | None = None,
+    ) -> None:
+        role = Role(role)
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"port {port} is out of range (0-65535)")
+        for name, value in (("delay", delay), ("greeting_delay", greeting_delay),
+                            ("command_delay", command_delay), ("drop_after", drop_after or 0)):
+            if value < 0:
+                raise ConfigError(f"{name} {value} must not be negative")  # fmt: skip
+        if role is Role.GREETING_DELAY:
+            greeting_delay = delay or greeting_delay
+        elif role is Role.COMMAND_DELAY:
+            command_delay = delay or command_delay
+        elif role is Role.DROP:
+            drop_after = delay or drop_after or 0.0
+        elif role is Role.IMMEDIATE_DROP:
+            drop_after = 0.0
+        settings: dict[str, object] = {
+            "port": port, "role": role, "greeting_delay": greeting_delay,
+            "command_delay": command_delay, "drop_after": drop_after, "tls": role is Role.TLS,
+        }  # fmt: skip
+        for name, setting in settings.items():
+            object.__setattr__(self, name, setting)
 
     @property
-    def tls(self) -> bool:
-        return self.role is Role.TLS
+    def delay(self) -> float:
+        """The delay the role is about (the README's third argument)."""
+        if self.role is Role.GREETING_DELAY:
+            return self.greeting_delay
+        if self.role is Role.COMMAND_DELAY:
+            return self.command_delay
+        return self.drop_after or 0.0
+
+    def at(self, port: int) -> Listener:
+        """The same behaviour on another port (the one the kernel gave port 0)."""
+        return Listener(port, self.role, greeting_delay=self.greeting_delay,
+                        command_delay=self.command_delay, drop_after=self.drop_after)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,95 +142,3 @@ class Config:
     @classmethod
     def keys(cls) -> list[str]:
         return [f.name for f in fields(cls) if f.name != "extra"]
-
-    def ranges(self) -> dict[str, tuple[int, int]]:
-        return {
-            "greeting delay": (self.greeting_delay_port_start, self.greeting_delay_port_start + RANGE - 1),
-            "command delay": (self.command_delay_port_start, self.command_delay_port_start + RANGE - 1),
-            "drop delay": (self.drop_delay_port_start, self.drop_delay_port_start + RANGE - 1),
-        }
-
-
-def _range_starts(config: Config) -> tuple[tuple[int, Role], ...]:
-    """The first port and the role of each range, in the plan's order."""
-    return (
-        (config.greeting_delay_port_start, Role.GREETING_DELAY),
-        (config.command_delay_port_start, Role.COMMAND_DELAY),
-        (config.drop_delay_port_start, Role.DROP),
-    )
-
-
-def listener_for_port(port: int, config: Config) -> Listener:
-    """The role the port map (badsmtp(1), PORT MAP) gives ``port`` under
-    ``config``'s plan; any other number (0 included) is a main-role listener."""
-    if port == 0:
-        return Listener(0)
-    singles = {
-        config.tls_port: Role.TLS,
-        config.starttls_port: Role.STARTTLS,
-        config.immediate_drop_port: Role.IMMEDIATE_DROP,
-    }
-    if port in singles and port != config.port:
-        return Listener(port, singles[port])
-    for start, role in _range_starts(config):
-        if start <= port < start + RANGE:
-            return Listener(port, role, (port - start) * STEP)
-    return Listener(port)
-
-
-def plan_listeners(config: Config) -> list[Listener]:
-    """The default listener plan (badsmtp(1), PORT MAP): main first, then the single
-    ports, then the three ranges — 304 listeners with the defaults."""
-    plan = [
-        Listener(config.port, Role.MAIN),
-        Listener(config.starttls_port, Role.STARTTLS),
-        Listener(config.tls_port, Role.TLS),
-    ]
-    for start, role in _range_starts(config):
-        plan.extend(Listener(start + o, role, o * STEP) for o in range(RANGE))
-    plan.append(Listener(config.immediate_drop_port, Role.IMMEDIATE_DROP))
-    return plan
-
-
-def _singles(config: Config) -> list[tuple[str, int]]:
-    # Checked in this order, so the first conflict reported is always the same one.
-    return [
-        ("normal", config.port),
-        ("immediate drop", config.immediate_drop_port),
-        ("TLS", config.tls_port),
-        ("STARTTLS", config.starttls_port),
-    ]
-
-
-def validate_ports(config: Config) -> None:
-    """Check the default plan before anything is bound (badsmtp(1), PORT
-    MAP): ports in range, ranges apart, single ports outside the ranges,
-    single ports apart, in that order; the first failure raises
-    :class:`PortConfigError` with its one-line text (badsmtp(1), EXIT STATUS,
-    shows one).  A single port of ``0`` is ephemeral: it gets a port of its
-    own, so it conflicts with nothing."""
-    singles = _singles(config)
-    ranges = list(config.ranges().items())
-    for name, port in singles:
-        if not 0 <= port <= 65535:
-            raise PortConfigError(f"{name} port {port} is out of range (0-65535)")
-    for name, (first, last) in ranges:
-        if not (1 <= first <= 65535 and 1 <= last <= 65535):
-            raise PortConfigError(f"{name} range ({first}-{last}) is out of range (1-65535)")
-    for i, (name_a, (a1, a2)) in enumerate(ranges):
-        for name_b, (b1, b2) in ranges[i + 1 :]:
-            if a1 <= b2 and b1 <= a2:
-                raise PortConfigError(
-                    f"port ranges overlap: {name_a} ({a1}-{a2}) and {name_b} ({b1}-{b2})"
-                )
-    fixed = [(name, port) for name, port in singles if port != 0]
-    for name, port in fixed:
-        for range_name, (first, last) in ranges:
-            if first <= port <= last:
-                raise PortConfigError(
-                    f"{name} port {port} conflicts with {range_name} range ({first}-{last})"
-                )
-    for i, (name_a, port_a) in enumerate(fixed):
-        for name_b, port_b in fixed[i + 1 :]:
-            if port_a == port_b:
-                raise PortConfigError(f"{name_a} port {port_a} conflicts with {name_b} port {port_b}")

@@ -20,8 +20,9 @@ from typing import Any, NoReturn
 import configargparse  # type: ignore[import-untyped]
 
 from . import __version__
-from .config import Config, ConfigError, PortConfigError, validate_ports
+from .config import Config, ConfigError, PortConfigError
 from .log import FORMATS, LEVELS, LOG_KEYS, OUTPUTS, LogSettings
+from .portplan import validate_ports
 
 __all__ = [
     "KEYS",

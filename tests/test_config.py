@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from badsmtp import BadSMTP
-from badsmtp.config import Config, ConfigError, PortConfigError, validate_ports
+from badsmtp.config import Config, ConfigError, PortConfigError
+from badsmtp.portplan import validate_ports
 
 
 def error_for(**settings: int) -> str:

@@ -1,0 +1,190 @@
+"""The port plan (badsmtp(1), PORT MAP) and everything derived from it: the
+listener each port number gets, the default plan of 304 listeners, its
+validation, and what is said about the ports actually bound (the HELP
+reply, the ``--port-file`` fields, the start-up line).  Pure functions of the
+configuration and the bound listeners.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from . import replies
+from .config import Config, Listener, PortConfigError, Role
+from .replies import Reply
+
+__all__ = [
+    "RANGE",
+    "STEP",
+    "help_reply",
+    "listener_for_port",
+    "plan_listeners",
+    "port_fields",
+    "ranges",
+    "summary",
+    "validate_ports",
+]
+
+RANGE = 100  # every range is exactly 100 ports long
+STEP = 10.0  # seconds of delay per port of offset
+
+
+def ranges(config: Config) -> dict[str, tuple[int, int]]:
+    """The three ranges by name, first and last port."""
+    return {
+        "greeting delay": (config.greeting_delay_port_start, config.greeting_delay_port_start + RANGE - 1),
+        "command delay": (config.command_delay_port_start, config.command_delay_port_start + RANGE - 1),
+        "drop delay": (config.drop_delay_port_start, config.drop_delay_port_start + RANGE - 1),
+    }
+
+
+def _range_starts(config: Config) -> tuple[tuple[int, Role], ...]:
+    """The first port and the role of each range, in the plan's order."""
+    return (
+        (config.greeting_delay_port_start, Role.GREETING_DELAY),
+        (config.command_delay_port_start, Role.COMMAND_DELAY),
+        (config.drop_delay_port_start, Role.DROP),
+    )
+
+
+def listener_for_port(port: int, config: Config) -> Listener:
+    """The role the port map (badsmtp(1), PORT MAP) gives ``port`` under
+    ``config``'s plan; any other number (0 included) is a main-role listener."""
+    if port == 0:
+        return Listener(0)
+    singles = {
+        config.tls_port: Role.TLS,
+        config.starttls_port: Role.STARTTLS,
+        config.immediate_drop_port: Role.IMMEDIATE_DROP,
+    }
+    if port in singles and port != config.port:
+        return Listener(port, singles[port])
+    for start, role in _range_starts(config):
+        if start <= port < start + RANGE:
+            return Listener(port, role, (port - start) * STEP)
+    return Listener(port)
+
+
+def plan_listeners(config: Config) -> list[Listener]:
+    """The default listener plan (badsmtp(1), PORT MAP): main first, then the single
+    ports, then the three ranges — 304 listeners with the defaults."""
+    plan = [
+        Listener(config.port, Role.MAIN),
+        Listener(config.starttls_port, Role.STARTTLS),
+        Listener(config.tls_port, Role.TLS),
+    ]
+    for start, role in _range_starts(config):
+        plan.extend(Listener(start + o, role, o * STEP) for o in range(RANGE))
+    plan.append(Listener(config.immediate_drop_port, Role.IMMEDIATE_DROP))
+    return plan
+
+
+def _singles(config: Config) -> list[tuple[str, int]]:
+    # Checked in this order, so the first conflict reported is always the same one.
+    return [
+        ("normal", config.port),
+        ("immediate drop", config.immediate_drop_port),
+        ("TLS", config.tls_port),
+        ("STARTTLS", config.starttls_port),
+    ]
+
+
+def validate_ports(config: Config) -> None:
+    """Check the default plan before anything is bound (badsmtp(1), PORT
+    MAP): ports in range, ranges apart, single ports outside the ranges,
+    single ports apart, in that order; the first failure raises
+    :class:`PortConfigError` with its one-line text (badsmtp(1), EXIT STATUS,
+    shows one).  A single port of ``0`` is ephemeral: it gets a port of its
+    own, so it conflicts with nothing."""
+    singles = _singles(config)
+    spans = list(ranges(config).items())
+    for name, port in singles:
+        if not 0 <= port <= 65535:
+            raise PortConfigError(f"{name} port {port} is out of range (0-65535)")
+    for name, (first, last) in spans:
+        if not (1 <= first <= 65535 and 1 <= last <= 65535):
+            raise PortConfigError(f"{name} range ({first}-{last}) is out of range (1-65535)")
+    for i, (name_a, (a1, a2)) in enumerate(spans):
+        for name_b, (b1, b2) in spans[i + 1 :]:
+            if a1 <= b2 and b1 <= a2:
+                raise PortConfigError(
+                    f"port ranges overlap: {name_a} ({a1}-{a2}) and {name_b} ({b1}-{b2})"
+                )
+    fixed = [(name, port) for name, port in singles if port != 0]
+    for name, port in fixed:
+        for range_name, (first, last) in spans:
+            if first <= port <= last:
+                raise PortConfigError(
+                    f"{name} port {port} conflicts with {range_name} range ({first}-{last})"
+                )
+    for i, (name_a, port_a) in enumerate(fixed):
+        for name_b, port_b in fixed[i + 1 :]:
+            if port_a == port_b:
+                raise PortConfigError(f"{name_a} port {port_a} conflicts with {name_b} port {port_b}")
+
+
+# -- what is said about the ports bound ------------------------------------------------
+_SINGLES = (
+    ("normal_port", Role.MAIN),
+    ("immediate_drop_port", Role.IMMEDIATE_DROP),
+    ("tls_port", Role.TLS),
+    ("starttls_port", Role.STARTTLS),
+)
+
+
+def _bound(listeners: Iterable[Listener]) -> dict[Role, int]:
+    """The first port bound for each role."""
+    bound: dict[Role, int] = {}
+    for listener in listeners:
+        bound.setdefault(listener.role, listener.port)
+    return bound
+
+
+def port_fields(config: Config, listeners: Iterable[Listener]) -> dict[str, Any]:
+    """The port fields of ``BadSMTP server started`` and of the port file:
+    the numbers actually bound (a single port that could not be bound is
+    left out) and the three ranges as ``"start-end"``."""
+    bound = _bound(listeners)
+    spans = {name: f"{a}-{b}" for name, (a, b) in ranges(config).items()}
+    fields: dict[str, Any] = {}
+    if Role.MAIN in bound:
+        fields["normal_port"] = bound[Role.MAIN]
+    fields["greeting_delay_ports"] = spans["greeting delay"]
+    fields["command_delay_ports"] = spans["command delay"]
+    fields["drop_delay_ports"] = spans["drop delay"]
+    for name, role in _SINGLES[1:]:
+        if role in bound:
+            fields[name] = bound[role]
+    return fields
+
+
+def help_reply(config: Config, listeners: Iterable[Listener]) -> Reply:
+    """HELP as a person at a telnet prompt needs it, with the ports in force
+    (a single port that is not bound shows its configured number)."""
+    bound = _bound(listeners)
+    spans = ["{}-{}".format(*span) for span in ranges(config).values()]
+    configured = {Role.IMMEDIATE_DROP: config.immediate_drop_port, Role.TLS: config.tls_port,
+                  Role.STARTTLS: config.starttls_port}  # fmt: skip
+    singles = [str(bound.get(role, port)) for role, port in configured.items()]
+    return replies.help_reply(*spans, *singles)
+
+
+def summary(config: Config, listeners: list[Listener], version: str) -> str:
+    """One human line for stderr: what listens where."""
+    f = port_fields(config, listeners)
+
+    def single(name: str) -> str:
+        return str(f.get(name, "not bound"))
+
+    text = (
+        f"badsmtp {version} on {config.listen_address}: SMTP {single('normal_port')}, "
+        f"STARTTLS {single('starttls_port')}, implicit TLS {single('tls_port')}, "
+        f"greeting delay {f['greeting_delay_ports']}, command delay {f['command_delay_ports']}, "
+        f"drop {f['drop_delay_ports']}, immediate drop {single('immediate_drop_port')}; "
+        f"storage {config.mailbox_dir or 'off'}; {len(listeners)} listeners"
+    )
+    missing = len(plan_listeners(config)) - len(listeners)
+    if missing:
+        text += f" ({missing} could not be bound, see the log)"
+    return text
