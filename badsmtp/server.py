@@ -132,30 +132,23 @@ class Handler(socketserver.BaseRequestHandler):
 
     # -- the connection ------------------------------------------------------------
     def _serve(self) -> None:
-        role, delay = self.listener.role, self.listener.delay
         if self.rt.transcripts is not None:
             self._start_transcript()
         self.slog.behaviour(self.server.bound)
-        if role is Role.DROP or role is Role.IMMEDIATE_DROP:
-            # Send nothing, answer nothing; close after the delay (badsmtp(1), LISTENERS).
-            if delay:
-                self._connection_delay(delay)
-            return
-        if role is Role.GREETING_DELAY and delay and not self._connection_delay(delay):
-            return
-        if role is Role.TLS and not self._handshake():
-            return
-        session = self.session = self._new_session(role, delay)
+        session = self.session = self._new_session()
         sockio.set_timeouts(self.sock, self.rt.idle_timeout)
-        self._run(session.greeting())
+        self._run(session.greeting())  # the listener's behaviour: drops, delays, TLS first
         self._converse(session)
 
-    def _new_session(self, role: Role, delay: float) -> Session:
+    def _new_session(self) -> Session:
         hooks, trace = self.hooks, self.slog.hook(self.recorder)  # a tracer around the recorder
+        listener = self.listener
         session = Session(
             self.rt.ctx if hooks is None else replace(self.rt.ctx, policy=hooks.policy()),
-            tls=role is Role.TLS,
-            command_delay=delay if role is Role.COMMAND_DELAY else 0.0,
+            command_delay=listener.command_delay,
+            greeting_delay=listener.greeting_delay,
+            drop_after=listener.drop_after,
+            handshake_first=listener.tls,
             stream=self.rt.store is not None,
             challenge=self.rt.challenge,
             notify=hooks is not None and hooks.ext.notifies,
@@ -216,17 +209,6 @@ class Handler(socketserver.BaseRequestHandler):
         """The session's last words (a 421), written within a short deadline."""
         self.sock.settimeout(WRITE_DEADLINE)
         self._run(last())
-
-    def _connection_delay(self, seconds: float) -> bool:
-        """A delay before any session (a greeting delay, a drop): True when
-        it ran its course, False when the server stopped (a 421 is sent) or
-        the client left."""
-        waited = self._wait(seconds)
-        if waited is sockio.Waited.STOPPING:
-            self._send_quietly(replies.SHUTTING_DOWN.render(False))
-        elif waited is sockio.Waited.CLOSED and self.recorder is not None:
-            self.recorder.finish("client")
-        return waited is sockio.Waited.ELAPSED
 
     def _wait(self, seconds: float) -> sockio.Waited:
         """A server-side wait, which ends early when the server stops or the

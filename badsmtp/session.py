@@ -58,6 +58,9 @@ class Session(Framing):
         *,
         tls: bool = False,
         command_delay: float = 0.0,
+        greeting_delay: float = 0.0,
+        drop_after: float | None = None,
+        handshake_first: bool = False,
         stream: bool = True,
         challenge: Callable[[], str] = lambda: "<0.0@badsmtp.test>",
         notify: bool = False,
@@ -67,6 +70,9 @@ class Session(Framing):
         self.ctx = ctx
         self.state = State(tls=tls)
         self.command_delay = command_delay
+        self._greeting_delay = greeting_delay
+        self._drop_after = drop_after
+        self._handshake_first = handshake_first  # implicit TLS (RFC 8314 §3)
         self._stream = stream  # pass content to the store, or only count it
         self._challenge = challenge
         self._after: tuple[Sequence[protocol.Output], bool] | None = None  # held by a Wait
@@ -83,10 +89,22 @@ class Session(Framing):
 
     # -- what the shell calls ------------------------------------------------------
     def greeting(self) -> list[Action]:
-        reply = Reply(220, (replies.GREETING.format(identity=self.ctx.identity),))
-        if self._recorder is not None:
-            self._recorder.reply(reply, False)
-        return [Send(reply.render(False))]
+        """How the connection opens (README "Quick tour", badsmtp(1) PORT
+        MAP): dropped without a word, at once or after ``drop_after``; or the
+        implicit TLS handshake first, ``greeting_delay``, then the 220."""
+        opening: list[protocol.Output] = []
+        if self._drop_after is not None:
+            if self._drop_after:
+                opening.append(Wait(self._drop_after))
+            opening.append(Close())
+        else:
+            if self._handshake_first:
+                opening.append(StartTLS())
+            if self._greeting_delay:
+                opening.append(Wait(self._greeting_delay))
+            opening.append(Reply(220, (replies.GREETING.format(identity=self.ctx.identity),)))
+        self._outputs(opening, False)
+        return self._batch.take()
 
     def receive_data(self, data: bytes) -> list[Action]:
         if self._closed:
@@ -103,10 +121,6 @@ class Session(Framing):
     def waited(self) -> list[Action]:
         """The Wait has passed: what it held back goes on."""
         self._paused = False
-        if self._after is not None:
-            outputs, enhanced = self._after
-            self._after = None
-            self._outputs(outputs, enhanced)
         return self._resume()
 
     def commit_done(self, error: Reply | None) -> list[Action]:
@@ -136,13 +150,15 @@ class Session(Framing):
         """The handshake after STARTTLS succeeded: forget everything learnt in
         plain text (RFC 3207 §4.2).  Bytes the client sent after STARTTLS
         and before the handshake were discarded (command injection)."""
-        if self._recorder is not None:
+        if self._handshake_first:  # implicit TLS: never plain, nothing to forget
+            self._handshake_first = False
+        elif self._recorder is not None:
             self._recorder.tls_started(self._buf)
         self.state = State(tls=True, messages=self.state.messages)
         self._buf = b""
         self._paused = False
         self._reader = self._lines
-        return self._batch.take()
+        return self._resume()
 
     def timeout(self) -> list[Action]:
         return self._end_with(replies.IDLE_TIMEOUT)
@@ -182,6 +198,11 @@ class Session(Framing):
         return self._batch.take()
 
     def _resume(self) -> list[Action]:
+        """After a pause: first what the pause held back, then the buffer."""
+        if self._after is not None:
+            outputs, enhanced = self._after
+            self._after = None
+            self._outputs(outputs, enhanced)
         if not self._paused and not self._closed:
             self._process()
         return self._batch.take()
@@ -279,19 +300,17 @@ class Session(Framing):
             if type(out) is Log:
                 self._batch.log(out)
         for i, out in enumerate(outputs):
-            if type(out) is Reply:
-                self._reply(out, enhanced)
+            kind = type(out)
+            if kind is Reply:
+                self._reply(out, enhanced)  # type: ignore[arg-type]
                 if self._closed:
                     return
-            elif type(out) is Wait:  # the rest waits with it (EHLO dlay<N>)
-                self._pause(out)
-                self._after = (outputs[i + 1 :], enhanced)
-                return
-            elif type(out) is not Log:
-                self._effect(out)
-
-    def _effect(self, out: protocol.Output) -> None:
-        _EFFECTS[type(out)](self, out)
+            elif kind is not Log:
+                _EFFECTS[kind](self, out)
+                if self._paused:  # the rest waits with it (EHLO dlay<N>'s reply)
+                    rest = [o for o in outputs[i + 1 :] if type(o) is not Log]  # logged
+                    self._after = (rest, enhanced) if rest else None
+                    return
 
     def _read_data_next(self, out: protocol.ReadData) -> None:
         self._batch.flush()  # DATA synchronises the pipeline (RFC 2920 §3.1)
@@ -367,5 +386,6 @@ _EFFECTS: dict[type, Callable[[Session, Any], None]] = {
     Abort: Session._abort_delivery,
     StartTLS: Session._pause,  # what is pipelined after it goes at tls_started()
     Commit: Session._pause,
+    Wait: Session._pause,
     Accepted: Session._accepted,
 }

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from badsmtp import BadSMTP
-from badsmtp.config import Config, ConfigError, PortConfigError
+from badsmtp.config import Config, ConfigError, Listener, PortConfigError, Role
 from badsmtp.portplan import validate_ports
 
 
@@ -162,3 +162,37 @@ def test_api_does_not_validate_explicit_ports() -> None:
     # Explicit listeners are the caller's choice; the plan keys are not used.
     server = BadSMTP(ports=[0], tls_port=25587)
     assert server.listeners == []
+
+
+# -- a Listener says what it does (README, Embedding in tests) ------------------------
+@pytest.mark.parametrize(
+    "listener, behaviour",
+    [
+        (Listener(0), (0.0, 0.0, None, False)),
+        (Listener(0, "greeting_delay", 0.2), (0.2, 0.0, None, False)),
+        (Listener(0, "command_delay", 0.1), (0.0, 0.1, None, False)),
+        (Listener(0, "drop_delay", 0.5), (0.0, 0.0, 0.5, False)),
+        (Listener(0, "drop_delay"), (0.0, 0.0, 0.0, False)),
+        (Listener(0, "immediate_drop"), (0.0, 0.0, 0.0, False)),
+        (Listener(0, "tls"), (0.0, 0.0, None, True)),
+        (Listener(0, greeting_delay=0.3, command_delay=0.1), (0.3, 0.1, None, False)),
+        (Listener(0, "tls", greeting_delay=1.0), (1.0, 0.0, None, True)),
+    ],
+)
+def test_a_listener_is_its_behaviour(listener: Listener, behaviour: tuple[object, ...]) -> None:
+    got = (listener.greeting_delay, listener.command_delay, listener.drop_after, listener.tls)
+    assert got == behaviour
+
+
+def test_the_readme_form_keeps_its_delay_and_equality() -> None:
+    listener = Listener(3001, Role.GREETING_DELAY, 10.0)
+    assert listener.delay == 10.0 and listener == Listener(3001, "greeting_delay", 10.0)
+    assert listener.at(40000) == Listener(40000, Role.GREETING_DELAY, 10.0)
+    assert Listener(0, "command_delay", 0.1) != Listener(0, "greeting_delay", 0.1)
+
+
+@pytest.mark.parametrize("bad", [{"port": 70000}, {"delay": -1.0}, {"greeting_delay": -0.1},
+                                 {"drop_after": -2.0}])  # fmt: skip
+def test_a_listener_that_cannot_work_is_refused(bad: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        Listener(**bad)  # type: ignore[arg-type]

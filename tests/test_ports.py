@@ -94,6 +94,30 @@ def test_greeting_delay_measured_from_accept_to_first_byte(serve: Callable[..., 
         assert time.monotonic() - t1 < 0.2  # a greeting delay is no command delay
 
 
+def test_a_listener_can_combine_a_greeting_delay_and_a_command_delay(
+    serve: Callable[..., BadSMTP],
+) -> None:
+    srv = serve(Listener(0, greeting_delay=0.3, command_delay=0.2))
+    t0 = time.monotonic()
+    with Client(srv.port) as c:
+        assert c.reply() == GREETING
+        assert_about(time.monotonic() - t0, 0.3, "greeting delay")
+        reply, elapsed = timed(lambda: c.command(b"NOOP"))
+        assert reply == b"250 OK\r\n"  # before any EHLO: no enhanced code
+        assert_about(elapsed, 0.2, "command delay")
+
+
+def test_implicit_tls_with_a_greeting_delay(serve: Callable[..., BadSMTP]) -> None:
+    srv = serve(Listener(0, "tls", greeting_delay=0.3))
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as raw:
+        t0 = time.monotonic()
+        with srv.client_ssl_context().wrap_socket(raw, server_hostname="localhost") as tls:
+            handshake = time.monotonic() - t0
+            data = tls.recv(1024)
+            assert data == GREETING
+            assert handshake < 0.3 <= time.monotonic() - t0 + 0.05  # the handshake first, then the wait
+
+
 def test_greeting_delay_zero_is_a_normal_port(serve: Callable[..., BadSMTP]) -> None:
     srv = serve(Listener(0, Role.GREETING_DELAY, 0))
     with Client(srv.port) as c:

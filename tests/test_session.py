@@ -1686,3 +1686,50 @@ def test_pipelined_replies_keep_their_order_around_a_trigger() -> None:
     sent = b"".join(a.data for a in actions if isinstance(a, Send))
     assert sent == MAIL_OK + b"550 Requested action not taken: mailbox unavailable\r\n" + RCPT_OK + OK
     assert [a.fields["error_code"] for a in actions if isinstance(a, Log)] == [550]
+
+
+# == how a connection opens: the listener's behaviour as actions (README "Quick tour") ==
+def opening(**listener: object) -> Session:
+    return Session(Context(), **listener)  # type: ignore[arg-type]
+
+
+def test_a_normal_connection_opens_with_the_greeting() -> None:
+    assert opening().greeting() == [Send(GREETING)]
+
+
+@pytest.mark.parametrize("after, actions", [(0.0, [Close()]), (5.0, [Wait(5.0)])])
+def test_a_drop_sends_nothing_and_closes(after: float, actions: list[Action]) -> None:
+    session = opening(drop_after=after)
+    assert session.greeting() == actions
+    if after:
+        assert session.waited() == [Close()]
+    assert session.closed
+    assert session.receive_data(b"EHLO x\r\n") == []  # nothing is ever read
+
+
+def test_a_greeting_delay_is_a_wait_before_the_220() -> None:
+    session = opening(greeting_delay=2.5)
+    assert session.greeting() == [Wait(2.5)]
+    assert session.receive_data(b"EHLO early.example\r\n") == []  # held until the greeting
+    assert session.waited() == [Send(GREETING + EHLO_REPLY)]
+
+
+def test_a_stop_during_the_greeting_delay_is_a_plain_421() -> None:
+    session = opening(greeting_delay=990.0)
+    assert session.greeting() == [Wait(990.0)]
+    assert session.shutdown() == [Send(b"421 Service shutting down\r\n"), Close()]
+
+
+def test_implicit_tls_opens_with_the_handshake_then_greets() -> None:
+    session = opening(handshake_first=True, greeting_delay=1.0)
+    assert session.greeting() == [StartTLS()]
+    assert session.tls_started() == [Wait(1.0)]
+    assert session.waited() == [Send(GREETING)]
+    assert session.state.tls
+    assert session.receive_data(b"EHLO x\r\n") == [Send(ehlo_list(*without("STARTTLS"), identity="badsmtp.test"))]
+
+
+def test_a_failed_implicit_handshake_closes_without_a_greeting() -> None:
+    session = opening(handshake_first=True)
+    assert session.greeting() == [StartTLS()]
+    assert session.receive_data(b"") == [Close()]
