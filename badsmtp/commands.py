@@ -83,30 +83,29 @@ def _local_ok(local: str, smtputf8: bool) -> bool:
     )
 
 
+def _literal_ok(literal: str) -> bool:
+    """An address literal's inside (RFC 5321 §4.1.3): IPv4, or ``IPv6:``."""
+    ipv6 = literal[:5].upper() == "IPV6:"
+    if ipv6 and "%" in literal:  # IPv6-addr has no zone (ipaddress would take any text after "%")
+        return False
+    try:
+        ipaddress.IPv6Address(literal[5:]) if ipv6 else ipaddress.IPv4Address(literal)
+    except ValueError:
+        return False
+    return True
+
+
 def _domain_ok(domain: str) -> bool:
     if domain.startswith("[") and domain.endswith("]"):
-        literal = domain[1:-1]
-        try:
-            if literal[:5].upper() == "IPV6:":
-                # RFC 5321 §4.1.3 IPv6-addr has no zone: ipaddress would take
-                # anything after a "%", control octets included.
-                if "%" in literal:
-                    return False
-                ipaddress.IPv6Address(literal[5:])
-            else:
-                ipaddress.IPv4Address(literal)
-        except ValueError:
-            return False
-        return True
+        return _literal_ok(domain[1:-1])
     if domain.isascii():
         return _DOMAIN_ASCII.match(domain) is not None
     # IDN: non-ASCII letters, digits and marks are allowed, with or without SMTPUTF8.
-    labels = domain.split(".")
     return all(
         label
         and _unicode_ok(label, marks=True)
         and all(ch >= "\x80" or re.match(rf"[{_ATEXT}]", ch) for ch in label)
-        for label in labels
+        for label in domain.split(".")
     )
 
 

@@ -42,6 +42,22 @@ class Role(str, Enum):
     IMMEDIATE_DROP = "immediate_drop"
 
 
+# The behaviour the README's third argument sets, by role.
+_DELAY_OF = {
+    Role.GREETING_DELAY: "greeting_delay",
+    Role.COMMAND_DELAY: "command_delay",
+    Role.DROP: "drop_after",
+}
+
+
+def _check(port: int, **seconds: float) -> None:
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"port {port} is out of range (0-65535)")
+    for name, value in seconds.items():
+        if value < 0:
+            raise ConfigError(f"{name} {value} must not be negative")
+
+
 @dataclass(frozen=True, slots=True, init=False)
 class Listener:
     """One listening port and what a connection to it gets, as behaviour:
@@ -76,35 +92,23 @@ class Listener:
         drop_after: float | None = None,
     ) -> None:
         role = Role(role)
-        if not 0 <= port <= 65535:
-            raise ConfigError(f"port {port} is out of range (0-65535)")
-        for name, value in (("delay", delay), ("greeting_delay", greeting_delay),
-                            ("command_delay", command_delay), ("drop_after", drop_after or 0)):
-            if value < 0:
-                raise ConfigError(f"{name} {value} must not be negative")  # fmt: skip
-        if role is Role.GREETING_DELAY:
-            greeting_delay = delay or greeting_delay
-        elif role is Role.COMMAND_DELAY:
-            command_delay = delay or command_delay
-        elif role is Role.DROP:
-            drop_after = delay or drop_after or 0.0
-        elif role is Role.IMMEDIATE_DROP:
-            drop_after = 0.0
-        settings: dict[str, object] = {
-            "port": port, "role": role, "greeting_delay": greeting_delay,
-            "command_delay": command_delay, "drop_after": drop_after, "tls": role is Role.TLS,
+        _check(port, delay=delay, greeting_delay=greeting_delay, command_delay=command_delay,
+               drop_after=drop_after or 0.0)  # fmt: skip
+        behaviour: dict[str, object] = {
+            "greeting_delay": greeting_delay, "command_delay": command_delay, "drop_after": drop_after,
         }  # fmt: skip
-        for name, setting in settings.items():
+        if role in _DELAY_OF and (delay or role is Role.DROP):
+            behaviour[_DELAY_OF[role]] = delay or drop_after or 0.0 if role is Role.DROP else delay
+        if role is Role.IMMEDIATE_DROP:
+            behaviour["drop_after"] = 0.0
+        for name, setting in {"port": port, "role": role, **behaviour, "tls": role is Role.TLS}.items():
             object.__setattr__(self, name, setting)
 
     @property
     def delay(self) -> float:
         """The delay the role is about (the README's third argument)."""
-        if self.role is Role.GREETING_DELAY:
-            return self.greeting_delay
-        if self.role is Role.COMMAND_DELAY:
-            return self.command_delay
-        return self.drop_after or 0.0
+        seconds = getattr(self, _DELAY_OF.get(self.role, "drop_after"))
+        return float(seconds or 0.0)
 
     def at(self, port: int) -> Listener:
         """The same behaviour on another port (the one the kernel gave port 0)."""

@@ -67,25 +67,31 @@ class Framing:
 
     # -- reading -------------------------------------------------------------------
     def _process(self) -> None:
-        pos, buf = 0, self._buf
-        while pos < len(buf):
-            reader = self._reader
-            after = _READ[type(reader)](self, reader, buf, pos)
-            if after is None:
-                break
-            pos = after
-            if self._paused or self._closed:
-                break
-        else:  # the buffer is read: a BDAT 0 at its end still has its chunk, empty
-            reader = self._reader
-            if type(reader) is ChunkReader and reader.left == 0:
-                self._chunk_complete(reader.last)
+        buf = self._buf
+        pos = self._read_from(buf)
         if self._closed:
             if pos < len(buf) and self._recorder is not None:
                 self._recorder.discarded(buf[pos:])  # pipelined after a 421
             self._buf = b""
         else:
             self._buf = buf[pos:]
+
+    def _read_from(self, buf: bytes) -> int:
+        """Read ``buf`` until the reader needs more, or a pause or the end
+        of the session; where reading stopped."""
+        pos = 0
+        while pos < len(buf):
+            reader = self._reader
+            after = _READ[type(reader)](self, reader, buf, pos)
+            if after is None:
+                return pos
+            pos = after
+            if self._paused or self._closed:
+                return pos
+        reader = self._reader  # the buffer is read: a BDAT 0 at its end has its chunk, empty
+        if type(reader) is ChunkReader and reader.left == 0:
+            self._chunk_complete(reader.last)
+        return pos
 
     def _read_line(self, reader: LineReader, buf: bytes, pos: int) -> int | None:
         """Handle one line; the position after it, or None to wait for more."""

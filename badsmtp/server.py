@@ -19,22 +19,8 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable
 
-from . import replies, sockio
-from .actions import (
-    Abort,
-    Accepted,
-    Action,
-    Begin,
-    Close,
-    Commit,
-    ErrorSent,
-    Log,
-    Send,
-    StartTLS,
-    Verify,
-    Wait,
-    Write,
-)
+from . import actions, replies, sockio
+from .actions import Action
 from .config import Role
 from .deliveries import Deliveries
 from .session import Session
@@ -240,23 +226,23 @@ class Handler(socketserver.BaseRequestHandler):
             self.hooks.error(data.decode("utf-8", "replace").rstrip("\r\n"), "")
 
     # -- the actions ---------------------------------------------------------------------
-    def _run(self, actions: list[Action] | None) -> None:
-        """Execute actions in order.  A pause's method returns the session's
-        next batch, which replaces the rest of this one (a pause is always
-        the last of its batch); Close returns an empty one."""
+    def _run(self, batch: list[Action] | None) -> None:
+        """Execute a batch of actions in order.  A pause's method returns the
+        session's next batch, which replaces the rest of this one (a pause is
+        always the last of its batch); Close returns an empty one."""
         do = _DO
-        while actions:
+        while batch:
             following = None
-            for action in actions:
+            for action in batch:
                 following = do[type(action)](self, action)
                 if following is not None:
                     break
-            actions = following
+            batch = following
 
-    def _send(self, action: Send) -> None:
+    def _send(self, action: actions.Send) -> None:
         sockio.send(self.sock, action.data, self.rt.idle_timeout)
 
-    def _waited(self, action: Wait) -> list[Action]:
+    def _waited(self, action: actions.Wait) -> list[Action]:
         assert self.session is not None
         waited = self._wait(action.seconds)
         if waited is sockio.Waited.STOPPING:
@@ -267,10 +253,10 @@ class Handler(socketserver.BaseRequestHandler):
             return self._received(b"")
         return self.session.waited()
 
-    def _close(self, action: Close) -> list[Action]:
+    def _close(self, action: actions.Close) -> list[Action]:
         return []
 
-    def _start_tls(self, action: StartTLS) -> list[Action]:
+    def _start_tls(self, action: actions.StartTLS) -> list[Action]:
         assert self.session is not None
         self._held.clear()  # sent before the 220: discarded (CVE-2011-0411)
         if not self._handshake():
@@ -278,20 +264,20 @@ class Handler(socketserver.BaseRequestHandler):
             return []
         return self.session.tls_started()
 
-    def _begin(self, action: Begin) -> None:
+    def _begin(self, action: actions.Begin) -> None:
         self.deliveries.begin(action.envelope)
 
-    def _write(self, action: Write) -> None:
+    def _write(self, action: actions.Write) -> None:
         self.deliveries.write(action.data)
 
-    def _commit(self, action: Commit) -> list[Action]:
+    def _commit(self, action: actions.Commit) -> list[Action]:
         assert self.session is not None
         return self.session.commit_done(self.deliveries.commit(action.envelope))
 
-    def _abort(self, action: Abort) -> None:
+    def _abort(self, action: actions.Abort) -> None:
         self.deliveries.abort()
 
-    def _verify(self, action: Verify) -> list[Action]:
+    def _verify(self, action: actions.Verify) -> list[Action]:
         assert self.session is not None
         credentials = action.credentials
         try:
@@ -301,19 +287,19 @@ class Handler(socketserver.BaseRequestHandler):
             user = None
         inactive = user is not None and not getattr(user, "active", True)
         self.slog.auth(credentials, user is not None and not inactive)
-        actions = self.session.auth_done(user, inactive)
+        following = self.session.auth_done(user, inactive)
         if self.hooks is not None and user is not None and not inactive:
             self.hooks.authenticated(user)
-        return actions
+        return following
 
-    def _log(self, action: Log) -> None:
+    def _log(self, action: actions.Log) -> None:
         self.slog.event(LEVELS.get(action.level, logging.INFO), action.message, action.fields)
 
-    def _error_sent(self, action: ErrorSent) -> None:
+    def _error_sent(self, action: actions.ErrorSent) -> None:
         if self.hooks is not None:
             self.hooks.error(action.text, action.command)
 
-    def _accepted(self, action: Accepted) -> None:
+    def _accepted(self, action: actions.Accepted) -> None:
         accepted = self.deliveries.accepted
         if self.hooks is not None and accepted is not None:
             self.hooks.accepted(accepted)
@@ -346,16 +332,16 @@ class Handler(socketserver.BaseRequestHandler):
 
 # The one place the shell maps what the core asks for to what it does.
 _DO: dict[type, Callable[[Handler, Any], list[Action] | None]] = {
-    Send: Handler._send,
-    Write: Handler._write,
-    Wait: Handler._waited,
-    Close: Handler._close,
-    StartTLS: Handler._start_tls,
-    Begin: Handler._begin,
-    Commit: Handler._commit,
-    Abort: Handler._abort,
-    Verify: Handler._verify,
-    Log: Handler._log,
-    ErrorSent: Handler._error_sent,
-    Accepted: Handler._accepted,
+    actions.Send: Handler._send,
+    actions.Write: Handler._write,
+    actions.Wait: Handler._waited,
+    actions.Close: Handler._close,
+    actions.StartTLS: Handler._start_tls,
+    actions.Begin: Handler._begin,
+    actions.Commit: Handler._commit,
+    actions.Abort: Handler._abort,
+    actions.Verify: Handler._verify,
+    actions.Log: Handler._log,
+    actions.ErrorSent: Handler._error_sent,
+    actions.Accepted: Handler._accepted,
 }

@@ -303,14 +303,17 @@ class Session(Framing):
             kind = type(out)
             if kind is Reply:
                 self._reply(out, enhanced)  # type: ignore[arg-type]
-                if self._closed:
-                    return
             elif kind is not Log:
                 _EFFECTS[kind](self, out)
-                if self._paused:  # the rest waits with it (EHLO dlay<N>'s reply)
-                    rest = [o for o in outputs[i + 1 :] if type(o) is not Log]  # logged
-                    self._after = (rest, enhanced) if rest else None
-                    return
+            if self._paused:  # the rest waits with it (EHLO dlay<N>'s reply)
+                self._hold(outputs[i + 1 :], enhanced)
+                return
+            if self._closed:
+                return
+
+    def _hold(self, rest: Sequence[protocol.Output], enhanced: bool) -> None:
+        kept = [out for out in rest if type(out) is not Log]  # logged already
+        self._after = (kept, enhanced) if kept else None
 
     def _read_data_next(self, out: protocol.ReadData) -> None:
         self._batch.flush()  # DATA synchronises the pipeline (RFC 2920 §3.1)
