@@ -57,13 +57,15 @@ class Runtime:
         self.connections: dict[Handler, socket.socket] = {}
         self.pool = WorkerPool()
         self._pid = os.getpid()
+        self._nonce = secrets.randbelow(10**9)
         self.transcripts = transcripts  # None: nothing recorded, nothing paid
 
     def challenge(self) -> str:
-        # RFC 2195 §2: a challenge must be unique; the classic
-        # "<{unix_time}.{pid}@{identity}>" repeats within a second, so a
-        # random part and a per-process sequence number come first.
-        nonce = f"{secrets.randbelow(10**9)}{next(_CHALLENGES)}"
+        """A connection's CRAM challenge.  RFC 2195 §2: it must be unique;
+        the classic "<{unix_time}.{pid}@{identity}>" repeats within a second,
+        so a random part (drawn once per server: this runs per connection)
+        and a per-process sequence number come first."""
+        nonce = f"{self._nonce}{next(_CHALLENGES)}"
         return f"<{nonce}.{int(time.time())}.{self._pid}@{self.ctx.identity}>"
 
     def record_error(self, exc: BaseException) -> None:

@@ -136,7 +136,7 @@ class Handler(socketserver.BaseRequestHandler):
             drop_after=listener.drop_after,
             handshake_first=listener.tls,
             stream=self.rt.store is not None,
-            challenge=self.rt.challenge,
+            challenge=self.rt.challenge(),
             notify=hooks is not None and hooks.ext.notifies,
             recorder=trace,
         )

@@ -62,7 +62,7 @@ class Session(Framing):
         drop_after: float | None = None,
         handshake_first: bool = False,
         stream: bool = True,
-        challenge: Callable[[], str] = lambda: "<0.0@badsmtp.test>",
+        challenge: str = "<0.0@badsmtp.test>",
         notify: bool = False,
         recorder: Recorder | None = None,
     ) -> None:
@@ -74,7 +74,8 @@ class Session(Framing):
         self._drop_after = drop_after
         self._handshake_first = handshake_first  # implicit TLS (RFC 8314 §3)
         self._stream = stream  # pass content to the store, or only count it
-        self._challenge = challenge
+        self._challenge = challenge  # the connection's CRAM challenge (RFC 2195 §2), as data
+        self._exchanges = 0  # SASL exchanges so far: each gets a challenge of its own
         self._after: tuple[Sequence[protocol.Output], bool] | None = None  # held by a Wait
         self._delayed = False  # the buffered line already had its command delay
         self._message = _IDLE
@@ -340,7 +341,12 @@ class Session(Framing):
     def _authenticate_next(self, out: protocol.Authenticate) -> None:
         self._batch.flush()
         self._mechanism = out.mechanism
-        self._authenticate(auth.exchange(out.mechanism, out.initial, self._challenge()))
+        self._authenticate(auth.exchange(out.mechanism, out.initial, self._next_challenge()))
+
+    def _next_challenge(self) -> str:
+        """Unique per exchange (RFC 2195 §2): the connection's, then numbered."""
+        n, self._exchanges = self._exchanges, self._exchanges + 1
+        return self._challenge if not n else f"<{n}.{self._challenge[1:]}"
 
     # -- AUTH exchange (RFC 4954 §4) ---------------------------------------------------
     def _authenticate(self, exchange: Generator[Reply, bytes, auth.Credentials | None]) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from _bench_clients import median, percentile
 
-PEERS = ("smtp-sink", "aiosmtpd")
+PEERS = ("smtp-sink", "aiosmtpd", "baseline")
 
 # (key, label, unit, better)
 ROWS = (

@@ -92,7 +92,7 @@ class Wire:
 
     def __post_init__(self) -> None:
         self.session = Session(self.ctx, tls=self.tls, command_delay=self.command_delay,
-                               stream=self.stream, challenge=lambda: "<1.2@badsmtp.test>")
+                               stream=self.stream, challenge="<1.2@badsmtp.test>")
         self.sent = b""
         self.actions: list[Action] = []
         self.batches: list[list[Action]] = []
@@ -1574,6 +1574,17 @@ def test_auth_cram_uses_the_challenge() -> None:
     wire = greeted()
     out = wire.feed(b"AUTH CRAM-MD5\r\n" + b64("alice 0123456789abcdef").encode() + b"\r\n")
     assert out == f"334 {b64('<1.2@badsmtp.test>')}\r\n".encode() + b"235 2.7.0 Authentication successful\r\n"
+
+
+def test_every_cram_exchange_gets_a_challenge_of_its_own() -> None:
+    """RFC 2195 §2: challenges are never reused, within a connection either."""
+    wire = greeted()
+    challenges = []
+    for user in ("badauth", "alice"):  # the first fails, so a second AUTH is allowed
+        out = wire.feed(b"AUTH CRAM-MD5\r\n")
+        challenges.append(base64.b64decode(out[4:].strip()).decode())
+        wire.feed(b64(f"{user} 0123456789abcdef").encode() + b"\r\n")
+    assert challenges == ["<1.2@badsmtp.test>", "<1.1.2@badsmtp.test>"]
 
 
 def test_auth_xoauth2_failure_flow() -> None:
