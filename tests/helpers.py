@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent  # the checkout: README.md, man/, examples/, scripts/
@@ -14,3 +15,9 @@ def split_command(line: str) -> tuple[str, list[str]]:
     Verbs are case-insensitive (RFC 5321 §2.4)."""
     words = [word for word in line.replace("\t", " ").split(" ") if word]
     return words[0].upper(), words[1:]
+
+
+def b64(text: str | bytes) -> str:
+    """Base64 of ``text`` (UTF-8), as a SASL client sends it (RFC 4954 §4)."""
+    raw = text.encode() if isinstance(text, str) else text
+    return base64.b64encode(raw).decode("ascii")
