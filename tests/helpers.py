@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import base64
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+from badsmtp import BadSMTP
 
 ROOT = Path(__file__).resolve().parent.parent  # the checkout: README.md, man/, examples/, scripts/
 
@@ -21,3 +28,29 @@ def b64(text: str | bytes) -> str:
     """Base64 of ``text`` (UTF-8), as a SASL client sends it (RFC 4954 §4)."""
     raw = text.encode() if isinstance(text, str) else text
     return base64.b64encode(raw).decode("ascii")
+
+
+# -- servers -----------------------------------------------------------------------
+@contextmanager
+def serving(*args: Any, **kwargs: Any) -> Iterator[BadSMTP]:
+    """``BadSMTP(*args, **kwargs)``, serving in a thread for the ``with``
+    block, then stopped.  Like the ``server`` fixture, the test fails if the
+    server recorded an internal error (a bug in badsmtp, answered 421)."""
+    srv = BadSMTP(*args, **kwargs).serve_in_thread()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+    assert srv.errors == [], f"internal errors in the server: {srv.errors!r}"
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
+    """Poll ``predicate`` with a deadline (no sleeping: a short event wait).
+    Only for what nothing can be waited on: prefer ``wait_for_sessions``,
+    ``wait_for_messages``, ``Transcript.wait_closed`` or an event."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        pause.wait(0.005)

@@ -21,11 +21,10 @@ from typing import Any
 
 import pytest
 from conftest import Client
+from helpers import serving, wait_until
 from test_port_file_harness import _free_ranges
-from test_server import wait_until
 from wire import GREETING, UNAVAILABLE
 
-from badsmtp import BadSMTP
 from badsmtp.accepting import SOMAXCONN_FILE, backoff, max_backlog
 from badsmtp.cli import OPEN_MAX, open_files_targets, raise_open_files_limit
 
@@ -45,7 +44,7 @@ def _accept_queue_limit(port: int) -> int:
 def test_a_listener_gets_the_largest_backlog_the_system_allows() -> None:
     with open(SOMAXCONN_FILE, encoding="ascii") as file:
         somaxconn = int(file.read())
-    with BadSMTP(ports=[0]) as server:
+    with serving(ports=[0]) as server:
         assert _accept_queue_limit(server.port) == somaxconn
 
 
@@ -236,7 +235,7 @@ def _server_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]
 def test_an_accept_error_that_persists_pauses_the_acceptor(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with BadSMTP(ports=[0]) as server:
+    with serving(ports=[0]) as server:
         flaky = FlakyAccept(monkeypatch, server.port)
         flaky.error = errno.EINVAL
         with Client(server.port) as client:
@@ -253,7 +252,7 @@ def test_an_accept_error_that_persists_pauses_the_acceptor(
 
 
 def test_a_closing_connection_ends_the_pause_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    with BadSMTP(ports=[0]) as server:
+    with serving(ports=[0]) as server:
         flaky = FlakyAccept(monkeypatch, server.port)
         with Client(server.port) as first:
             assert first.reply() == GREETING
@@ -272,7 +271,7 @@ def test_a_closing_connection_ends_the_pause_at_once(monkeypatch: pytest.MonkeyP
 def test_one_episode_until_every_waiting_client_is_in(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with BadSMTP(ports=[0]) as server:
+    with serving(ports=[0]) as server:
         flaky = FlakyAccept(monkeypatch, server.port)
         flaky.error = errno.EMFILE
         clients = [Client(server.port) for _ in range(100)]
@@ -299,7 +298,7 @@ def test_one_episode_until_every_waiting_client_is_in(
 def test_an_aborted_connection_is_logged_and_the_next_one_served(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with BadSMTP(ports=[0]) as server:
+    with serving(ports=[0]) as server:
         flaky = FlakyAccept(monkeypatch, server.port)
         flaky.error, flaky.times = errno.ECONNABORTED, 1
         with Client(server.port) as client:
@@ -336,8 +335,8 @@ class FailingStart:
 def test_no_handler_thread_means_421_and_stop_still_returns_at_once(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    server = BadSMTP(ports=[0], shutdown_timeout=10).serve_in_thread()
-    try:
+    # serving() fails the test on an internal error: a full process is no bug of badsmtp's.
+    with serving(ports=[0], shutdown_timeout=10) as server:
         failing = FailingStart(monkeypatch, f"badsmtp-{server.port}")
         for _ in range(2):
             with Client(server.port) as client:
@@ -346,7 +345,6 @@ def test_no_handler_thread_means_421_and_stop_still_returns_at_once(
         with Client(server.port) as client:  # threads start again: served as usual
             assert client.reply() == GREETING
             assert client.command(b"QUIT") == b"221 Bye\r\n"  # no EHLO: no enhanced code
-    finally:
         t0 = time.monotonic()
         server.stop()
         stopped_in = time.monotonic() - t0
@@ -359,4 +357,3 @@ def test_no_handler_thread_means_421_and_stop_still_returns_at_once(
     }
     assert again.getMessage() == "Handler threads start again"
     assert again.fields["refused"] == 2  # type: ignore[attr-defined]
-    assert server.errors == []  # a full process is no bug of badsmtp's

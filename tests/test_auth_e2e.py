@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Client
+from helpers import serving
 
 from badsmtp import BadSMTP
 
@@ -372,7 +373,7 @@ def test_inactive_user(tmp_path: Path) -> None:
     def authenticate(username: str, password: str | None) -> User:
         return User(id=username, username=username, active="inactive" not in username)
 
-    with BadSMTP(ports=[0], authenticator=authenticate) as srv, Client(srv.port) as c:
+    with serving(ports=[0], authenticator=authenticate) as srv, Client(srv.port) as c:
         c.reply()
         c.command(b"EHLO client.example.com")
         assert c.command(b"AUTH PLAIN " + b64("\0inactive@example.com\0pw")) == (
@@ -398,12 +399,12 @@ def test_auth_secrets_never_logged(caplog: pytest.LogCaptureFixture) -> None:
     initial = b64(f"\0{GOOD}\0{PASSWORD}")
     login_user, login_password = b64(BAD), b64(PASSWORD)
     with caplog.at_level(logging.DEBUG):
-        with BadSMTP(ports=[0]) as srv, Client(srv.port) as c:
+        with serving(ports=[0]) as srv, Client(srv.port) as c:
             c.reply()
             c.command(b"EHLO client.example.com")
             assert c.command(b"AUTH PLAIN " + initial) == b"235 2.7.0 Authentication successful\r\n"
             c.command(b"QUIT")
-        with BadSMTP(ports=[0]) as srv, Client(srv.port) as c:
+        with serving(ports=[0]) as srv, Client(srv.port) as c:
             c.reply()
             c.command(b"EHLO client.example.com")
             c.command(b"AUTH LOGIN")

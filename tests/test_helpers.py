@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
-from helpers import ROOT, split_command
+from conftest import Client
+from helpers import ROOT, serving, split_command
+from wire import GREETING, UNAVAILABLE
+
+from badsmtp.session import Session
 
 
 @pytest.mark.parametrize(
@@ -23,3 +29,25 @@ def test_split_command(line: str, expected: tuple[str, list[str]]) -> None:
 
 def test_root_is_the_checkout() -> None:
     assert (ROOT / "README.md").is_file() and (ROOT / "man" / "badsmtp.1").is_file()
+
+
+def test_serving_fails_the_test_on_an_internal_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(self: Session, data: bytes) -> list[object]:
+        raise RuntimeError("injected bug")
+
+    monkeypatch.setattr(Session, "receive_data", broken)
+    failed = pytest.raises(AssertionError, match="injected bug")
+    with failed, serving(ports=[0]) as srv, Client(srv.port) as c:
+        assert c.reply() == GREETING
+        c.send(b"NOOP\r\n")
+        assert c.read_to_eof() == UNAVAILABLE
+    [error] = srv.errors
+    assert str(error) == "injected bug"
+    with pytest.raises(ConnectionRefusedError):  # stopped all the same
+        socket.create_connection(("127.0.0.1", srv.port), timeout=2).close()
+
+
+def test_serving_a_server_without_errors_passes() -> None:
+    with serving(ports=[0]) as srv, Client(srv.port) as c:
+        assert c.reply() == GREETING
+        assert c.command(b"NOOP") == b"250 OK\r\n"

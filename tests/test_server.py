@@ -12,10 +12,11 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from conftest import Client
+from helpers import serving, wait_until
 from wire import (
     ACCEPTED,
     BYE,
@@ -31,16 +32,6 @@ from wire import (
 
 from badsmtp import BadSMTP, Listener
 from badsmtp.session import Session
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
-    """Poll ``predicate`` with a deadline (no sleeping: a short event wait)."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        pause.wait(0.005)
 
 
 def handler_threads(port: int) -> int:
@@ -70,7 +61,8 @@ def send_one(port: int, body: bytes = b"Subject: twin\r\n\r\nhello\r\n") -> None
 
 @pytest.fixture
 def bare_server() -> Iterator[BadSMTP]:
-    """A server the test may stop itself (and whose errors it inspects)."""
+    """A server whose internal errors the test provokes and inspects itself
+    (every other server here is the ``server`` fixture or ``serving``)."""
     srv = BadSMTP(ports=[0]).serve_in_thread()
     try:
         yield srv
@@ -286,7 +278,7 @@ def test_a_thousand_concurrent_connections_each_send_a_message() -> None:
     conns: list[_Conn] = []
     sel = selectors.DefaultSelector()
     try:
-        with BadSMTP(ports=[0]) as srv:
+        with serving(ports=[0]) as srv:
             for i in range(count):
                 sock = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
                 conns.append(_Conn(i, sock))
@@ -327,7 +319,6 @@ def test_a_thousand_concurrent_connections_each_send_a_message() -> None:
             messages = srv.wait_for_messages(count, timeout=10)
             assert len(messages) == count
             assert {m.sender for m in messages} == {f"sender{i}@example.com" for i in range(count)}
-            assert srv.errors == []
     finally:
         sel.close()
         for conn in conns:
@@ -456,7 +447,7 @@ def test_mail_size_parameter_over_limit_is_refused(client: Client) -> None:
 
 
 def test_max_recipients() -> None:
-    with BadSMTP(ports=[0], max_recipients=2) as srv, Client(srv.port) as c:
+    with serving(ports=[0], max_recipients=2) as srv, Client(srv.port) as c:
         assert c.reply() == GREETING
         open_transaction(c)
         assert c.command(b"RCPT TO:<carol@example.com>") == RCPT_OK
@@ -481,8 +472,7 @@ def test_421_trigger_flushes_pipelined_replies_first(client: Client) -> None:
 
 # -- shutdown (spec 21.3) --------------------------------------------------------------
 def test_stop_with_idle_clients_sends_421_to_each_and_returns_quickly() -> None:
-    srv = BadSMTP(ports=[0]).serve_in_thread()
-    try:
+    with serving(ports=[0]) as srv:  # which stops it again: twice is harmless
         with Client(srv.port) as before, Client(srv.port) as after:
             assert before.reply() == GREETING
             assert after.reply() == GREETING
@@ -495,14 +485,10 @@ def test_stop_with_idle_clients_sends_421_to_each_and_returns_quickly() -> None:
             # Listeners are closed: new connections are refused.
             with pytest.raises(ConnectionRefusedError):
                 socket.create_connection(("127.0.0.1", srv.port), timeout=2).close()
-    finally:
-        srv.stop()  # twice is harmless
-    assert srv.errors == []
 
 
 def test_stop_mid_data_stores_nothing() -> None:
-    srv = BadSMTP(ports=[0]).serve_in_thread()
-    try:
+    with serving(ports=[0]) as srv:
         with Client(srv.port) as c:
             assert c.reply() == GREETING
             open_transaction(c)
@@ -513,24 +499,20 @@ def test_stop_mid_data_stores_nothing() -> None:
             assert time.monotonic() - t0 < 1.0
             assert c.read_to_eof() == SHUTTING_DOWN_ENH
         assert srv.messages == []
-    finally:
-        srv.stop()
-    assert srv.errors == []
 
 
 def test_idle_timeout_before_ehlo() -> None:
-    with BadSMTP(ports=[0], idle_timeout=0.3) as srv:
+    with serving(ports=[0], idle_timeout=0.3) as srv:
         t0 = time.monotonic()
         with Client(srv.port) as c:
             assert c.reply() == GREETING
             assert c.read_to_eof(timeout=5) == b"421 Idle timeout, closing connection\r\n"
             elapsed = time.monotonic() - t0
         assert 0.3 <= elapsed < 2.0
-    assert srv.errors == []
 
 
 def test_idle_timeout_after_ehlo_and_mid_data_is_enhanced_and_stores_nothing() -> None:
-    with BadSMTP(ports=[0], idle_timeout=0.3) as srv:
+    with serving(ports=[0], idle_timeout=0.3) as srv:
         with Client(srv.port) as c:
             assert c.reply() == GREETING
             open_transaction(c)
@@ -543,7 +525,7 @@ def test_idle_timeout_after_ehlo_and_mid_data_is_enhanced_and_stores_nothing() -
 
 
 def test_two_servers_in_one_process_share_nothing() -> None:
-    with BadSMTP(ports=[0]) as a, BadSMTP(ports=[0]) as b:
+    with serving(ports=[0]) as a, serving(ports=[0]) as b:
         assert a.port != b.port
         send_one(a.port, b"Subject: to a\r\n\r\na\r\n")
         assert a.wait_for_messages(1)[0].subject == "to a"
@@ -575,7 +557,7 @@ def test_serve_in_thread_on_a_busy_port_raises_and_leaves_nothing_listening() ->
         assert sum(1 for t in threading.enumerate() if t.name == "badsmtp-acceptor") == acceptors
         srv.stop()  # harmless on a server that never started
     # The twin: once the port is free, the same request works.
-    with BadSMTP(ports=[free, busy]) as srv:
+    with serving(ports=[free, busy]) as srv:
         assert srv.ports == [free, busy]
         with Client(busy) as c:
             assert c.reply() == GREETING
@@ -607,14 +589,13 @@ def test_internal_error_gets_421_and_is_recorded_and_the_next_connection_works(
 
 # -- listener roles (spec 2.1, 16) ----------------------------------------------------
 def test_greeting_delay() -> None:
-    with BadSMTP(ports=[Listener(0, "greeting_delay", 0.3)]) as srv:
+    with serving(ports=[Listener(0, "greeting_delay", 0.3)]) as srv:
         t0 = time.monotonic()
         with Client(srv.port) as c:
             c.send(b"NOOP\r\n")  # waits in the socket buffer meanwhile (16.1)
             assert c.reply(timeout=5) == GREETING
             assert time.monotonic() - t0 >= 0.3
             assert c.reply() == b"250 OK\r\n"
-    assert srv.errors == []
 
 
 def test_no_greeting_delay_on_a_main_listener(server: BadSMTP) -> None:
@@ -625,7 +606,7 @@ def test_no_greeting_delay_on_a_main_listener(server: BadSMTP) -> None:
 
 
 def test_drop_delay_closes_without_sending() -> None:
-    with BadSMTP(ports=[Listener(0, "drop_delay", 0.3)]) as srv:
+    with serving(ports=[Listener(0, "drop_delay", 0.3)]) as srv:
         t0 = time.monotonic()
         with Client(srv.port) as c:
             assert c.read_to_eof(timeout=5) == b""
@@ -634,7 +615,7 @@ def test_drop_delay_closes_without_sending() -> None:
 
 
 def test_immediate_drop_closes_at_once() -> None:
-    with BadSMTP(ports=[Listener(0, "immediate_drop")]) as srv:
+    with serving(ports=[Listener(0, "immediate_drop")]) as srv:
         t0 = time.monotonic()
         with Client(srv.port) as c:
             assert c.read_to_eof(timeout=5) == b""
@@ -642,7 +623,7 @@ def test_immediate_drop_closes_at_once() -> None:
 
 
 def test_command_delay_applies_to_every_command_but_not_the_greeting() -> None:
-    with BadSMTP(ports=[Listener(0, "command_delay", 0.2)]) as srv:
+    with serving(ports=[Listener(0, "command_delay", 0.2)]) as srv:
         t0 = time.monotonic()
         with Client(srv.port) as c:
             assert c.reply() == GREETING
@@ -667,17 +648,13 @@ def test_command_delay_applies_to_every_command_but_not_the_greeting() -> None:
 
 @pytest.mark.parametrize("role", ["greeting_delay", "drop_delay"])
 def test_stop_interrupts_a_long_delay(role: str) -> None:
-    srv = BadSMTP(ports=[Listener(0, role, 30)]).serve_in_thread()
-    try:
+    with serving(ports=[Listener(0, role, 30)]) as srv:
         with Client(srv.port) as c:
             wait_until(lambda: handler_threads(srv.port) == 1, what="the handler thread")
             t0 = time.monotonic()
             srv.stop()
             assert time.monotonic() - t0 < 1.0
             assert c.read_to_eof() == SHUTTING_DOWN  # attempted even on drop ports (21.3)
-    finally:
-        srv.stop()
-    assert srv.errors == []
 
 
 # -- HELP --------------------------------------------------------------------------------
