@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -54,3 +55,39 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, what: str = 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         pause.wait(0.005)
+
+
+class LogRecords(logging.Handler):
+    """The records a logger emits, kept as they come, so that a test can
+    wait for one (:meth:`wait_for`) instead of polling ``caplog``."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self._added = threading.Condition()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with self._added:
+            self.records.append(record)
+            self._added.notify_all()
+
+    def wait_for(
+        self,
+        predicate: Callable[[list[logging.LogRecord]], bool],
+        timeout: float = 5.0,
+        what: str = "records",
+    ) -> None:
+        with self._added:
+            if not self._added.wait_for(lambda: predicate(self.records), timeout):
+                raise AssertionError(f"timed out waiting for {what}: {self.records!r}")
+
+
+@contextmanager
+def log_records(name: str = "badsmtp") -> Iterator[LogRecords]:
+    """Every record of logger ``name`` (and its children) while the block runs."""
+    handler, logger = LogRecords(), logging.getLogger(name)
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)

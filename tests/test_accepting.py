@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from conftest import Client
-from helpers import serving, wait_until
+from helpers import log_records, serving, wait_until
 from test_port_file_harness import _free_ranges
 from wire import GREETING, UNAVAILABLE
 
@@ -202,13 +202,15 @@ def test_open_files_targets() -> None:
 class FlakyAccept:
     """``accept()`` on one listening port fails with :attr:`error` while it is
     set (for :attr:`times` calls, when that is set), except for the next
-    :attr:`granted` calls (descriptors that came free); counts the failures."""
+    :attr:`granted` calls (descriptors that came free); counts the failures,
+    which a test can wait for (:meth:`wait_for_failures`)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, port: int) -> None:
         self.error: int | None = None
         self.times: int | None = None
         self.granted = 0
         self.failures = 0
+        self._failed = threading.Condition()
         real = socket.socket.accept
 
         def accept(sock: socket.socket) -> tuple[socket.socket, Any]:
@@ -217,19 +219,27 @@ class FlakyAccept:
                     self.granted -= 1
                     return real(sock)
                 code = self.error
-                self.failures += 1
                 if self.times is not None:
                     self.times -= 1
                     if not self.times:
                         self.error = None
+                with self._failed:
+                    self.failures += 1
+                    self._failed.notify_all()
                 raise OSError(code, os.strerror(code))
             return real(sock)
 
         monkeypatch.setattr(socket.socket, "accept", accept)
 
+    def wait_for_failures(self, count: int, timeout: float = 5.0) -> None:
+        with self._failed:
+            assert self._failed.wait_for(lambda: self.failures >= count, timeout), (
+                f"{self.failures} of {count} failed accepts within {timeout} s"
+            )
 
-def _server_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if "accept" in r.getMessage().lower()]
+
+def _about_accepting(records: list[logging.LogRecord]) -> list[logging.LogRecord]:
+    return [r for r in records if "accept" in r.getMessage().lower()]
 
 
 def test_an_accept_error_that_persists_pauses_the_acceptor(
@@ -239,11 +249,11 @@ def test_an_accept_error_that_persists_pauses_the_acceptor(
         flaky = FlakyAccept(monkeypatch, server.port)
         flaky.error = errno.EINVAL
         with Client(server.port) as client:
-            wait_until(lambda: flaky.failures >= 4, what="four failed accepts")  # 50+100+200 ms
+            flaky.wait_for_failures(4)  # 50+100+200 ms
             flaky.error = None
             assert client.reply() == GREETING  # after the next rest (400 ms)
         assert flaky.failures <= 6  # not one per loop turn: that was thousands
-    paused, resumed = _server_records(caplog)
+    paused, resumed = _about_accepting(caplog.records)
     assert (paused.levelname, paused.getMessage()) == ("WARNING", "Accept paused: invalid argument")
     assert paused.fields == {"errno": "EINVAL", "port": server.port}  # type: ignore[attr-defined]
     assert (resumed.levelname, resumed.getMessage()) == ("WARNING", "Accept resumed")
@@ -259,7 +269,7 @@ def test_a_closing_connection_ends_the_pause_at_once(monkeypatch: pytest.MonkeyP
             flaky.error = errno.EMFILE
             with Client(server.port) as second:
                 # 50+100+200+400+800 ms: the rest now is the longest, 1 s
-                wait_until(lambda: flaky.failures >= 6, what="six failed accepts")
+                flaky.wait_for_failures(6)
                 flaky.error = None
                 t0 = time.monotonic()
                 first.close()  # its descriptor comes free: the acceptor is nudged
@@ -268,28 +278,26 @@ def test_a_closing_connection_ends_the_pause_at_once(monkeypatch: pytest.MonkeyP
         assert flaky.failures <= 7
 
 
-def test_one_episode_until_every_waiting_client_is_in(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    with serving(ports=[0]) as server:
+def test_one_episode_until_every_waiting_client_is_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    with log_records() as logged, serving(ports=[0]) as server:
         flaky = FlakyAccept(monkeypatch, server.port)
         flaky.error = errno.EMFILE
         clients = [Client(server.port) for _ in range(100)]
         try:
-            wait_until(lambda: flaky.failures >= 1, what="a failed accept")
+            flaky.wait_for_failures(1)
             flaky.granted = 70  # more than one batch of accepts, not all
             for client in clients[:70]:
                 assert client.reply() == GREETING
-            wait_until(lambda: flaky.failures >= 2, what="the next failed accept")
+            flaky.wait_for_failures(2)
             flaky.granted = 30
             for client in clients[70:]:
                 assert client.reply() == GREETING
-            wait_until(lambda: len(_server_records(caplog)) >= 2, what="the end of the pause")
+            logged.wait_for(lambda got: len(_about_accepting(got)) >= 2, what="the end of the pause")
             failures, flaky.error = flaky.failures, None
         finally:
             for client in clients:
                 client.close()
-    paused, resumed = _server_records(caplog)  # not a new episode after each batch
+    paused, resumed = _about_accepting(logged.records)  # not a new episode after each batch
     assert paused.getMessage() == "Accept paused: too many open files"
     assert resumed.getMessage() == "Accept resumed"
     assert resumed.fields["failed"] == failures  # type: ignore[attr-defined]
@@ -303,7 +311,7 @@ def test_an_aborted_connection_is_logged_and_the_next_one_served(
         flaky.error, flaky.times = errno.ECONNABORTED, 1
         with Client(server.port) as client:
             assert client.reply(timeout=0.5) == GREETING  # no rest: that connection is gone
-    [record] = _server_records(caplog)
+    [record] = _about_accepting(caplog.records)
     assert record.getMessage() == (
         f"accept failed on port {server.port}: [Errno {errno.ECONNABORTED}] "
         f"{os.strerror(errno.ECONNABORTED)}"

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import Client
-from helpers import serving, wait_until
+from helpers import serving, wait_until  # noqa: F401 (test_cli.py imports wait_until from here)
 from wire import (
     ACCEPTED,
     BYE,
@@ -34,8 +34,15 @@ from badsmtp import BadSMTP, Listener
 from badsmtp.session import Session
 
 
-def handler_threads(port: int) -> int:
-    return sum(1 for t in threading.enumerate() if t.name == f"badsmtp-{port}" and t.is_alive())
+class Connected:
+    """An observer (README, Extending badsmtp) that hears a session begin:
+    the server has accepted the connection and its handler runs."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def on_connect(self, ctx: object) -> None:
+        self.event.set()
 
 
 def ehlo(c: Client, name: bytes = b"client.example") -> None:
@@ -472,19 +479,19 @@ def test_421_trigger_flushes_pipelined_replies_first(client: Client) -> None:
 
 # -- shutdown (spec 21.3) --------------------------------------------------------------
 def test_stop_with_idle_clients_sends_421_to_each_and_returns_quickly() -> None:
-    with serving(ports=[0]) as srv:  # which stops it again: twice is harmless
-        with Client(srv.port) as before, Client(srv.port) as after:
-            assert before.reply() == GREETING
-            assert after.reply() == GREETING
-            ehlo(after)
-            t0 = time.monotonic()
-            srv.stop()
-            assert time.monotonic() - t0 < 1.0
-            assert before.read_to_eof() == SHUTTING_DOWN
-            assert after.read_to_eof() == SHUTTING_DOWN_ENH
-            # Listeners are closed: new connections are refused.
-            with pytest.raises(ConnectionRefusedError):
-                socket.create_connection(("127.0.0.1", srv.port), timeout=2).close()
+    # serving() stops the server again at the end: twice is harmless.
+    with serving(ports=[0]) as srv, Client(srv.port) as before, Client(srv.port) as after:
+        assert before.reply() == GREETING
+        assert after.reply() == GREETING
+        ehlo(after)
+        t0 = time.monotonic()
+        srv.stop()
+        assert time.monotonic() - t0 < 1.0
+        assert before.read_to_eof() == SHUTTING_DOWN
+        assert after.read_to_eof() == SHUTTING_DOWN_ENH
+        # Listeners are closed: new connections are refused.
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", srv.port), timeout=2).close()
 
 
 def test_stop_mid_data_stores_nothing() -> None:
@@ -648,13 +655,13 @@ def test_command_delay_applies_to_every_command_but_not_the_greeting() -> None:
 
 @pytest.mark.parametrize("role", ["greeting_delay", "drop_delay"])
 def test_stop_interrupts_a_long_delay(role: str) -> None:
-    with serving(ports=[Listener(0, role, 30)]) as srv:
-        with Client(srv.port) as c:
-            wait_until(lambda: handler_threads(srv.port) == 1, what="the handler thread")
-            t0 = time.monotonic()
-            srv.stop()
-            assert time.monotonic() - t0 < 1.0
-            assert c.read_to_eof() == SHUTTING_DOWN  # attempted even on drop ports (21.3)
+    connected = Connected()
+    with serving(ports=[Listener(0, role, 30)], observer=connected) as srv, Client(srv.port) as c:
+        assert connected.event.wait(5), "the connection was never accepted"
+        t0 = time.monotonic()
+        srv.stop()
+        assert time.monotonic() - t0 < 1.0
+        assert c.read_to_eof() == SHUTTING_DOWN  # attempted even on drop ports (21.3)
 
 
 # -- HELP --------------------------------------------------------------------------------

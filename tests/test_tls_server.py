@@ -606,16 +606,15 @@ def test_silent_tls_client_is_closed_by_the_handshake_timeout(mode: str) -> None
 
 
 def test_stop_during_a_tls_handshake_returns_quickly() -> None:
-    with serving(ports=[Listener(0, Role.TLS), 0]) as server:
-        with Client(server.port) as silent:
-            with Client(server.ports[1]) as probe:  # accepted before this one was greeted
-                assert probe.reply() == GREETING
-            t0 = time.monotonic()
-            server.stop()
-            assert time.monotonic() - t0 < 1.0
-            # No SMTP reply can be sent before the handshake: at most a TLS alert, then the close.
-            data = silent.read_to_eof(timeout=2)
-            assert data == b"" or data.startswith(b"\x15\x03"), data
+    with serving(ports=[Listener(0, Role.TLS), 0]) as server, Client(server.port) as silent:
+        with Client(server.ports[1]) as probe:  # accepted before this one was greeted
+            assert probe.reply() == GREETING
+        t0 = time.monotonic()
+        server.stop()
+        assert time.monotonic() - t0 < 1.0
+        # No SMTP reply can be sent before the handshake: at most a TLS alert, then the close.
+        data = silent.read_to_eof(timeout=2)
+        assert data == b"" or data.startswith(b"\x15\x03"), data
 
 
 # -- user-supplied certificate files (badsmtp(1), --tls-cert-file) -------------------------
