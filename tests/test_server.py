@@ -1,6 +1,6 @@
 """The server over real loopback sockets: exact bytes on the wire, pipelining,
 BDAT, load, garbage, half-closes, listener roles, shutdown and the error
-boundary (spec 2, 10, 11, 15, 16, 21, Appendix A)."""
+boundary."""
 
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ def test_smtplib_sendmail_is_captured_exactly(server: BadSMTP) -> None:
         assert smtp.quit() == (221, b"2.0.0 Bye")
     [msg] = server.wait_for_messages(1, timeout=5)
     assert msg.sender == "alice@example.com"
-    assert msg.recipients == ("bob@example.com", "carol@example.org")  # domain lower-cased (7.4)
+    assert msg.recipients == ("bob@example.com", "carol@example.org")  # domain lower-cased (RFC 5321 §2.4)
     assert msg.content == content  # smtplib stuffed the dots; the server unstuffed them
     assert msg.size == len(content)
     assert msg.headers["Subject"] == "Hello there"
@@ -133,7 +133,7 @@ def test_null_sender_is_accepted(server: BadSMTP, client: Client) -> None:
     assert client.command(b"RCPT TO:<>") == b"501 5.5.4 Syntax error in parameters\r\n"
 
 
-# -- pipelining (spec 15) ------------------------------------------------------------
+# -- pipelining (RFC 2920) -----------------------------------------------------------
 def test_pipelined_batch_in_one_write_gets_every_reply_in_order(server: BadSMTP) -> None:
     with Client(server.port) as c:
         assert c.reply() == GREETING
@@ -154,7 +154,8 @@ def test_pipelined_batch_in_one_write_gets_every_reply_in_order(server: BadSMTP)
 
 
 def test_pipelined_mail_rcpt_then_waiting_gets_both_replies(client: Client) -> None:
-    # The reference deadlocks here: it holds replies until DATA (spec 15.2).
+    # A server that held its replies until DATA would deadlock here: what is
+    # pending goes out once the input runs dry (RFC 2920 §3.2).
     ehlo(client)
     client.send(b"MAIL FROM:<alice@example.com>\r\nRCPT TO:<bob@example.com>\r\n")
     assert client.replies(2, timeout=2) == [MAIL_OK, RCPT_OK]
@@ -178,7 +179,7 @@ def test_data_end_and_dot_unstuffing_however_the_bytes_arrive(
     server: BadSMTP, client: Client, mode: str
 ) -> None:
     open_transaction(client)
-    if mode == "with_data_command":  # content sent before the 354 is content (10.5)
+    if mode == "with_data_command":  # content sent before the 354 is content, not commands
         client.send(b"DATA\r\n" + STUFFED_WIRE)
         assert client.replies(2) == [GO_AHEAD, ACCEPTED]
     else:
@@ -200,7 +201,7 @@ def test_empty_message(server: BadSMTP, client: Client) -> None:
     assert server.wait_for_messages(1)[0].content == b""
 
 
-# -- BDAT (spec 11) ------------------------------------------------------------------
+# -- BDAT (RFC 3030 §2) --------------------------------------------------------------
 COMMANDISH = (
     b"MAIL FROM:<evil@example.com>\r\nQUIT\r\n\x00\x00\xff\xfe\r\n.\r\n"
     b"RSET\r\nBDAT 5 LAST\r\n\n\r\x00"
@@ -237,7 +238,7 @@ def test_bdat_reply_does_not_wait_for_a_crlf_after_the_chunk(server: BadSMTP, cl
     assert client.reply(timeout=2) == OK
     client.send(b"BDAT 6 LAST\r\n world")
     assert client.reply(timeout=2) == ACCEPTED
-    # A CRLF some clients send after a chunk is an empty line: ignored (11.3).
+    # A CRLF some clients send after a chunk is an empty line: ignored.
     client.send(b"\r\nNOOP\r\n")
     assert client.reply() == OK
     assert client.buf == b""
@@ -356,7 +357,7 @@ GARBAGE = {
 
 EXACT = {
     "nuls": b"500 Command not recognised\r\n" * 2 + b"250 OK\r\n",
-    "long_line": b"500 Command too long\r\n250 OK\r\n",  # once, then the next line (3.2)
+    "long_line": b"500 Command too long\r\n250 OK\r\n",  # once, then the next line (RFC 5321 §4.5.3.1.4)
     "invalid_utf8": b"500 Command not recognised\r\n"
     b"503 Bad sequence - MAIL not allowed in HELO state\r\n"
     b"500 Command not recognised\r\n250 OK\r\n",
@@ -437,7 +438,7 @@ def test_data_size_limit_from_ehlo_keyword(
         assert server.wait_for_messages(1)[0].content == content
     else:
         assert client.reply() == b"552 5.3.4 Message size exceeds fixed maximum of 1000 bytes\r\n"
-        # The transaction is over (10.4) and the session goes on.
+        # The transaction is over and the session goes on.
         assert client.command(b"RCPT TO:<bob@example.com>") == (
             b"503 5.5.1 Bad sequence - RCPT not allowed in MAIL state\r\n"
         )
@@ -477,7 +478,7 @@ def test_421_trigger_flushes_pipelined_replies_first(client: Client) -> None:
     )
 
 
-# -- shutdown (spec 21.3) --------------------------------------------------------------
+# -- shutdown (badsmtp(1), SIGNALS) -----------------------------------------------------
 def test_stop_with_idle_clients_sends_421_to_each_and_returns_quickly() -> None:
     # serving() stops the server again at the end: twice is harmless.
     with serving(ports=[0]) as srv, Client(srv.port) as before, Client(srv.port) as after:
@@ -594,12 +595,12 @@ def test_internal_error_gets_421_and_is_recorded_and_the_next_connection_works(
     assert isinstance(error, RuntimeError) and str(error) == "injected bug"
 
 
-# -- listener roles (spec 2.1, 16) ----------------------------------------------------
+# -- listener roles (badsmtp(1), PORT MAP) ---------------------------------------------
 def test_greeting_delay() -> None:
     with serving(ports=[Listener(0, "greeting_delay", 0.3)]) as srv:
         t0 = time.monotonic()
         with Client(srv.port) as c:
-            c.send(b"NOOP\r\n")  # waits in the socket buffer meanwhile (16.1)
+            c.send(b"NOOP\r\n")  # waits in the socket buffer meanwhile
             assert c.reply(timeout=5) == GREETING
             assert time.monotonic() - t0 >= 0.3
             assert c.reply() == b"250 OK\r\n"
@@ -661,7 +662,7 @@ def test_stop_interrupts_a_long_delay(role: str) -> None:
         t0 = time.monotonic()
         srv.stop()
         assert time.monotonic() - t0 < 1.0
-        assert c.read_to_eof() == SHUTTING_DOWN  # attempted even on drop ports (21.3)
+        assert c.read_to_eof() == SHUTTING_DOWN  # attempted even on drop ports
 
 
 # -- HELP --------------------------------------------------------------------------------
@@ -701,7 +702,7 @@ def test_help_over_the_wire(client: Client) -> None:
     assert client.command(b"EXPN staff") == b"502 5.5.1 Command not implemented\r\n"
 
 
-# -- huge messages at the default limit (spec 10.3, 11.3; 0.6: never held whole) ------------
+# -- huge messages past the default SIZE: read to their end, never held whole, then 552 ------
 HUGE = 12 * 1024 * 1024  # over the default 10485760
 
 
