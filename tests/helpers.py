@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import logging
+import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from badsmtp import BadSMTP
 
@@ -29,6 +31,120 @@ def b64(text: str | bytes) -> str:
     """Base64 of ``text`` (UTF-8), as a SASL client sends it (RFC 4954 §4)."""
     raw = text.encode() if isinstance(text, str) else text
     return base64.b64encode(raw).decode("ascii")
+
+
+def b64b(text: str | bytes) -> bytes:
+    """:func:`b64` as octets, for a line sent on the wire."""
+    return b64(text).encode("ascii")
+
+
+# -- ports -------------------------------------------------------------------------
+def free_port() -> int:
+    """A loopback port that is free right now.  Port 0 is better wherever
+    it fits: this is for a test that must name the port before it binds."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def free_ranges(count: int, size: int = 100) -> list[int]:
+    """``count`` adjacent ranges of ``size`` loopback ports, each free right
+    now.  Below the kernel's ephemeral range (32768+), so that port-0
+    listeners and client sockets never take one of them."""
+    for _ in range(50):
+        start = random.randrange(20000, 32000 - count * size, size)
+        socks: list[socket.socket] = []
+        try:
+            for port in range(start, start + count * size):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return [start + i * size for i in range(count)]
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError("no free port ranges found")
+
+
+# -- a raw client ------------------------------------------------------------------
+class Client:
+    """A raw SMTP client over a blocking socket: ``send`` bytes, read each
+    ``reply`` exactly as sent.  Reads are bounded by a timeout, never by sleeping."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 5.0) -> None:
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.buf = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def read_until(self, predicate: Callable[[bytes], bool], timeout: float = 5.0) -> bytes:
+        deadline = time.monotonic() + timeout
+        while not predicate(self.buf):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no complete reply; have {self.buf!r}")
+            self.sock.settimeout(remaining)
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"connection closed; have {self.buf!r}")
+            self.buf += chunk
+        return self.buf
+
+    def reply(self, timeout: float = 5.0) -> bytes:
+        """One complete (possibly multi-line) reply, exactly as sent."""
+        self.read_until(lambda buf: _reply_end(buf) >= 0, timeout)
+        end = _reply_end(self.buf)
+        out, self.buf = self.buf[:end], self.buf[end:]
+        return out
+
+    def replies(self, count: int, timeout: float = 5.0) -> list[bytes]:
+        return [self.reply(timeout) for _ in range(count)]
+
+    def command(self, line: bytes) -> bytes:
+        self.send(line + b"\r\n")
+        return self.reply()
+
+    def read_to_eof(self, timeout: float = 5.0) -> bytes:
+        """Everything until the server closes the connection."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"connection still open; have {self.buf!r}")
+            self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(65536)
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                out, self.buf = self.buf, b""
+                return out
+            self.buf += chunk
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _reply_end(buf: bytes) -> int:
+    """Index just past the first complete reply in ``buf``, or -1."""
+    pos = 0
+    while True:
+        nl = buf.find(b"\n", pos)
+        if nl < 0:
+            return -1
+        line = buf[pos:nl]
+        if len(line) < 4 or line[3:4] != b"-":
+            return nl + 1
+        pos = nl + 1
 
 
 # -- servers -----------------------------------------------------------------------

@@ -20,9 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Client
-from helpers import log_records, serving, wait_until
-from test_port_file_harness import _free_ranges
+from helpers import Client, free_ranges, log_records, serving, wait_until
 from wire import GREETING, UNAVAILABLE
 
 from badsmtp.accepting import SOMAXCONN_FILE, backoff, max_backlog
@@ -93,7 +91,7 @@ def _limited_badsmtp(
 ) -> tuple[subprocess.Popen[bytes], int, Path]:
     """The CLI started with these descriptor limits, its log in a file;
     returns it, its port and the log."""
-    greeting, command, drop = _free_ranges(3)
+    greeting, command, drop = free_ranges(3)
     port_file, log = tmp_path / "ports.json", tmp_path / "log"
     with log.open("wb") as out:
         proc = subprocess.Popen(

@@ -4,7 +4,6 @@ the example in scripts/example_extension.py."""
 
 from __future__ import annotations
 
-import base64
 import importlib.util
 import logging
 import re
@@ -17,8 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from conftest import Client
-from helpers import ROOT, serving
+from helpers import ROOT, Client, b64b, serving
 from wire import ACCEPTED, LOCAL_ERROR, UNAVAILABLE
 
 import badsmtp
@@ -51,7 +49,7 @@ WAIT = 5.0
 
 
 def plain(user: str, password: str = "pw") -> bytes:
-    return base64.b64encode(f"\0{user}\0{password}".encode())
+    return b64b(f"\0{user}\0{password}")
 
 
 @pytest.fixture
@@ -235,7 +233,7 @@ def test_authenticator_call_point_and_effect() -> None:
                 b"535 5.7.8 Authentication failed: account inactive\r\n"
             )
             c.command(b"AUTH CRAM-MD5")
-            assert c.command(base64.b64encode(b"cram@x 00ff")) == (
+            assert c.command(b64b("cram@x 00ff")) == (
                 b"235 2.7.0 Authentication successful\r\n"
             )
     # The password for PLAIN, none for CRAM.

@@ -13,8 +13,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
-from conftest import Client
-from helpers import serving, wait_until
+from helpers import Client, serving, wait_until
 from wire import ACCEPTED, BYE, GREETING, LOCAL_ERROR, MAIL_OK, OK, RCPT_OK
 
 from badsmtp import BadSMTP, Listener, Message, StorageError

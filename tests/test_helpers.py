@@ -5,8 +5,7 @@ from __future__ import annotations
 import socket
 
 import pytest
-from conftest import Client
-from helpers import ROOT, serving, split_command
+from helpers import ROOT, Client, serving, split_command
 from wire import GREETING, UNAVAILABLE
 
 from badsmtp.session import Session

@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Client
-from helpers import serving
+from helpers import Client, serving
 
 from badsmtp import Listener, logbuffer, tls
 from badsmtp import log as badlog

@@ -15,8 +15,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from conftest import Client
-from helpers import serving, wait_until  # noqa: F401 (test_cli.py imports wait_until from here)
+from helpers import Client, free_port, serving, wait_until  # noqa: F401 (test_cli.py: wait_until)
 from wire import (
     ACCEPTED,
     BYE,
@@ -543,18 +542,12 @@ def test_two_servers_in_one_process_share_nothing() -> None:
         assert [m.subject for m in a.messages] == ["to a"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_serve_in_thread_on_a_busy_port_raises_and_leaves_nothing_listening() -> None:
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", 0))
         blocker.listen()
         busy = blocker.getsockname()[1]
-        free = _free_port()
+        free = free_port()
         acceptors = sum(1 for t in threading.enumerate() if t.name == "badsmtp-acceptor")
         srv = BadSMTP(ports=[free, busy])
         with pytest.raises(OSError) as info:

@@ -7,10 +7,10 @@ byte, and with trailing data that must then be read as the next command."""
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass, field
 
 import pytest
+from helpers import b64
 from wire import ACCEPTED, BYE, EHLO_REPLY, GO_AHEAD, GREETING, MAIL_OK, OK, RCPT_OK
 
 from badsmtp import auth, replies
@@ -66,11 +66,6 @@ def without(*dropped: str) -> tuple[str, ...]:
 def size_exceeded(limit: int, enhanced: bool = True) -> bytes:
     esc = "5.3.4 " if enhanced else ""
     return f"552 {esc}Message size exceeds fixed maximum of {limit} bytes\r\n".encode()
-
-
-def b64(text: str | bytes) -> str:
-    raw = text.encode() if isinstance(text, str) else text
-    return base64.b64encode(raw).decode("ascii")
 
 
 @dataclass

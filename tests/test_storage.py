@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Client
-from helpers import serving, wait_until
+from helpers import Client, serving, wait_until
 from test_server import (
     ACCEPTED,
     GO_AHEAD,

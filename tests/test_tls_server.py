@@ -25,8 +25,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from conftest import Client
-from helpers import serving
+from helpers import Client, serving
 from wire import GREETING, MAIL_OK, OK
 
 from badsmtp import BadSMTP, Listener

@@ -10,8 +10,7 @@ import socket
 import ssl
 
 import pytest
-from conftest import Client
-from helpers import serving
+from helpers import Client, serving
 
 from badsmtp import BadSMTP, Listener
 from badsmtp import session as session_module
