@@ -1,4 +1,7 @@
-"""Helpers shared by the test modules (``from helpers import ...``)."""
+"""Helpers shared by the test modules (``from helpers import ...``): the
+checkout's ROOT, command splitting, base64, port finders, the raw
+:class:`Client`, :func:`serving` a BadSMTP that fails the test on an
+internal error, and waiting (:func:`wait_until`, :func:`log_records`)."""
 
 from __future__ import annotations
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import socket
+import threading
 
 import pytest
-from helpers import ROOT, Client, serving, split_command
+from helpers import ROOT, Client, b64, b64b, free_ranges, log_records, serving, split_command
 from wire import GREETING, UNAVAILABLE
 
 from badsmtp.session import Session
@@ -50,3 +52,28 @@ def test_serving_a_server_without_errors_passes() -> None:
     with serving(ports=[0]) as srv, Client(srv.port) as c:
         assert c.reply() == GREETING
         assert c.command(b"NOOP") == b"250 OK\r\n"
+
+
+def test_b64() -> None:
+    assert b64("\0user\0pw") == "AHVzZXIAcHc=" and b64b(b"\0user\0pw") == b"AHVzZXIAcHc="
+
+
+def test_free_ranges_are_free_and_apart() -> None:
+    first, second = free_ranges(2, size=10)
+    assert second == first + 10
+    with socket.socket() as a, socket.socket() as b:
+        a.bind(("127.0.0.1", first))
+        b.bind(("127.0.0.1", second + 9))
+
+
+def test_log_records_wait_for_a_record_from_another_thread() -> None:
+    log = logging.getLogger("badsmtp.test_helpers")
+    with log_records("badsmtp.test_helpers") as logged:
+        thread = threading.Thread(target=log.warning, args=("from a thread",))
+        thread.start()
+        logged.wait_for(lambda got: [r.getMessage() for r in got] == ["from a thread"])
+        thread.join()
+        with pytest.raises(AssertionError, match="timed out waiting for a second record"):
+            logged.wait_for(lambda got: len(got) == 2, timeout=0.05, what="a second record")
+    log.warning("after the block")
+    assert len(logged.records) == 1  # the handler is gone
