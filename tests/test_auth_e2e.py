@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import Client
+from helpers import Client, b64b, serving
 
 from badsmtp import BadSMTP
 
@@ -26,12 +26,8 @@ XOAUTH2_JSON_B64 = base64.b64encode(
 )
 
 
-def b64(raw: str | bytes) -> bytes:
-    return base64.b64encode(raw.encode() if isinstance(raw, str) else raw)
-
-
 def xoauth2(user: str, token: str = "tok") -> bytes:
-    return b64(f"user={user}\x01auth=Bearer {token}\x01\x01")
+    return b64b(f"user={user}\x01auth=Bearer {token}\x01\x01")
 
 
 class RecordingSMTP(smtplib.SMTP):
@@ -119,7 +115,7 @@ def test_ehlo_noauth_beats_everything(client: Client, name: str) -> None:
     assert reply.startswith(b"250-badsmtp.test\r\n250-8BITMIME\r\n")
     # Not advertised is not refused: the keywords change the advertisement only
     # (badsmtp(1), EHLO KEYWORDS).
-    assert client.command(b"AUTH PLAIN " + b64(f"\0{GOOD}\0pw")) == (
+    assert client.command(b"AUTH PLAIN " + b64b(f"\0{GOOD}\0pw")) == (
         b"235 2.7.0 Authentication successful\r\n"
     )
 
@@ -237,17 +233,17 @@ def test_cram_sha256_raw(client: Client) -> None:
     # RFC 2195 shape, unique: <random+sequence.unix_time.pid@identity>
     assert re.fullmatch(rb"<\d+\.\d+\.\d+@badsmtp\.test>", challenge), challenge
     digest = hmac.new(PASSWORD.encode(), challenge, hashlib.sha256).hexdigest()
-    assert client.command(b64(f"{GOOD} {digest}")) == b"235 2.7.0 Authentication successful\r\n"
+    assert client.command(b64b(f"{GOOD} {digest}")) == b"235 2.7.0 Authentication successful\r\n"
     assert client.command(b"AUTH CRAM-SHA256") == b"503 5.5.1 Already authenticated\r\n"
 
 
 def test_cram_sha256_raw_badauth(client: Client) -> None:
     client.command(b"EHLO client.example.com")
     assert client.command(b"AUTH CRAM-SHA256").startswith(b"334 ")
-    assert client.command(b64(f"{BAD} 0123abcd")) == b"535 5.7.8 Authentication failed\r\n"
+    assert client.command(b64b(f"{BAD} 0123abcd")) == b"535 5.7.8 Authentication failed\r\n"
     # A CRAM answer without "user SP digest" is malformed.
     assert client.command(b"AUTH CRAM-MD5").startswith(b"334 ")
-    assert client.command(b64(GOOD)) == b"535 5.7.8 Authentication failed\r\n"
+    assert client.command(b64b(GOOD)) == b"535 5.7.8 Authentication failed\r\n"
 
 
 def test_xoauth2_error_flow_raw(client: Client) -> None:
@@ -286,20 +282,20 @@ def test_star_cancels(client: Client, start: bytes, prompt: bytes) -> None:
 
 def test_star_cancels_at_the_password_prompt(client: Client) -> None:
     client.command(b"EHLO client.example.com")
-    assert client.command(b"AUTH LOGIN " + b64(GOOD)) == b"334 UGFzc3dvcmQ6\r\n"
+    assert client.command(b"AUTH LOGIN " + b64b(GOOD)) == b"334 UGFzc3dvcmQ6\r\n"
     assert client.command(b"*") == b"501 5.7.0 Authentication cancelled\r\n"
     # Cancelled is not authenticated: a new AUTH is allowed.
-    assert client.command(b"AUTH PLAIN " + b64(f"\0{GOOD}\0pw")) == (
+    assert client.command(b"AUTH PLAIN " + b64b(f"\0{GOOD}\0pw")) == (
         b"235 2.7.0 Authentication successful\r\n"
     )
 
 
 def test_auth_twice(client: Client) -> None:
     client.command(b"EHLO client.example.com")
-    assert client.command(b"AUTH PLAIN " + b64(f"\0{GOOD}\0pw")) == (
+    assert client.command(b"AUTH PLAIN " + b64b(f"\0{GOOD}\0pw")) == (
         b"235 2.7.0 Authentication successful\r\n"
     )
-    assert client.command(b"AUTH PLAIN " + b64(f"\0{GOOD}\0pw")) == (
+    assert client.command(b"AUTH PLAIN " + b64b(f"\0{GOOD}\0pw")) == (
         b"503 5.5.1 Already authenticated\r\n"
     )
     assert client.command(b"AUTH NOSUCH") == b"503 5.5.1 Already authenticated\r\n"
@@ -307,10 +303,10 @@ def test_auth_twice(client: Client) -> None:
 
 def test_auth_twice_negative_twin_after_failure(client: Client) -> None:
     client.command(b"EHLO client.example.com")
-    assert client.command(b"AUTH PLAIN " + b64(f"\0{BAD}\0pw")) == (
+    assert client.command(b"AUTH PLAIN " + b64b(f"\0{BAD}\0pw")) == (
         b"535 5.7.8 Authentication failed\r\n"
     )
-    assert client.command(b"AUTH PLAIN " + b64(f"\0{GOOD}\0pw")) == (
+    assert client.command(b"AUTH PLAIN " + b64b(f"\0{GOOD}\0pw")) == (
         b"235 2.7.0 Authentication successful\r\n"
     )
 
@@ -318,17 +314,17 @@ def test_auth_twice_negative_twin_after_failure(client: Client) -> None:
 def test_auth_during_a_transaction(client: Client) -> None:
     client.command(b"EHLO client.example.com")
     assert client.command(b"MAIL FROM:<alice@example.com>") == b"250 2.1.0 OK\r\n"
-    assert client.command(b"AUTH PLAIN " + b64(f"\0{GOOD}\0pw")) == (
+    assert client.command(b"AUTH PLAIN " + b64b(f"\0{GOOD}\0pw")) == (
         b"503 5.5.1 Bad sequence - AUTH not allowed in RCPT state\r\n"
     )
     assert client.command(b"RSET") == b"250 2.0.0 OK\r\n"
-    assert client.command(b"AUTH PLAIN " + b64(f"\0{GOOD}\0pw")) == (
+    assert client.command(b"AUTH PLAIN " + b64b(f"\0{GOOD}\0pw")) == (
         b"235 2.7.0 Authentication successful\r\n"
     )
 
 
 def test_auth_before_helo(client: Client) -> None:
-    assert client.command(b"AUTH PLAIN " + b64(f"\0{GOOD}\0pw")) == (
+    assert client.command(b"AUTH PLAIN " + b64b(f"\0{GOOD}\0pw")) == (
         b"503 Bad sequence - AUTH not allowed in HELO state\r\n"
     )
 
@@ -344,7 +340,7 @@ def test_auth_trigger(client: Client) -> None:
     client.command(b"EHLO client.example.com")
     assert client.command(b"MAIL FROM:<auth535_5.7.0@example.com>") == b"250 2.1.0 OK\r\n"
     assert client.command(b"RSET") == b"250 2.0.0 OK\r\n"
-    assert client.command(b"AUTH PLAIN " + b64(f"\0{GOOD}\0pw")) == (
+    assert client.command(b"AUTH PLAIN " + b64b(f"\0{GOOD}\0pw")) == (
         b"535 5.7.0 Authentication failed\r\n"
     )
     # Still armed, before the mechanism is even looked at; 501 for no argument first.
@@ -353,7 +349,7 @@ def test_auth_trigger(client: Client) -> None:
     # A plain MAIL FROM disarms it.
     client.command(b"MAIL FROM:<alice@example.com>")
     client.command(b"RSET")
-    assert client.command(b"AUTH PLAIN " + b64(f"\0{GOOD}\0pw")) == (
+    assert client.command(b"AUTH PLAIN " + b64b(f"\0{GOOD}\0pw")) == (
         b"235 2.7.0 Authentication successful\r\n"
     )
 
@@ -372,13 +368,13 @@ def test_inactive_user(tmp_path: Path) -> None:
     def authenticate(username: str, password: str | None) -> User:
         return User(id=username, username=username, active="inactive" not in username)
 
-    with BadSMTP(ports=[0], authenticator=authenticate) as srv, Client(srv.port) as c:
+    with serving(ports=[0], authenticator=authenticate) as srv, Client(srv.port) as c:
         c.reply()
         c.command(b"EHLO client.example.com")
-        assert c.command(b"AUTH PLAIN " + b64("\0inactive@example.com\0pw")) == (
+        assert c.command(b"AUTH PLAIN " + b64b("\0inactive@example.com\0pw")) == (
             b"535 5.7.8 Authentication failed: account inactive\r\n"
         )
-        assert c.command(b"AUTH PLAIN " + b64("\0active@example.com\0pw")) == (
+        assert c.command(b"AUTH PLAIN " + b64b("\0active@example.com\0pw")) == (
             b"235 2.7.0 Authentication successful\r\n"
         )
 
@@ -395,15 +391,15 @@ def _everything_logged(records: list[logging.LogRecord]) -> str:
 
 
 def test_auth_secrets_never_logged(caplog: pytest.LogCaptureFixture) -> None:
-    initial = b64(f"\0{GOOD}\0{PASSWORD}")
-    login_user, login_password = b64(BAD), b64(PASSWORD)
+    initial = b64b(f"\0{GOOD}\0{PASSWORD}")
+    login_user, login_password = b64b(BAD), b64b(PASSWORD)
     with caplog.at_level(logging.DEBUG):
-        with BadSMTP(ports=[0]) as srv, Client(srv.port) as c:
+        with serving(ports=[0]) as srv, Client(srv.port) as c:
             c.reply()
             c.command(b"EHLO client.example.com")
             assert c.command(b"AUTH PLAIN " + initial) == b"235 2.7.0 Authentication successful\r\n"
             c.command(b"QUIT")
-        with BadSMTP(ports=[0]) as srv, Client(srv.port) as c:
+        with serving(ports=[0]) as srv, Client(srv.port) as c:
             c.reply()
             c.command(b"EHLO client.example.com")
             c.command(b"AUTH LOGIN")

@@ -8,6 +8,7 @@ from collections.abc import Generator
 from typing import Any
 
 import pytest
+from helpers import b64, b64b
 
 from badsmtp import auth
 from badsmtp.auth import (
@@ -28,15 +29,6 @@ USERNAME = Reply(334, ("VXNlcm5hbWU6",))
 PASSWORD = Reply(334, ("UGFzc3dvcmQ6",))
 CRAM_OFFER = Reply(334, (CHALLENGE_B64,))
 CRAMS = ("CRAM-MD5", "CRAM-SHA256")
-
-
-def b64(raw: str | bytes) -> str:
-    data = raw.encode("utf-8") if isinstance(raw, str) else raw
-    return base64.b64encode(data).decode("ascii")
-
-
-def b64b(raw: str | bytes) -> bytes:
-    return b64(raw).encode("ascii")
 
 
 class Run:

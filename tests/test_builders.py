@@ -9,7 +9,7 @@ that caused it)."""
 from __future__ import annotations
 
 import pytest
-from conftest import Client
+from helpers import Client
 
 import badsmtp
 from badsmtp import BadSMTP, builders, triggers

@@ -23,9 +23,9 @@ registered in ``conftest.py``.)
 
 from __future__ import annotations
 
-import base64
 import re
 
+from helpers import b64b
 from hypothesis import given
 from hypothesis import strategies as st
 from test_session import Wire
@@ -70,10 +70,6 @@ def _content() -> st.SearchStrategy[bytes]:
     return st.lists(st.tuples(line, ends), max_size=8).map(lambda ls: b"".join(a + b for a, b in ls))
 
 
-def _b64(text: str) -> bytes:
-    return base64.b64encode(text.encode()).decode("ascii").encode()
-
-
 @st.composite
 def _command(draw: st.DrawFn) -> bytes:
     kind = draw(st.sampled_from([
@@ -101,12 +97,12 @@ def _command(draw: st.DrawFn) -> bytes:
         return b"VRFY " + draw(st.sampled_from([b"exists@example.com", b"<unknown@x.org>", b"(" * 4000, b"\"A\" <ambiguous@x>"])) + end
     if kind == "auth":
         return draw(st.sampled_from([
-            b"AUTH PLAIN " + _b64("\x00alice\x00pw") + end,
-            b"AUTH PLAIN " + _b64("\x00badauth\x00pw") + end,
-            b"AUTH LOGIN" + end + _b64("alice") + end + _b64("pw") + end,
+            b"AUTH PLAIN " + b64b("\x00alice\x00pw") + end,
+            b"AUTH PLAIN " + b64b("\x00badauth\x00pw") + end,
+            b"AUTH LOGIN" + end + b64b("alice") + end + b64b("pw") + end,
             b"AUTH PLAIN" + end + b"*" + end,
             b"AUTH CRAM-MD5" + end + b"!!notbase64" + end,
-            b"AUTH XOAUTH2 " + _b64("user=x\x01auth=Bearer t\x01\x01") + end + end,
+            b"AUTH XOAUTH2 " + b64b("user=x\x01auth=Bearer t\x01\x01") + end + end,
         ]))  # fmt: skip
     if kind == "garbage":  # a whole line of it
         return draw(st.binary(max_size=30)).replace(b"\n", b"") + end

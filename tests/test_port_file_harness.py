@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import selectors
 import signal
 import socket
@@ -16,27 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import Client
-
-
-def _free_ranges(count: int, size: int = 100) -> list[int]:
-    """``count`` adjacent ranges of ``size`` ports, each free right now.
-    Below the kernel's ephemeral range, so port-0 listeners never take one."""
-    for _ in range(50):
-        start = random.randrange(20000, 32000 - count * size, size)
-        socks: list[socket.socket] = []
-        try:
-            for port in range(start, start + count * size):
-                sock = socket.socket()
-                socks.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return [start + i * size for i in range(count)]
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise RuntimeError("no free port ranges found")
+from helpers import Client, free_ranges
 
 
 def _first_stderr_line(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
@@ -49,7 +28,7 @@ def _first_stderr_line(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
 
 
 def test_ports_come_from_the_port_file(tmp_path: Path) -> None:
-    greeting, command, drop = _free_ranges(3)
+    greeting, command, drop = free_ranges(3)
     port_file = tmp_path / "ports.json"
     proc = subprocess.Popen(
         [

@@ -1,7 +1,8 @@
 """The pure dispatcher, ``protocol.dispatch(state, verb, args, ctx)``, driven
-directly: the state table (spec 4.2, 4.3), the order of checks (3.4), the
-argument checks (3.5), addresses (7), triggers (6), and the effects each verb
-asks of the session driver.  Replies are rendered to exact wire bytes."""
+directly: the state table (RFC 5321 §4.1.4), the order of checks, the
+argument checks and addresses (RFC 5321 §4.1.2), triggers (badsmtp(1), ERROR
+TRIGGERS), and the effects each verb asks of the session driver.  Replies are
+rendered to exact wire bytes."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def at(phase: Phase, **changes: object) -> State:
 def wire(state: State, outputs: list[protocol.Output], verb: str = "") -> bytes:
     """The replies among ``outputs`` as the session renders them: enhanced
     codes per the resulting state's capabilities, never on a reply to
-    HELO/EHLO (RFC 2034 §3, spec 5.1)."""
+    HELO/EHLO (RFC 2034 §3)."""
     enhanced = state.caps.enhanced and verb not in ("HELO", "EHLO")
     return b"".join(o.render(enhanced) for o in answers(outputs) if isinstance(o, Reply))
 
@@ -491,8 +492,9 @@ def test_idn_domain_is_accepted_without_smtputf8() -> None:
 )
 def test_only_forbidden_octets_get_the_bad_mailbox_syntax_codes(phase: Phase, line: str, enhanced: str) -> None:
     # RFC 3463 §3.2: X.1.7 bad sender's / X.1.3 bad destination mailbox
-    # address syntax for an octet no address may hold (0.19); any other
-    # malformed path keeps the plain 501 5.5.4 (Appendix A).  Plain after HELO.
+    # address syntax for an octet no address may hold (RFC 5321 §4.1.2: not
+    # qtextSMTP); any other malformed path keeps the plain 501 5.5.4.  Plain
+    # after HELO.
     state = at(phase)
     new, outputs, out = run(state, line)
     assert out == f"501 {enhanced} Syntax error in parameters\r\n".encode()
@@ -502,7 +504,7 @@ def test_only_forbidden_octets_get_the_bad_mailbox_syntax_codes(phase: Phase, li
 
 
 def test_quoted_control_octet_in_vrfy_is_a_plain_syntax_error() -> None:
-    # VRFY is neither MAIL nor RCPT: its 501 keeps 5.5.4 (spec 12.4).
+    # VRFY is neither MAIL nor RCPT: its 501 keeps 5.5.4.
     _, _, out = run(at(Phase.MAIL), 'VRFY <"exists\x01"@example.com>')
     assert out == b"501 5.5.4 Syntax error in parameters\r\n"
     _, _, out = run(at(Phase.MAIL), 'VRFY <"exists\\"x"@example.com>')  # twin: a quoted pair
@@ -712,7 +714,7 @@ def test_transaction_over_clears_envelope_and_trigger() -> None:
     assert (over.user, over.caps, over.messages) == ("u", state.caps, 2)
 
 
-# -- deferred triggers firing (6.3, 6.5) ---------------------------------------------
+# -- deferred triggers firing (badsmtp(1), ERROR TRIGGERS) ---------------------------
 @pytest.mark.parametrize(
     "verb, phase, line",
     [
@@ -810,7 +812,7 @@ def test_data_trigger_keeps_the_transaction_open() -> None:
 
 
 def test_data_trigger_does_not_affect_bdat_at_dispatch() -> None:
-    # The chunk must be read first; the session judges LAST (11.3, 11.4).
+    # The chunk must be read first; the session judges LAST (RFC 3030 §2).
     state = at(Phase.RCPT, armed=triggers.address_trigger("data554@example.com"))
     _, outputs, out = run(state, "BDAT 3 LAST")
     assert out == b"" and outputs == [ReadChunk(3, True)]
@@ -1056,7 +1058,7 @@ def test_auth_order_already_authenticated_before_trigger() -> None:
     assert out == b"503 5.5.1 Already authenticated\r\n"
 
 
-# -- VRFY / HELP (12.4, 12.5) ------------------------------------------------------
+# -- VRFY / HELP (RFC 5321 §4.1.1.6, §4.1.1.8) ------------------------------------
 @pytest.mark.parametrize(
     "line, reply",
     [
@@ -1101,7 +1103,7 @@ def test_vrfy_plain_forms_and_smtputf8() -> None:
         ('VRFY "a@b" <exists@example.com>', b"250 2.1.5 exists@example.com User exists\r\n"),
         ("VRFY Alice (at a@b, work) <exists@example.com>", b"250 2.1.5 exists@example.com User exists\r\n"),
         ('VRFY "x\\" <y" <exists@example.com>', b"250 2.1.5 exists@example.com User exists\r\n"),
-        # Otherwise the first token with an @, ends stripped of <>,'" (spec 12.4 step 2).
+        # Otherwise the first token with an @, ends stripped of <>,'".
         ("VRFY 'exists@example.com'", b"250 2.1.5 exists@example.com User exists\r\n"),
         ("VRFY Alice@home <exists@example.com>", b"550 5.1.1 Requested action not taken: mailbox unavailable\r\n"),
         ("VRFY a (b <exists@example.com>", b"250 2.1.5 exists@example.com User exists\r\n"),
@@ -1146,7 +1148,7 @@ def enhance_help(plain: bytes) -> bytes:
 
 
 def test_help_with_the_default_context() -> None:
-    # A bare Context answers HELP with the default port plan (spec 12.5).
+    # A bare Context answers HELP with the default port plan (badsmtp(1), PORT MAP).
     for phase in Phase:
         new, _, out = run(at(phase), "HELP MAIL")
         assert out == (HELP_PLAIN if phase is Phase.HELO else enhance_help(HELP_PLAIN))

@@ -7,10 +7,10 @@ byte, and with trailing data that must then be read as the next command."""
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass, field
 
 import pytest
+from helpers import b64
 from wire import ACCEPTED, BYE, EHLO_REPLY, GO_AHEAD, GREETING, MAIL_OK, OK, RCPT_OK
 
 from badsmtp import auth, replies
@@ -66,11 +66,6 @@ def without(*dropped: str) -> tuple[str, ...]:
 def size_exceeded(limit: int, enhanced: bool = True) -> bytes:
     esc = "5.3.4 " if enhanced else ""
     return f"552 {esc}Message size exceeds fixed maximum of {limit} bytes\r\n".encode()
-
-
-def b64(text: str | bytes) -> str:
-    raw = text.encode() if isinstance(text, str) else text
-    return base64.b64encode(raw).decode("ascii")
 
 
 @dataclass
@@ -231,7 +226,7 @@ def phase(wire: Wire) -> Phase:
     return wire.session.state.phase
 
 
-# == greeting (2.2) ============================================================
+# == greeting (RFC 5321 §3.1) ==================================================
 def test_greeting() -> None:
     assert Wire().sent == GREETING
 
@@ -243,7 +238,7 @@ def test_greeting_uses_the_configured_identity() -> None:
     assert wire.feed(b"EHLO x\r\n").startswith(b"250-mx.test.example\r\n")
 
 
-# == EHLO (5.3, 5.4) ==========================================================
+# == EHLO (RFC 5321 §4.1.1.1; badsmtp(1), EHLO KEYWORDS) ======================
 def test_ehlo_default_list() -> None:
     wire = Wire()
     assert wire.feed(b"EHLO client.example\r\n") == EHLO_REPLY
@@ -378,7 +373,7 @@ def test_ehlo_reject_later_changes_nothing() -> None:
     assert wire.feed(b"RCPT TO:<more@example.com>\r\n") == RCPT_OK  # transaction and caps kept
 
 
-# == HELO (5.2) ===================================================================
+# == HELO (RFC 5321 §4.1.1.1) =====================================================
 def test_helo() -> None:
     wire = Wire()
     assert wire.feed(b"HELO client.example\r\n") == b"250 badsmtp.test\r\n"
@@ -405,7 +400,7 @@ def test_helo_without_argument_gets_501_never_enhanced(verb: bytes) -> None:
     assert wire.feed(b"NOOP\r\n") == OK  # still greeted, enhanced codes still on
 
 
-# -- HELO/EHLO triggers (5.5) ---------------------------------------------------------
+# -- HELO/EHLO triggers (badsmtp(1), ERROR TRIGGERS) ----------------------------------
 @pytest.mark.parametrize(
     "line, reply",
     [
@@ -451,7 +446,7 @@ def test_helo_lookalikes_are_not_triggers(name: bytes) -> None:
     assert wire.logs == []
 
 
-# == repeated HELO/EHLO (5.6, 0.4) ====================================================
+# == repeated HELO/EHLO (RFC 5321 §4.1.4) =============================================
 @pytest.mark.parametrize("line", [b"EHLO again.example", b"HELO again.example"])
 def test_repeated_helo_resets_the_transaction_and_keeps_armed_triggers(line: bytes) -> None:
     wire = greeted()
@@ -479,7 +474,7 @@ def test_repeated_ehlo_keeps_authentication() -> None:
     assert wire.feed(b"AUTH PLAIN\r\n") == b"503 5.5.1 Already authenticated\r\n"
 
 
-# == sequence (4.2, 4.3) over the wire =================================================
+# == sequence over the wire (RFC 5321 §4.1.4, §4.3.2) ==================================
 def test_sequence_errors_on_the_wire() -> None:
     wire = Wire()
     assert wire.feed(b"MAIL FROM:<a@example.com>\r\n") == b"503 Bad sequence - MAIL not allowed in HELO state\r\n"
@@ -637,7 +632,7 @@ def test_ordinary_addresses_do_not_fire() -> None:
     assert wire.logs == []
 
 
-# -- deferred trigger lifetime (6.5) -----------------------------------------------
+# -- deferred trigger lifetime (badsmtp(1), ERROR TRIGGERS) ------------------------
 def armed_noop() -> Wire:
     wire = greeted()
     assert wire.feed(b"MAIL FROM:<noop550@example.com>\r\n") == MAIL_OK
@@ -715,7 +710,7 @@ def test_starttls_disarms() -> None:
     assert wire.feed(b"NOOP\r\n") == b"250 OK\r\n"
 
 
-# == SIZE= and recipients (8.2, 9.1) ====================================================
+# == SIZE= and recipients (RFC 1870 §6; RFC 5321 §4.1.1.3) ==============================
 def test_size_parameter_refused_early() -> None:
     wire = greeted(b"EHLO size1000.example")
     assert wire.feed(b"MAIL FROM:<a@example.com> SIZE=1001\r\n") == size_exceeded(1000)
@@ -742,7 +737,7 @@ def test_max_recipients_exactly_reached_is_fine() -> None:
     assert wire.feed(b"RCPT TO:<r@example.com>\r\n") == b"452 4.5.3 Too many recipients\r\n"
 
 
-# == command-line framing (3.1, 3.2) ===================================================
+# == command-line framing (RFC 5321 §2.3.8, §4.5.3.1.4) ================================
 @pytest.mark.parametrize("how", HOW)
 def test_pipelined_envelope(how: str) -> None:
     wire = Wire()
@@ -775,7 +770,7 @@ def test_white_space_around_and_between_tokens(how: str) -> None:
 
 @pytest.mark.parametrize("line", [b"NOOP\xc2\xa0x", b"MAIL\x0bFROM:<a@example.com>", b"NOOP\x1fX"])
 def test_only_spaces_and_tabs_separate_tokens(line: bytes) -> None:
-    # Spec 3.3: tokens are split at runs of spaces and tabs, nothing else.
+    # Tokens are split at runs of spaces and tabs, nothing else (RFC 5321 §4.1.1).
     wire = greeted()
     assert wire.feed(line + b"\r\n") == UNKNOWN
     assert wire.feed(b"NOOP\tx\r\n") == OK  # twin
@@ -820,7 +815,7 @@ def test_a_partial_line_is_answered_once_complete() -> None:
     assert wire.feed(b"\n") == OK
 
 
-# -- over-long lines (3.2) ----------------------------------------------------------
+# -- over-long lines (RFC 5321 §4.5.3.1.4) ------------------------------------------
 @pytest.mark.parametrize("how", HOW)
 def test_line_of_4096_octets_is_fine(how: str) -> None:
     wire = greeted()
@@ -869,7 +864,7 @@ def test_over_long_line_before_any_ehlo_is_plain() -> None:
     assert wire.feed(b"C" * 5000 + b"\r\n") == b"500 Command too long\r\n"
 
 
-# -- bad bytes (3.1) ------------------------------------------------------------------
+# -- bad bytes ------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "line, reply",
     [
@@ -907,7 +902,7 @@ def test_random_bytes_never_raise(blob: bytes) -> None:
         wire.feed_bytewise(blob + b"\r\n")
 
 
-# == unknown and unimplemented verbs (3.4, 0.5) =========================================
+# == unknown and unimplemented verbs (RFC 5321 §4.2.4) ==================================
 @pytest.mark.parametrize("verb", [b"EXPN", b"ETRN", b"TURN", b"ATRN", b"VERB", b"SEND", b"SOML", b"SAML", b"expn"])
 def test_unimplemented_verbs(verb: bytes) -> None:
     wire = Wire()
@@ -965,7 +960,8 @@ def test_data_content(content: bytes, stored: bytes, how: str) -> None:
 @pytest.mark.parametrize(
     "content, stored",
     [
-        # A "." ended by a bare LF (or CR) is content, not the end (spec 0.14).
+        # A "." ended by a bare LF (or CR) is content, not the end: only CRLF.CRLF
+        # ends DATA (RFC 5321 §4.1.1.4), which closes the SMTP-smuggling hole.
         (b"a\r\n.\nMAIL FROM:<x@y.example>\r\nQUIT\r\n", b"a\r\n\nMAIL FROM:<x@y.example>\r\nQUIT\r\n"),
         (b"a\n.\nb\r\n", b"a\n\nb\r\n"),
         (b"a\n.\r\nb\r\n", b"a\n\r\nb\r\n"),
@@ -1305,7 +1301,7 @@ def test_nothing_is_processed_after_quit() -> None:
     assert wire.session.receive_data(b"") == []
 
 
-# == VRFY (12.4) ================================================================
+# == VRFY (RFC 5321 §4.1.1.6; badsmtp(1), ERROR TRIGGERS) =======================
 @pytest.mark.parametrize(
     "line, plain",
     [
@@ -1329,7 +1325,7 @@ def test_vrfy(line: bytes, plain: bytes) -> None:
     assert phase(wire) is Phase.RCPT
 
 
-# == HELP (12.5) ================================================================
+# == HELP (RFC 5321 §4.1.1.8) ===================================================
 HELP_LINES = (
     "BadSMTP - The Reliably Unreliable Mail Server",
     "Errors: MAIL FROM:<mail550@example.com> makes MAIL fail with 550, and",
@@ -1363,10 +1359,10 @@ def test_help() -> None:
     assert greeted(b"EHLO noenhancedstatuscodes.x", ctx=ctx).feed(b"HELP\r\n") == help_bytes("")
 
 
-# == enhanced codes on every server reply (0.3, Appendix A) ===========================
+# == enhanced codes on every server reply (RFC 2034 §3, RFC 3463) =====================
 # After EHLO, in order; each (line, enhanced reply).  The same script after HELO
 # gives the plain replies: the enhanced form minus its x.y.z.
-APPENDIX_A = [
+EVERY_REPLY = [
     (b"NOOP", b"250 2.0.0 OK"),
     (b"RSET", b"250 2.0.0 OK"),
     (b"XYZZY", b"500 5.5.2 Command not recognised"),
@@ -1407,7 +1403,7 @@ def strip_enhanced(reply: bytes) -> bytes:
 def test_enhanced_codes_on_every_reply(ehlo: bytes) -> None:
     wire = greeted(ehlo, ctx=Context(max_recipients=1))
     enhanced = ehlo == b"EHLO client.example"
-    for line, reply in APPENDIX_A:
+    for line, reply in EVERY_REPLY:
         expected = reply if enhanced else strip_enhanced(reply)
         assert wire.feed(line + b"\r\n") == expected + b"\r\n", line
 
@@ -1438,7 +1434,7 @@ def test_client_eof_closes() -> None:
     assert wire.session.closed
 
 
-# == STARTTLS (14.1, 14.2) =======================================================
+# == STARTTLS (RFC 3207 §4, §4.2) ================================================
 @pytest.mark.parametrize("injected", [b"MAIL FROM:<evil@example.com>\r\n", b"QUIT\r\n", b"NOOP\r\nNOOP\r\n", b"x"])
 def test_starttls_discards_pipelined_plain_text(injected: bytes) -> None:
     wire = greeted()
@@ -1495,7 +1491,7 @@ def test_starttls_handshake_failure_closes_silently() -> None:
     assert wire.closed
 
 
-# == commit results (10.4) ======================================================
+# == commit results (RFC 5321 §4.1.1.4) =========================================
 def test_commit_done_with_an_error_ends_the_transaction() -> None:
     wire = data_wire()
     actions = wire.session.receive_data(b"DATA\r\nbody\r\n.\r\nNOOP\r\n")
@@ -1628,7 +1624,7 @@ def test_authentication_pauses_until_the_verdict() -> None:
     assert wire.session.auth_done(user) == [Send(b"235 2.7.0 Authentication successful\r\n" + OK + OK)]
 
 
-# == command delay (16.3) ========================================================
+# == command delay (badsmtp(1), PORT MAP) ========================================
 def test_command_delay_applies_to_every_command_but_not_content() -> None:
     wire = Wire(command_delay=4.0)
     wire.feed(b"EHLO x\r\n" + ENVELOPE + b"DATA\r\nline\r\nmore\r\n.\r\n" + ENVELOPE + b"BDAT 1\r\n")

@@ -10,7 +10,7 @@ import socket
 import ssl
 
 import pytest
-from conftest import Client
+from helpers import Client, serving
 
 from badsmtp import BadSMTP, Listener
 from badsmtp import session as session_module
@@ -217,7 +217,7 @@ def test_internal_error_is_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(session_module.Session, "greeting", broken)
-    with BadSMTP(ports=[0]) as srv:
+    with BadSMTP(ports=[0]) as srv:  # not serving(): the internal error is the point
         with Client(srv.port) as client:
             assert client.read_to_eof().startswith(b"421 ")
         (t,) = srv.wait_for_sessions(1)
@@ -246,7 +246,7 @@ def test_starttls_and_what_was_pipelined_after_it(server: BadSMTP) -> None:
 
 
 def test_implicit_tls_session() -> None:
-    with BadSMTP(ports=[Listener(0, "tls")]) as srv:
+    with serving(ports=[Listener(0, "tls")]) as srv:
         context = srv.client_ssl_context()
         with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as raw:
             with context.wrap_socket(raw, server_hostname="localhost") as tls:
@@ -260,7 +260,7 @@ def test_implicit_tls_session() -> None:
 
 # -- the rest ------------------------------------------------------------------------
 def test_drop_port_connections_are_sessions_without_events() -> None:
-    with BadSMTP(ports=[Listener(0, "immediate_drop")]) as srv:
+    with serving(ports=[Listener(0, "immediate_drop")]) as srv:
         with Client(srv.port) as client:
             assert client.read_to_eof() == b""
         (t,) = srv.wait_for_sessions(1)
@@ -292,7 +292,7 @@ def test_lookups_that_find_nothing_say_what_there_was(server: BadSMTP) -> None:
 
 
 def test_record_false_keeps_nothing() -> None:
-    with BadSMTP(ports=[0], record=False) as srv:
+    with serving(ports=[0], record=False) as srv:
         with smtplib.SMTP("127.0.0.1", srv.port) as client:
             client.noop()
         with pytest.raises(RuntimeError, match="record=False"):
