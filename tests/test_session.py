@@ -2,11 +2,12 @@
 the wire, framing (command lines, DATA, BDAT, AUTH lines), pipelining,
 STARTTLS, storage and authentication hand-offs.  No sockets.
 
-Every framing test is fed three ways (h11's rule, STYLE 10): whole, byte by
+Every framing test is fed three ways (h11's rule): whole, byte by
 byte, and with trailing data that must then be read as the next command."""
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 
 import pytest
