@@ -26,7 +26,7 @@ _END = b"\r\n.\r\n"  # only CRLF . CRLF ends DATA content (no SMTP smuggling)
 
 @dataclass(frozen=True, slots=True)
 class TooLong:
-    """A line over the limit ended here (its ``length``, as far as it was kept)."""
+    """A line over the limit ended here: its ``length`` in octets, before the LF."""
 
     length: int
 
@@ -39,11 +39,12 @@ class LineReader:
     RFC 5321 §2.3.8).  A line over ``limit`` octets is never buffered whole:
     it is dropped as it arrives and reported once, at its LF, as TooLong."""
 
-    __slots__ = ("discarding", "limit")
+    __slots__ = ("discarding", "dropped", "limit")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.discarding = False  # inside an over-long line
+        self.dropped = 0  # octets of it dropped so far
 
     def __call__(self, buf: bytes, pos: int) -> tuple[int, Line]:
         """``(after, line)``; ``line`` None: no complete line yet (``after``
@@ -52,11 +53,12 @@ class LineReader:
         if nl < 0:
             if self.discarding or len(buf) - pos > self.limit + 1:  # +1: a CR still to come
                 self.discarding = True
+                self.dropped += len(buf) - pos
                 return len(buf), None
             return pos, None
         if self.discarding or nl - pos > self.limit + 1:
-            self.discarding = False
-            return nl + 1, TooLong(nl - pos)
+            length, self.discarding, self.dropped = self.dropped + nl - pos, False, 0
+            return nl + 1, TooLong(length)
         return nl + 1, buf[pos:nl]
 
     def mid_line(self, buf: bytes, pos: int) -> bool:

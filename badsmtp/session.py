@@ -219,7 +219,7 @@ class Session(Framing):
 
     def _delay_before(self, line: bytes) -> bool:
         """Pause for the command delay before this command is processed
-        (badsmtp(1), LISTENERS): a shutdown during the wait then finds the
+        (badsmtp(1), PORT MAP): a shutdown during the wait then finds the
         session as it was before the command.  Empty and over-long lines are
         not delayed."""
         if self._delayed:

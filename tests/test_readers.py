@@ -144,16 +144,14 @@ def test_a_line_at_the_limit_is_a_line(data: bytes, line: bytes, how: str) -> No
     assert rest == left(how, PARTIAL)
 
 
-# What a TooLong reports is the length "as far as it was kept": the whole
-# line when its LF came with it, only the octets since the last drop when
-# it trickled in (byte by byte: none).
+# A TooLong reports the whole line's length (before its LF), however it came.
 @pytest.mark.parametrize("how", HOW)
 @pytest.mark.parametrize("length", [LIMIT + 2, 10 * LIMIT])
 def test_an_over_long_line_is_reported_once_at_its_lf(length: int, how: str) -> None:
     reader = LineReader(LIMIT)
     data = b"x" * (length - 1) + b"\r\nNOOP\r\n"
     found, rest, held = read_lines(reader, feeds(data, how, PARTIAL))
-    assert found == [TooLong(0 if how == "bytewise" else length), b"NOOP\r"]
+    assert found == [TooLong(length), b"NOOP\r"]
     assert rest == left(how, PARTIAL)
     assert held <= LIMIT + 1  # dropped as it arrives: never held whole
     assert reader.read_eof() and not reader.discarding
@@ -168,7 +166,7 @@ def test_an_over_long_line_without_its_lf_is_dropped_unreported(how: str) -> Non
     assert held <= LIMIT + 1
     assert reader.discarding and not reader.read_eof()
     assert reader.mid_line(b"", 0)  # the shell still waits for the rest of a line
-    assert read_lines(reader, [b"x\r\nNOOP\r\n"])[0] == [TooLong(2), b"NOOP\r"]
+    assert read_lines(reader, [b"x\r\nNOOP\r\n"])[0] == [TooLong(10 * LIMIT + 2), b"NOOP\r"]
 
 
 def test_read_eof_and_mid_line() -> None:
