@@ -58,15 +58,16 @@ class Runtime:
         self.pool = WorkerPool()
         self._pid = os.getpid()
         self._nonce = secrets.randbelow(10**9)
+        self._stamp = f"{int(time.time())}.{self._pid}"
         self.transcripts = transcripts  # None: nothing recorded, nothing paid
 
     def challenge(self) -> str:
         """A connection's CRAM challenge.  RFC 2195 §2: it must be unique;
         the classic "<{unix_time}.{pid}@{identity}>" repeats within a second,
-        so a random part (drawn once per server: this runs per connection)
-        and a per-process sequence number come first."""
-        nonce = f"{self._nonce}{next(_CHALLENGES)}"
-        return f"<{nonce}.{int(time.time())}.{self._pid}@{self.ctx.identity}>"
+        so a random part and a per-process sequence number come first.  This
+        runs for every connection: the random part and the time are the
+        server's, drawn once; the sequence number keeps each unique."""
+        return f"<{self._nonce}{next(_CHALLENGES)}.{self._stamp}@{self.ctx.identity}>"
 
     def record_error(self, exc: BaseException) -> None:
         with self._lock:

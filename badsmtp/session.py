@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import replace
+from functools import lru_cache
 from typing import Any
 
 from . import auth, content, protocol, replies
@@ -44,9 +45,12 @@ from .state import Result
 
 __all__ = ["MAX_AUTH_LINE", "MAX_LINE", "Envelope", "Recorder", "Session", "Transaction"]
 
-
-
 _IDLE = Transaction()
+
+
+@lru_cache(maxsize=16)
+def _greeting(identity: str) -> Reply:
+    return Reply(220, (replies.GREETING.format(identity=identity),))
 
 
 class Session(Framing):
@@ -93,6 +97,10 @@ class Session(Framing):
         """How the connection opens (README "Quick tour", badsmtp(1) PORT
         MAP): dropped without a word, at once or after ``drop_after``; or the
         implicit TLS handshake first, ``greeting_delay``, then the 220."""
+        greeting = _greeting(self.ctx.identity)
+        if self._drop_after is None and not self._handshake_first and not self._greeting_delay:
+            self._reply(greeting, False)  # the common case, on every connection: no detour
+            return self._batch.take()
         opening: list[protocol.Output] = []
         if self._drop_after is not None:
             if self._drop_after:
@@ -103,7 +111,7 @@ class Session(Framing):
                 opening.append(StartTLS())
             if self._greeting_delay:
                 opening.append(Wait(self._greeting_delay))
-            opening.append(Reply(220, (replies.GREETING.format(identity=self.ctx.identity),)))
+            opening.append(greeting)
         self._outputs(opening, False)
         return self._batch.take()
 
