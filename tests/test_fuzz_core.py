@@ -1,6 +1,6 @@
 """Property-based fuzzing of the pure core (``Session`` and the dispatcher)
 with hypothesis: SMTP-shaped sessions, garbage included, fed through the
-fake shell of ``test_session`` (which runs every action as the server does).
+fake shell of ``fakeshell`` (which runs every action as the server does).
 
 For every input:
 - no exception escapes the core;
@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import re
 
+from fakeshell import Wire
 from helpers import b64b
 from hypothesis import given
 from hypothesis import strategies as st
-from test_session import Wire
 
 from badsmtp.protocol import Context
 

@@ -8,9 +8,24 @@ byte, and with trailing data that must then be read as the next command."""
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass, field
 
 import pytest
+from fakeshell import (
+    DEFAULT_LINES,
+    ENVELOPE,
+    HOW,
+    NO_RCPTS,
+    SYNTAX,
+    UNKNOWN,
+    Wire,
+    data_wire,
+    ehlo_list,
+    greeted,
+    in_rcpt,
+    phase,
+    size_exceeded,
+    without,
+)
 from helpers import b64
 from wire import ACCEPTED, BYE, EHLO_REPLY, GO_AHEAD, GREETING, MAIL_OK, OK, RCPT_OK
 
@@ -33,198 +48,8 @@ from badsmtp.protocol import Context, Phase
 from badsmtp.replies import Reply
 from badsmtp.session import MAX_LINE, Session
 
-DEFAULT_LINES = (
-    "AUTH PLAIN LOGIN CRAM-MD5 CRAM-SHA256 XOAUTH2",
-    "8BITMIME",
-    "SIZE 10485760",
-    "PIPELINING",
-    "STARTTLS",
-    "CHUNKING",
-    "SMTPUTF8",
-    "ENHANCEDSTATUSCODES",
-)
-SYNTAX = b"501 5.5.4 Syntax error in parameters\r\n"
 BAD_SENDER = b"501 5.1.7 Syntax error in parameters\r\n"
 TOO_LONG = b"500 5.5.2 Command too long\r\n"
-UNKNOWN = b"500 5.5.2 Command not recognised\r\n"
-NO_RCPTS = b"503 5.5.1 Bad sequence of commands\r\n"
-ENVELOPE = b"MAIL FROM:<sender@example.com>\r\nRCPT TO:<rcpt@example.com>\r\n"
-HOW = ("whole", "bytewise", "trailing")
-TRAILER = b"NOOP\r\n"
-
-
-def ehlo_list(*lines: str, identity: str = "badsmtp.test") -> bytes:
-    every = (identity, *lines, "OK")
-    return b"".join(
-        f"250{'-' if i < len(every) - 1 else ' '}{line}\r\n".encode() for i, line in enumerate(every)
-    )
-
-
-def without(*dropped: str) -> tuple[str, ...]:
-    return tuple(line for line in DEFAULT_LINES if line not in dropped)
-
-
-def size_exceeded(limit: int, enhanced: bool = True) -> bytes:
-    esc = "5.3.4 " if enhanced else ""
-    return f"552 {esc}Message size exceeds fixed maximum of {limit} bytes\r\n".encode()
-
-
-@dataclass
-class Wire:
-    """A fake IO shell around one Session: it runs every action like the
-    server does (sends bytes, stores messages, asks a pattern authenticator,
-    "completes" TLS handshakes) and records what happened."""
-
-    ctx: Context = field(default_factory=Context)
-    tls: bool = False
-    command_delay: float = 0.0
-    stream: bool = True
-    commit_error: Reply | None = None
-    begin_error: Reply | None = None
-    write_error: Reply | None = None
-    fail_delivery: int | None = None  # the n-th delivery's writes fail (from 1)
-    handshake_ok: bool = True
-    inactive: bool = False
-
-    def __post_init__(self) -> None:
-        self.session = Session(self.ctx, tls=self.tls, command_delay=self.command_delay,
-                               stream=self.stream, challenge="<1.2@badsmtp.test>")
-        self.sent = b""
-        self.actions: list[Action] = []
-        self.batches: list[list[Action]] = []
-        self.messages: list[tuple[Envelope, bytes]] = []
-        self.begun: list[Envelope] = []
-        self.aborted = 0
-        self.closed = False
-        self.credentials: list[auth.Credentials] = []
-        self.handshakes = 0
-        self._delivery: bytearray | None = None
-        self._failed: Reply | None = None
-        self.run(self.session.greeting())
-
-    # -- feeding ------------------------------------------------------------------
-    def feed(self, data: bytes) -> bytes:
-        before = len(self.sent)
-        self.run(self.session.receive_data(data))
-        return self.sent[before:]
-
-    def feed_bytewise(self, data: bytes) -> bytes:
-        before = len(self.sent)
-        for i in range(len(data)):
-            self.run(self.session.receive_data(data[i : i + 1]))
-        return self.sent[before:]
-
-    def feed_how(self, data: bytes, how: str) -> bytes:
-        """Feed ``data`` whole, byte by byte, or whole followed by a NOOP
-        that must be answered as a command (returned without its reply)."""
-        if how == "whole":
-            return self.feed(data)
-        if how == "bytewise":
-            return self.feed_bytewise(data)
-        out = self.feed(data + TRAILER)
-        if self.closed:
-            return out
-        noop = OK if self.session.state.caps.enhanced else b"250 OK\r\n"
-        assert out.endswith(noop), f"trailing data was not read as a command: {out!r}"
-        return out[: -len(noop)]
-
-    @property
-    def waits(self) -> list[float]:
-        return [a.seconds for a in self.actions if isinstance(a, Wait)]
-
-    @property
-    def logs(self) -> list[Log]:
-        return [a for a in self.actions if isinstance(a, Log)]
-
-    @property
-    def contents(self) -> list[bytes]:
-        return [content for _, content in self.messages]
-
-    # -- the shell ----------------------------------------------------------------
-    def run(self, actions: list[Action]) -> None:
-        batch = actions
-        while batch:
-            self.batches.append(batch)
-            following: list[Action] = []
-            for i, action in enumerate(batch):
-                self.actions.append(action)
-                last = i == len(batch) - 1
-                if isinstance(action, Send):
-                    assert action.data, "an empty send"
-                    assert not self.closed
-                    self.sent += action.data
-                elif isinstance(action, Close):
-                    assert last, f"actions after Close: {batch[i + 1:]!r}"
-                    self.closed = True
-                elif isinstance(action, Begin):
-                    assert self._delivery is None and self._failed is None, "two open deliveries"
-                    self.begun.append(action.envelope)
-                    if self.begin_error is not None:
-                        self._failed = self.begin_error
-                    else:
-                        self._delivery = bytearray()
-                elif isinstance(action, Write):
-                    if self._delivery is not None:
-                        if self.write_error is not None or len(self.begun) == self.fail_delivery:
-                            self._delivery = None
-                            self._failed = self.write_error or replies.STORE_FAILED
-                        else:
-                            self._delivery += action.data
-                elif isinstance(action, Abort):
-                    self.aborted += 1
-                    self._delivery = self._failed = None
-                elif isinstance(action, Commit):
-                    assert last, "a pausing action ends its batch"
-                    following = self.session.commit_done(self._commit(action.envelope))
-                elif isinstance(action, Verify):
-                    assert last, "a pausing action ends its batch"
-                    self.credentials.append(action.credentials)
-                    c = action.credentials
-                    user = auth.pattern_authenticate(c.username, c.password)
-                    following = self.session.auth_done(user, self.inactive and user is not None)
-                elif isinstance(action, Wait):
-                    assert last, "a pausing action ends its batch"
-                    following = self.session.waited()
-                elif isinstance(action, StartTLS):
-                    assert last, "a pausing action ends its batch"
-                    self.handshakes += 1
-                    if self.handshake_ok:
-                        following = self.session.tls_started()
-                    else:
-                        following = self.session.receive_data(b"")
-                else:
-                    assert isinstance(action, Log), action
-            batch = following
-
-    def _commit(self, envelope: Envelope) -> Reply | None:
-        """Like the server: a failure of ``begin`` or ``write`` is this
-        delivery's answer, else the commit's own."""
-        delivery, self._delivery = self._delivery, None
-        failed, self._failed = self._failed, None
-        if failed is not None:
-            return failed
-        if self.commit_error is not None:
-            return self.commit_error
-        if delivery is None:
-            return None  # storage off
-        self.messages.append((envelope, bytes(delivery)))
-        return None
-
-
-def greeted(ehlo: bytes = b"EHLO client.example", **kwargs: object) -> Wire:
-    wire = Wire(**kwargs)  # type: ignore[arg-type]
-    wire.feed(ehlo + b"\r\n")
-    return wire
-
-
-def in_rcpt(ehlo: bytes = b"EHLO client.example", **kwargs: object) -> Wire:
-    wire = greeted(ehlo, **kwargs)
-    assert wire.feed(ENVELOPE) in (MAIL_OK + RCPT_OK, b"250 OK\r\n250 OK\r\n")
-    return wire
-
-
-def phase(wire: Wire) -> Phase:
-    return wire.session.state.phase
 
 
 # == greeting (RFC 5321 §3.1) ==================================================
@@ -922,13 +747,6 @@ def test_unknown_verbs(verb: bytes) -> None:
 
 
 # == DATA (10) =================================================================
-def data_wire(ehlo: bytes = b"EHLO client.example", **kwargs: object) -> Wire:
-    wire = in_rcpt(ehlo, **kwargs)
-    wire.batches.clear()
-    wire.actions.clear()
-    return wire
-
-
 @pytest.mark.parametrize(
     "content, stored",
     [
