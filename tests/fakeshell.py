@@ -7,18 +7,22 @@ more than one of those modules expects.  The common replies are in ``wire.py``."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from wire import MAIL_OK, OK, RCPT_OK
 
 from badsmtp import auth, replies
 from badsmtp.actions import (
     Abort,
+    Accepted,
     Action,
     Begin,
     Close,
     Commit,
     Envelope,
+    ErrorSent,
     Log,
     Send,
     StartTLS,
@@ -135,63 +139,81 @@ class Wire:
     def contents(self) -> list[bytes]:
         return [content for _, content in self.messages]
 
-    # -- the shell ----------------------------------------------------------------
+    # -- the shell: one method per action type, run from DO (below) ---------------
     def run(self, actions: list[Action]) -> None:
-        batch = actions
+        """Execute a batch of actions in order, as the server's handler does.
+        A method that returns a list ends its batch: a pause returns what the
+        session answers it (the next batch), Close an empty one."""
+        batch: list[Action] | None = actions
         while batch:
             self.batches.append(batch)
-            following: list[Action] = []
+            following = None
             for i, action in enumerate(batch):
                 self.actions.append(action)
-                last = i == len(batch) - 1
-                if isinstance(action, Send):
-                    assert action.data, "an empty send"
-                    assert not self.closed
-                    self.sent += action.data
-                elif isinstance(action, Close):
-                    assert last, f"actions after Close: {batch[i + 1:]!r}"
-                    self.closed = True
-                elif isinstance(action, Begin):
-                    assert self._delivery is None and self._failed is None, "two open deliveries"
-                    self.begun.append(action.envelope)
-                    if self.begin_error is not None:
-                        self._failed = self.begin_error
+                do = DO.get(type(action))
+                assert do is not None, f"the fake shell cannot run {action!r}"
+                following = do(self, action)
+                if following is not None:
+                    rest = batch[i + 1 :]
+                    if isinstance(action, Close):
+                        assert not rest, f"actions after Close: {rest!r}"
                     else:
-                        self._delivery = bytearray()
-                elif isinstance(action, Write):
-                    if self._delivery is not None:
-                        if self.write_error is not None or len(self.begun) == self.fail_delivery:
-                            self._delivery = None
-                            self._failed = self.write_error or replies.STORE_FAILED
-                        else:
-                            self._delivery += action.data
-                elif isinstance(action, Abort):
-                    self.aborted += 1
-                    self._delivery = self._failed = None
-                elif isinstance(action, Commit):
-                    assert last, "a pausing action ends its batch"
-                    following = self.session.commit_done(self._commit(action.envelope))
-                elif isinstance(action, Verify):
-                    assert last, "a pausing action ends its batch"
-                    self.credentials.append(action.credentials)
-                    c = action.credentials
-                    user = auth.pattern_authenticate(c.username, c.password)
-                    following = self.session.auth_done(user, self.inactive and user is not None)
-                elif isinstance(action, Wait):
-                    assert last, "a pausing action ends its batch"
-                    following = self.session.waited()
-                elif isinstance(action, StartTLS):
-                    assert last, "a pausing action ends its batch"
-                    self.handshakes += 1
-                    if self.handshake_ok:
-                        following = self.session.tls_started()
-                    else:
-                        following = self.session.receive_data(b"")
-                else:
-                    assert isinstance(action, Log), action
+                        assert not rest, f"a pausing action ends its batch: {rest!r}"
+                    break
             batch = following
 
-    def _commit(self, envelope: Envelope) -> Reply | None:
+    def _send(self, action: Send) -> None:
+        assert action.data, "an empty send"
+        assert not self.closed, f"a send after Close: {action!r}"
+        self.sent += action.data
+
+    def _close(self, action: Close) -> list[Action]:
+        self.closed = True
+        return []
+
+    def _begin(self, action: Begin) -> None:
+        assert self._delivery is None and self._failed is None, "two open deliveries"
+        self.begun.append(action.envelope)
+        if self.begin_error is not None:
+            self._failed = self.begin_error
+        else:
+            self._delivery = bytearray()
+
+    def _write(self, action: Write) -> None:
+        if self._delivery is None:
+            return  # none open (storage off), or it already failed
+        if self.write_error is not None or len(self.begun) == self.fail_delivery:
+            self._delivery = None
+            self._failed = self.write_error or replies.STORE_FAILED
+        else:
+            self._delivery += action.data
+
+    def _abort(self, action: Abort) -> None:
+        self.aborted += 1
+        self._delivery = self._failed = None
+
+    def _commit(self, action: Commit) -> list[Action]:
+        return self.session.commit_done(self._stored(action.envelope))
+
+    def _verify(self, action: Verify) -> list[Action]:
+        self.credentials.append(action.credentials)
+        c = action.credentials
+        user = auth.pattern_authenticate(c.username, c.password)
+        return self.session.auth_done(user, self.inactive and user is not None)
+
+    def _waited(self, action: Wait) -> list[Action]:
+        return self.session.waited()
+
+    def _start_tls(self, action: StartTLS) -> list[Action]:
+        self.handshakes += 1
+        if self.handshake_ok:
+            return self.session.tls_started()
+        return self.session.receive_data(b"")
+
+    def _heard(self, action: Log | ErrorSent | Accepted) -> None:
+        """What only the edges hear: kept in ``actions``, nothing else to do."""
+
+    def _stored(self, envelope: Envelope) -> Reply | None:
         """Like the server: a failure of ``begin`` or ``write`` is this
         delivery's answer, else the commit's own."""
         delivery, self._delivery = self._delivery, None
@@ -204,6 +226,25 @@ class Wire:
             return None  # storage off
         self.messages.append((envelope, bytes(delivery)))
         return None
+
+
+# The one place the fake shell maps an action type to what it does: the same
+# types as the server's table (badsmtp.server._DO), and the same ones end a
+# batch there (tests/test_fakeshell.py checks both).
+DO: dict[type, Callable[[Wire, Any], list[Action] | None]] = {
+    Send: Wire._send,
+    Write: Wire._write,
+    Wait: Wire._waited,
+    Close: Wire._close,
+    StartTLS: Wire._start_tls,
+    Begin: Wire._begin,
+    Commit: Wire._commit,
+    Abort: Wire._abort,
+    Verify: Wire._verify,
+    Log: Wire._heard,
+    ErrorSent: Wire._heard,
+    Accepted: Wire._heard,
+}
 
 
 def greeted(ehlo: bytes = b"EHLO client.example", **kwargs: object) -> Wire:
