@@ -1,38 +1,21 @@
-"""The sans-IO session driver, ``Session``, driven with bytes: exact replies on
-the wire, framing (command lines, DATA, BDAT, AUTH lines), pipelining,
-STARTTLS, storage and authentication hand-offs.  No sockets.
-
-Every framing test is fed three ways (h11's rule): whole, byte by
-byte, and with trailing data that must then be read as the next command."""
+"""STARTTLS (RFC 3207) and AUTH (RFC 4954) in the session, driven through
+the fake shell: what was pipelined after STARTTLS is discarded and the session
+reset after the handshake, and the SASL exchanges pause for the
+authenticator's verdict, their continuation lines never read as commands.
+No sockets."""
 
 from __future__ import annotations
 
 import base64
 
 import pytest
-from fakeshell import (
-    HOW,
-    SYNTAX,
-    Wire,
-    ehlo_list,
-    greeted,
-    in_rcpt,
-    phase,
-    without,
-)
+from fakeshell import HOW, SYNTAX, Wire, ehlo_list, greeted, in_rcpt, phase, without
 from helpers import b64
 from wire import MAIL_OK, OK
 
 from badsmtp import auth
-from badsmtp.actions import (
-    Send,
-    StartTLS,
-    Verify,
-)
+from badsmtp.actions import Send, StartTLS, Verify
 from badsmtp.protocol import Phase
-
-BAD_SENDER = b"501 5.1.7 Syntax error in parameters\r\n"
-TOO_LONG = b"500 5.5.2 Command too long\r\n"
 
 
 # == STARTTLS (RFC 3207 §4, §4.2) ================================================
