@@ -1,9 +1,12 @@
-"""A fake IO shell around the sans-IO ``Session`` for the tests that drive
-the pure core with bytes (``tests/test_session_*.py``, ``test_fuzz_core.py``):
-:class:`Wire` runs every action as the server's handler does and records what
-happened; :func:`greeted`, :func:`in_rcpt` and :func:`data_wire` start one in a
-given phase; the EHLO and size replies are built here, and the few reply bytes
-more than one of those modules expects.  The common replies are in ``wire.py``."""
+"""A fake IO shell around the sans-IO ``Session``, for the tests that drive
+the pure core with bytes (``tests/test_session_*.py``, ``test_fuzz_core.py``).
+
+:class:`Wire` runs every action as the server's handler does, from a
+type-to-method table (:data:`DO`), and records what happened; :func:`greeted`,
+:func:`in_rcpt` and :func:`data_wire` start one in a given phase.  Also here:
+the EHLO and size-limit replies built from their parts, the ways to feed
+input (:data:`HOW`), and the reply bytes that more than one of those modules
+expects (the common replies are in ``wire.py``)."""
 
 from __future__ import annotations
 

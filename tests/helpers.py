@@ -1,7 +1,8 @@
 """Helpers shared by the test modules (``from helpers import ...``): the
 checkout's ROOT, command splitting, base64, port finders, the raw
 :class:`Client`, :func:`serving` a BadSMTP that fails the test on an
-internal error, and waiting (:func:`wait_until`, :func:`log_records`)."""
+internal error, and waiting (:func:`wait_until`, :func:`log_records`).
+The fake shell that drives the pure core without sockets is ``fakeshell``."""
 
 from __future__ import annotations
 
