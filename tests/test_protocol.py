@@ -879,7 +879,7 @@ def test_mail_trigger_wins_over_size() -> None:
     assert out == b"451 Requested action aborted: local error in processing\r\n"
 
 
-# -- HELO / EHLO (5) ----------------------------------------------------------------
+# -- HELO / EHLO (RFC 5321 §4.1.1.1) ------------------------------------------------------------
 def test_helo_resets_the_transaction_but_keeps_triggers_auth_and_tls() -> None:
     armed = triggers.address_trigger("noop550@example.com")
     state = at(Phase.BDAT, armed=armed, user="alice", tls=True, messages=4)

@@ -75,7 +75,7 @@ def test_starttls_handshake_failure_closes_silently() -> None:
     assert wire.closed
 
 
-# == AUTH (13) =====================================================================
+# == AUTH (RFC 4954) =================================================================
 PLAIN_GOOD = b64("\0goodauth@example.com\0password")
 PLAIN_BAD = b64("\0badauth@example.com\0password")
 

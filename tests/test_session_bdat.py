@@ -15,7 +15,7 @@ from badsmtp.actions import Commit, Write
 from badsmtp.protocol import Phase
 
 
-# == BDAT (11) ===================================================================
+# == BDAT (RFC 3030) ===============================================================
 @pytest.mark.parametrize(
     "stream, replies_, stored",
     [

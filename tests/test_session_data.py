@@ -16,7 +16,7 @@ from badsmtp.protocol import Phase
 from badsmtp.replies import Reply
 
 
-# == DATA (10) =================================================================
+# == DATA (RFC 5321 §4.1.1.4) =============================================================
 @pytest.mark.parametrize(
     "content, stored",
     [

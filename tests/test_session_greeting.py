@@ -123,7 +123,7 @@ def test_switched_off_extensions_are_still_accepted() -> None:
     assert wire.feed(b"STARTTLS\r\n") == b"220 2.0.0 Ready to start TLS\r\n"
 
 
-# -- dlay (5.4.3) ---------------------------------------------------------------
+# -- dlay (badsmtp(1), EHLO KEYWORDS) -----------------------------------------------------------
 @pytest.mark.parametrize("name, seconds", [("dlay30.example.com", 30), ("size5000-dlay2.test", 2),
                                            ("dlay700.example", 605), ("dlay605.example", 605)])
 def test_dlay_waits_before_the_ehlo_reply_and_every_later_command(name: str, seconds: int) -> None:

@@ -14,7 +14,7 @@ from badsmtp import replies
 from badsmtp.actions import Close
 from badsmtp.protocol import Phase
 
-# == address triggers over the wire (6) ==================================================
+# == address triggers over the wire (badsmtp(1), ERROR TRIGGERS) ==============================================
 # verb, the commands after EHLO, the command that fires.
 TRIGGER_CASES = {
     "mail": (b"", b"MAIL FROM:<mail{p}@example.com>"),
