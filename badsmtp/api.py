@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, Callable
 from . import portplan, protocol
 from .acceptor import Acceptor, ListenerServer
 from .config import Config, ConfigError, Listener, Role
-from .extensions import Authenticator, Authorizer, Extensions, RateLimiter, as_observers
+from .extensions import Authenticator, Authorizer, RateLimiter
+from .hooks import Extensions, as_observers
 from .portplan import listener_for_port, plan_listeners, validate_ports
 from .runtime import Runtime
 from .storage import MaildirStore, MemoryStore, Message, MessageStore, TeeStore
