@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import fields, replace
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from . import portplan, protocol
 from .acceptor import Acceptor, ListenerServer
 from .config import Config, ConfigError, Listener, Role
-from .extensions import Authenticator, Authorizer, Extensions, RateLimiter, as_observers
+from .extensions import Authenticator, Authorizer, RateLimiter
+from .hooks import Extensions, as_observers
 from .portplan import listener_for_port, plan_listeners, validate_ports
 from .runtime import Runtime
 from .storage import MaildirStore, MemoryStore, Message, MessageStore, TeeStore
@@ -62,35 +63,13 @@ class BadSMTP:
         authorizer: Authorizer | None = None,
         **settings: Any,
     ) -> None:
-        if "mailbox" in settings:
-            settings["mailbox_dir"] = settings.pop("mailbox")
-        unknown = set(settings) - _CONFIG_KEYS
-        if unknown:
-            raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-        self.config = replace(config or Config(), **settings)
-        if ports is None:
-            validate_ports(self.config)  # before anything is bound
-            self._requested = plan_listeners(self.config)
-            self._required = {0}  # only the main listener must bind (badsmtp(1), PORT MAP)
-        else:
-            self._requested = [
-                p if isinstance(p, Listener) else listener_for_port(p, self.config) for p in ports
-            ]
-            self._required = set(range(len(self._requested)))
+        self.config = _configured(config, settings)
+        self._requested, self._required = _requested(ports, self.config)
         if not self._requested:
             raise ConfigError("no listener requested")
         self._capture = MemoryStore() if capture else None
-        self._transcripts: TranscriptLog | None = None
-        if record:
-            from .transcript import TranscriptLog  # lazy: the CLI never records
-
-            self._transcripts = TranscriptLog()
-        stores: list[MessageStore] = [s for s in (message_store, self._capture) if s is not None]
-        if self.config.mailbox_dir:
-            stores.insert(0, MaildirStore(self.config.mailbox_dir))
-        self._store: MessageStore | None = (
-            None if not stores else stores[0] if len(stores) == 1 else TeeStore(stores)
-        )
+        self._transcripts: TranscriptLog | None = _transcript_log() if record else None
+        self._store = _one_store(message_store, self._capture, self.config.mailbox_dir)
         self._extensions = Extensions(
             authenticator, as_observers(observer, observers), rate_limiter, authorizer
         )
@@ -115,29 +94,7 @@ class BadSMTP:
                 extensions=self._extensions,
                 transcripts=self._transcripts,
             )
-            servers: list[ListenerServer] = []
-            try:
-                for index, listener in enumerate(self._requested):
-                    try:
-                        servers.append(
-                            ListenerServer(listener, self.config.listen_address, self._runtime)
-                        )
-                    except OSError as exc:
-                        if index in self._required:
-                            raise OSError(
-                                exc.errno,
-                                f"cannot listen on {self.config.listen_address} port "
-                                f"{listener.port}: {exc.strerror}",
-                            ) from exc
-                        log.warning(
-                            "Port already in use; skipping listener",
-                            extra={"fields": {"port": listener.port, "desc": listener.role.value,
-                                              "addr": self.config.listen_address}},
-                        )
-            except BaseException:
-                for server in servers:
-                    server.server_close()
-                raise
+            servers = self._bind_all(self._runtime)
             self._servers = servers
             self.listeners = [s.bound for s in servers]
             self._runtime.ctx = self._context()  # HELP shows the ports actually bound
@@ -145,6 +102,38 @@ class BadSMTP:
             self._acceptor.start()
             self._stopped.clear()
         return self
+
+    def _bind_all(self, runtime: Runtime) -> list[ListenerServer]:
+        """A bound server for each listener requested.  One that must bind
+        and cannot raises, after the others are closed; any other is
+        skipped with a warning (badsmtp(1), PORT MAP)."""
+        servers: list[ListenerServer] = []
+        try:
+            for index, listener in enumerate(self._requested):
+                server = self._bind(listener, index in self._required, runtime)
+                if server is not None:
+                    servers.append(server)
+        except BaseException:
+            for server in servers:
+                server.server_close()
+            raise
+        return servers
+
+    def _bind(self, listener: Listener, required: bool, runtime: Runtime) -> ListenerServer | None:
+        address = self.config.listen_address
+        try:
+            return ListenerServer(listener, address, runtime)
+        except OSError as exc:
+            if required:
+                raise OSError(
+                    exc.errno, f"cannot listen on {address} port {listener.port}: {exc.strerror}"
+                ) from exc
+            log.warning(
+                "Port already in use; skipping listener",
+                extra={"fields": {"port": listener.port, "desc": listener.role.value,
+                                  "addr": address}},
+            )  # fmt: skip
+            return None
 
     def serve_forever(self) -> None:
         """Serve until :meth:`stop` is called (from another thread or a signal)."""
@@ -277,3 +266,45 @@ class BadSMTP:
     def __repr__(self) -> str:
         state = "serving" if self._acceptor else "stopped"
         return f"<BadSMTP {state} on {self.config.listen_address} ports={self.ports}>"
+
+
+def _configured(config: Config | None, settings: dict[str, Any]) -> Config:
+    """``config`` (or the defaults) with every keyword setting applied;
+    ``mailbox=`` is the README's short spelling of ``mailbox_dir=``."""
+    if "mailbox" in settings:
+        settings["mailbox_dir"] = settings.pop("mailbox")
+    unknown = set(settings) - _CONFIG_KEYS
+    if unknown:
+        raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    return replace(config or Config(), **settings)
+
+
+def _requested(
+    ports: Iterable[int | Listener] | None, config: Config
+) -> tuple[list[Listener], set[int]]:
+    """The listeners to open, and the indexes of those that must bind."""
+    if ports is None:
+        validate_ports(config)  # before anything is bound
+        # Only the main listener must bind (badsmtp(1), PORT MAP).
+        return plan_listeners(config), {0}
+    requested = [p if isinstance(p, Listener) else listener_for_port(p, config) for p in ports]
+    return requested, set(range(len(requested)))
+
+
+def _transcript_log() -> TranscriptLog:
+    from .transcript import TranscriptLog  # lazy: the CLI never records
+
+    return TranscriptLog()
+
+
+def _one_store(
+    message_store: MessageStore | None, capture: MemoryStore | None, mailbox_dir: str | None
+) -> MessageStore | None:
+    """Where accepted messages go: the maildir, the embedder's store and the
+    capture, in that order; all of them through a TeeStore."""
+    stores: list[MessageStore] = [s for s in (message_store, capture) if s is not None]
+    if mailbox_dir:
+        stores.insert(0, MaildirStore(mailbox_dir))
+    if not stores:
+        return None
+    return stores[0] if len(stores) == 1 else TeeStore(stores)

@@ -45,14 +45,19 @@ _NEUTRAL = "client.example.com"
 def _code(code: int | str) -> str:
     """Three digits.  An int must be 100-999 (``55`` is more likely a typo
     for 550 than a wish for 055); codes with leading zeros go as strings."""
-    ok = (
-        isinstance(code, int) and not isinstance(code, bool) and 100 <= code <= 999
-    ) or (isinstance(code, str) and len(code) == 3 and code.isascii() and code.isdigit())
+    ok = _whole(code, 100, 999) or (
+        isinstance(code, str) and len(code) == 3 and code.isascii() and code.isdigit()
+    )
     if not ok:
         raise ValueError(
             f"reply code must be three digits (an int 100-999, or a string such as '050'), not {code!r}"
         )
     return str(code)
+
+
+def _whole(value: object, low: int, high: int) -> bool:
+    """An int from ``low`` to ``high``; ``True`` is not a number here."""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 def _domain(domain: str) -> str:
@@ -118,10 +123,24 @@ def ehlo_name(
     (1-605); ``reject``: answer EHLO with 502; ``enhanced=False``: no
     enhanced status codes.  ``ehlo_name(no=["pipelining", "auth"],
     size=100_000)`` → ``"nopipelining-noauth-size100000.example.com"``."""
-    if isinstance(no, str):
-        no = [no]  # ehlo_name(no="auth") means what it says
+    # ehlo_name(no="auth") means what it says.
+    tokens = _withdrawn([no] if isinstance(no, str) else no, enhanced)
+    if size is not None:
+        tokens.append(_size_keyword(size, tokens))
+    if auth is not None:
+        tokens.append(_auth_keyword(auth, tokens))
+    if delay is not None:
+        tokens.append(_delay_keyword(delay))
+    if reject:
+        tokens.append("reject")
+    domain = _neutral_domain(domain)
+    return f"{'-'.join(tokens)}.{domain}" if tokens else domain
+
+
+def _withdrawn(names: Iterable[str], enhanced: bool) -> list[str]:
+    """The ``no...`` keywords asked for, each once, in the order asked."""
     tokens: list[str] = []
-    for name in no:
+    for name in names:
         keyword = CAPABILITIES.get(str(name).lower())
         if keyword is None:
             raise ValueError(
@@ -131,35 +150,36 @@ def ehlo_name(
             tokens.append(keyword)
     if not enhanced and "noenhancedstatuscodes" not in tokens:
         tokens.append("noenhancedstatuscodes")
-    if size is not None:
-        if "nosize" in tokens:
-            raise ValueError("size= contradicts no=['size']")
-        if isinstance(size, bool) or not isinstance(size, int) or not (
-            triggers.SIZE_MIN <= size <= triggers.SIZE_MAX
-        ):
-            raise ValueError(
-                f"size must be an integer from {triggers.SIZE_MIN} to {triggers.SIZE_MAX}, not {size!r}"
-            )
-        tokens.append(f"size{size}")
-    if auth is not None:
-        if "noauth" in tokens:
-            raise ValueError("auth= contradicts no=['auth']")
-        keyword = AUTH_KEYWORDS.get(str(auth).lower())
-        if keyword is None:
-            raise ValueError(
-                f"unknown AUTH mechanism {auth!r}; expected one of {', '.join(AUTH_KEYWORDS)}"
-            )
-        tokens.append(keyword)
-    if delay is not None:
-        if isinstance(delay, bool) or not isinstance(delay, int) or not 1 <= delay <= triggers.DLAY_MAX:
-            raise ValueError(
-                f"delay must be whole seconds from 1 to {triggers.DLAY_MAX}, not {delay!r}"
-            )
-        tokens.append(f"dlay{delay}")
-    if reject:
-        tokens.append("reject")
-    domain = _neutral_domain(domain)
-    return f"{'-'.join(tokens)}.{domain}" if tokens else domain
+    return tokens
+
+
+def _size_keyword(size: int, tokens: list[str]) -> str:
+    if "nosize" in tokens:
+        raise ValueError("size= contradicts no=['size']")
+    if not _whole(size, triggers.SIZE_MIN, triggers.SIZE_MAX):
+        raise ValueError(
+            f"size must be an integer from {triggers.SIZE_MIN} to {triggers.SIZE_MAX}, not {size!r}"
+        )
+    return f"size{size}"
+
+
+def _auth_keyword(auth: str, tokens: list[str]) -> str:
+    if "noauth" in tokens:
+        raise ValueError("auth= contradicts no=['auth']")
+    keyword = AUTH_KEYWORDS.get(str(auth).lower())
+    if keyword is None:
+        raise ValueError(
+            f"unknown AUTH mechanism {auth!r}; expected one of {', '.join(AUTH_KEYWORDS)}"
+        )
+    return keyword
+
+
+def _delay_keyword(delay: int) -> str:
+    if not _whole(delay, 1, triggers.DLAY_MAX):
+        raise ValueError(
+            f"delay must be whole seconds from 1 to {triggers.DLAY_MAX}, not {delay!r}"
+        )
+    return f"dlay{delay}"
 
 
 def _neutral_domain(domain: str) -> str:

@@ -210,6 +210,20 @@ class LogSetup:
         self._closed = False
         self._direct = False  # whether session records take the short way
 
+    def install(self, level: int, direct: DirectWriter | None) -> None:
+        """Put the handler on the logger at ``level``, alone (the CLI owns
+        the process: no duplicates via the root), with the logging switches
+        set; ``direct``: the session records' short way.  :meth:`close`
+        undoes all of it."""
+        for name, value in _SWITCHES.items():
+            setattr(logging, name, value)
+        self.logger.addHandler(self.handler)
+        self.logger.setLevel(level)
+        self.logger.propagate = False
+        if direct is not None:
+            sessionlog.set_direct_writer(direct)
+            self._direct = True
+
     @property
     def dropped(self) -> int:
         """Records dropped because the buffer to a slow output was full."""
@@ -299,27 +313,25 @@ def configure(
     pending = Buffer(QUEUE_SIZE)
     out = BurstStreamHandler(stream if stream is not None else sys.stdout, pending)
     out.setFormatter(formatter)
-    target: logging.Handler
-    if settings.log_output == "stdout":
-        target = out
-    elif settings.log_output == "syslog":
-        target = _syslog_handler(settings, syslog_address or SYSLOG_ADDRESS, out)
-    else:
-        target = RemoteHandler(settings.log_output, settings.log_remote_addr, out)
+    target = _output(settings, out, syslog_address or SYSLOG_ADDRESS)
     target.setFormatter(formatter)
 
-    logger = logging.getLogger(logger_name)
     handler = BufferHandler(pending)
     handler.setFormatter(formatter)
     listener = BufferListener(pending, target)
     listener.start()
+    logger = logging.getLogger(logger_name)
     setup = LogSetup(logger, handler, listener, [target] if target is out else [target, out])
-    for name, value in _SWITCHES.items():
-        setattr(logging, name, value)
-    logger.addHandler(handler)
-    logger.setLevel(settings.levelno)
-    logger.propagate = False  # the CLI owns the process: no duplicates via the root
-    if logger_name == "badsmtp":
-        sessionlog.set_direct_writer(DirectWriter(formatter, pending))
-        setup._direct = True
+    direct = DirectWriter(formatter, pending) if logger_name == "badsmtp" else None
+    setup.install(settings.levelno, direct)
     return setup
+
+
+def _output(settings: LogSettings, out: logging.Handler, syslog_address: str) -> logging.Handler:
+    """The handler that writes to ``settings.log_output``; ``out``
+    (standard output) is also the fallback of the others."""
+    if settings.log_output == "stdout":
+        return out
+    if settings.log_output == "syslog":
+        return _syslog_handler(settings, syslog_address, out)
+    return RemoteHandler(settings.log_output, settings.log_remote_addr, out)

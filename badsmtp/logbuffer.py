@@ -235,12 +235,7 @@ class BufferListener(logging.handlers.QueueListener):
             try:
                 item = items.popleft()
             except IndexError:
-                if not block:
-                    raise queue.Empty from None
-                if stream is not None:
-                    stream.flush()
-                self.wake.wait(BATCH_INTERVAL)
-                self.wake.clear()
+                self._idle(block)
                 continue
             if type(item) is tuple:  # a session record's parts, from DirectWriter
                 line = _pending_line(item)
@@ -250,11 +245,26 @@ class BufferListener(logging.handlers.QueueListener):
                     continue
                 return line
             if type(item) is Flushed:
-                for handler in self.handlers:
-                    handler.flush()
-                item.done.set()
+                self._flushed(item)
                 continue
             return item
+
+    # Called only when the buffer runs empty or on a flush, never per record.
+    def _idle(self, block: bool) -> None:
+        """The buffer ran empty: write the burst so far, then wait for more
+        (:data:`BATCH_INTERVAL` at most); ``queue.Empty`` when not blocking."""
+        if not block:
+            raise queue.Empty from None
+        if self._stream is not None:
+            self._stream.flush()
+        self.wake.wait(BATCH_INTERVAL)
+        self.wake.clear()
+
+    def _flushed(self, marker: Flushed) -> None:
+        """Everything before ``marker`` is written: flush every handler, then say so."""
+        for handler in self.handlers:
+            handler.flush()
+        marker.done.set()
 
     def handle(self, record: logging.LogRecord | tuple[int, str]) -> None:
         if not isinstance(record, tuple):

@@ -1,27 +1,29 @@
 """Configuration for the ``badsmtp`` command (badsmtp(1), OPTIONS,
-CONFIGURATION and FILES): the keys, the file search, flags > ``BADSMTP_*``
-environment > file > defaults (configargparse does the merging), and where
-every value came from.
+CONFIGURATION and FILES): the file search, flags > ``BADSMTP_*``
+environment > file > defaults (configargparse does the merging, see
+:mod:`badsmtp.optionparser`), where every value came from, and the checks
+made before anything is bound.  The keys themselves are a table in
+:mod:`badsmtp.optionkeys`.
 
 Every failure is a :class:`CLIError`: one line for stderr and an exit status.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import math
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import configargparse  # type: ignore[import-untyped]
 
 from . import __version__
 from .config import Config, ConfigError, PortConfigError
-from .log import FORMATS, LEVELS, LOG_KEYS, OUTPUTS, LogSettings
+from .log import LOG_KEYS, LogSettings
+from .optionkeys import KEY_BY_NAME, KEYS, Key, defaults
+from .optionparser import CLIError, ParserExit, build_parser
 from .portplan import validate_ports
 
 __all__ = [
@@ -45,99 +47,6 @@ def config_dirs() -> list[Path]:
     return [Path("."), Path.home() / ".badsmtp", Path("/etc/badsmtp")]
 
 
-class CLIError(Exception):
-    """A one-line message for stderr, and the exit status that goes with it."""
-
-    def __init__(self, message: str, status: int = 2) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class ParserExit(Exception):
-    """``--help`` or ``--version`` was handled: exit with ``status``."""
-
-    def __init__(self, status: int) -> None:
-        self.status = status
-
-
-# -- the keys (badsmtp(1), OPTIONS) -----------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Key:
-    name: str
-    flags: tuple[str, ...]
-    group: str
-    kind: type
-    help: str
-    metavar: str
-
-    @property
-    def env(self) -> str:
-        return "BADSMTP_" + self.name.upper()
-
-    @property
-    def aliases(self) -> tuple[str, ...]:
-        """Other variables read for this key, weaker than :attr:`env`: the
-        README's un-prefixed logging variables and the reference's spelling
-        without inner underscores (``BADSMTP_TLSPORT``)."""
-        names = [self.name.upper()] if self.name in LOG_KEYS else []
-        squeezed = "BADSMTP_" + self.name.replace("_", "").upper()
-        if squeezed != self.env:
-            names.append(squeezed)
-        return tuple(names)
-
-
-_SERVER, _PORTS, _TLS, _LOGGING, _LIMITS = "server", "ports", "TLS", "logging", "limits"
-
-
-def _one_of(names: tuple[str, ...] | list[str]) -> str:
-    """``a, b or c``: the choices of a key, for its help."""
-    return f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
-
-
-def _key(name: str, group: str, kind: type, metavar: str, text: str, *aliases: str) -> Key:
-    return Key(name, ("--" + name.replace("_", "-"), *aliases), group, kind, text, metavar)
-
-
-KEYS: tuple[Key, ...] = (
-    _key("port", _SERVER, int, "PORT", "main SMTP port; 0 = ephemeral", "-p", "-port"),
-    Key(
-        "mailbox_dir",
-        ("--mailbox", "-m", "-mailbox", "--mailbox-dir"),
-        _SERVER,
-        str,
-        "store accepted messages in this maildir; without DIR ./mailbox",
-        "DIR",
-    ),
-    _key("listen_address", _SERVER, str, "ADDR", "address of every listener"),
-    _key("tls_port", _PORTS, int, "PORT", "implicit TLS port; 0 = ephemeral"),
-    _key("starttls_port", _PORTS, int, "PORT", "STARTTLS port; 0 = ephemeral"),
-    _key("greeting_delay_port_start", _PORTS, int, "PORT", "first of 100 greeting delay ports"),
-    _key("command_delay_port_start", _PORTS, int, "PORT", "first of 100 command delay ports"),
-    _key("drop_delay_port_start", _PORTS, int, "PORT", "first of 100 delayed drop ports"),
-    _key("immediate_drop_port", _PORTS, int, "PORT", "drops at once; 0 = ephemeral"),
-    _key("tls_hostname", _TLS, str, "NAME", "server identity, name of the generated certificate"),
-    _key("tls_cert_file", _TLS, str, "FILE", "PEM certificate (chain) to present"),
-    _key("tls_key_file", _TLS, str, "FILE", "PEM private key for --tls-cert-file"),
-    _key("log_level", _LOGGING, str, "LEVEL", _one_of(list(LEVELS))),
-    _key("log_format", _LOGGING, str, "FORMAT", _one_of(FORMATS)),
-    _key("log_output", _LOGGING, str, "OUTPUT", _one_of(OUTPUTS)),
-    _key("log_remote_addr", _LOGGING, str, "HOST:PORT", "receiver of tcp/udp log records"),
-    _key("syslog_facility", _LOGGING, str, "FACILITY", "mail, daemon or local0..local7"),
-    _key("idle_timeout", _LIMITS, float, "SECONDS", "silence before 421; 0 = never"),
-    _key("max_recipients", _LIMITS, int, "N", "recipients per transaction; more get 452"),
-    _key("shutdown_timeout", _LIMITS, float, "SECONDS", "wait for sessions on shutdown"),
-)
-KEY_BY_NAME = {key.name: key for key in KEYS}
-
-
-def defaults() -> dict[str, Any]:
-    # An instance, not the class: slotted dataclass fields are descriptors.
-    config, logging_ = Config(), LogSettings()
-    return {
-        key.name: getattr(logging_ if key.name in LOG_KEYS else config, key.name) for key in KEYS
-    }
-
-
 # -- configuration file (badsmtp(1), CONFIGURATION and FILES) -----------------------------
 def find_config_file() -> Path | None:
     for directory in config_dirs():
@@ -152,20 +61,7 @@ def read_config_file(path: str) -> dict[str, str]:
     """The flat mapping of a YAML (or JSON) file, values as strings; keys
     starting with ``_`` are comments; any other unknown key is an error
     (badsmtp(1), CONFIGURATION)."""
-    import yaml  # type: ignore[import-untyped]  # only when there is a file to read
-
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise CLIError(f"cannot read configuration file {path}: {reason}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        at = f" at line {where.line + 1}" if where is not None else ""
-        raise CLIError(f"cannot parse configuration file {path}: {problem}{at}") from None
+    data = _parse_yaml(_read_text(path), path)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -175,139 +71,42 @@ def read_config_file(path: str) -> dict[str, str]:
         key = str(raw_key)
         if key.startswith("_"):
             continue
-        if key not in KEY_BY_NAME:
-            raise CLIError(f"unknown configuration key {key} in {path}")
-        if isinstance(value, (list, dict)):
-            raise CLIError(f"invalid value for {key} in {path}: expected a single value")
-        if value is None:
-            continue  # "key:" with nothing after it leaves the default
-        values[key] = str(value).lower() if isinstance(value, bool) else str(value)
+        text = _file_value(key, value, path)
+        if text is not None:
+            values[key] = text
     return values
 
 
-class _FileParser(configargparse.ConfigFileParser):  # type: ignore[misc]
-    """Hands configargparse the already-validated file values, keyed by the
-    long option name it knows (``listen_address`` -> ``listen-address``)."""
-
-    def __init__(self, values: dict[str, str]) -> None:
-        self.values = values
-
-    def get_syntax_description(self) -> str:
-        return "YAML (or JSON): a flat mapping of snake_case keys"
-
-    def parse(self, stream: Any) -> dict[str, str]:
-        return {KEY_BY_NAME[k].flags[0][2:]: v for k, v in self.values.items()}
+def _read_text(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise CLIError(f"cannot read configuration file {path}: {reason}") from None
 
 
-# -- the parser -----------------------------------------------------------------------
-class _Store(configargparse.Action):  # type: ignore[misc]
-    """``store`` that remembers which option strings set the value: config
-    file and environment values arrive first (as option_strings[-1]), the
-    command line last, so the last one seen tells where a value came from."""
+def _parse_yaml(text: str, path: str) -> Any:
+    import yaml  # type: ignore[import-untyped]  # only when there is a file to read
 
-    def __call__(
-        self, parser: Any, namespace: Any, values: Any, option_string: str | None = None
-    ) -> None:
-        setattr(namespace, self.dest, values)
-        seen = namespace.__dict__.setdefault("_seen", {})
-        seen.setdefault(self.dest, []).append(option_string or self.option_strings[0])
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        at = f" at line {where.line + 1}" if where is not None else ""
+        raise CLIError(f"cannot parse configuration file {path}: {problem}{at}") from None
 
 
-class _Parser(configargparse.ArgumentParser):  # type: ignore[misc]
-    def error(self, message: str) -> NoReturn:
-        raise CLIError(f"badsmtp: {message} (see badsmtp --help)")
-
-    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
-        if message:
-            sys.stderr.write(message)
-        raise ParserExit(status)
-
-
-_DESCRIPTION = """\
-The reliably unreliable SMTP server: error replies, delays, drops, fake AUTH
-and TLS on demand, for testing SMTP clients. Listens on 304 ports by default
-(127.0.0.1 only); see badsmtp(1) for the port map and the trigger grammar."""
-
-_EPILOG = """\
-Every option can also be set in the environment (BADSMTP_ + the key in upper
-case, e.g. BADSMTP_PORT=2525; the logging keys also as LOG_LEVEL, LOG_FORMAT,
-LOG_OUTPUT, LOG_REMOTE_ADDR, SYSLOG_FACILITY) or in a configuration file: a
-flat YAML/JSON mapping of snake_case keys (port: 2525), given with --config or
-found as badsmtp.yaml, badsmtp.yml or badsmtp.json in ., ~/.badsmtp/ and
-/etc/badsmtp/. Precedence: options > environment > file > defaults.
-Exit status: 0 after a graceful shutdown, 1 if the server cannot start,
-2 for a configuration error."""
-
-
-def _help_default(key: Key, default: Any) -> str:
-    if key.name == "mailbox_dir":
-        return "default: off; "
-    if isinstance(default, float):
-        default = f"{default:g}"
-    return f"default: {default or 'none'}; "
-
-
-def _env_names(key: Key) -> list[str]:
-    return [key.env, key.name.upper()] if key.name in LOG_KEYS else [key.env]
-
-
-def build_parser(values: dict[str, str] | None = None) -> _Parser:
-    parser = _Parser(
-        prog="badsmtp",
-        description=_DESCRIPTION,
-        epilog=_EPILOG,
-        formatter_class=configargparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
-        add_config_file_help=False,
-        add_env_var_help=False,  # each option's help names its variables
-        config_file_parser_class=_FileParser(values or {}),
-        default_config_files=[lambda: io.StringIO("")] if values else [],
-    )
-    general = parser.add_argument_group("general")
-    general.add_argument(
-        "-c",
-        "--config",
-        metavar="FILE",
-        help="configuration file to load (else searched, see below)",
-    )
-    general.add_argument(
-        "--print-config",
-        action="store_true",
-        help="print the effective configuration and the source of every value, then exit",
-    )
-    general.add_argument(
-        "--port-file",
-        metavar="FILE",
-        help="once bound, write the actual ports to FILE as JSON (command line only)",
-    )
-    general.add_argument("--version", action="version", version=f"badsmtp {__version__}")
-    groups = {
-        _SERVER: parser.add_argument_group("server"),
-        _PORTS: parser.add_argument_group("ports"),
-        _TLS: parser.add_argument_group("TLS"),
-        _LOGGING: parser.add_argument_group("logging"),
-        _LIMITS: parser.add_argument_group("limits"),
-    }
-    shown = defaults()
-    for key in KEYS:
-        kwargs: dict[str, Any] = {}
-        if key.name == "mailbox_dir":
-            kwargs = {"nargs": "?", "const": "./mailbox"}
-        groups[key.group].add_argument(
-            *key.flags,
-            dest=key.name,
-            action=_Store,
-            metavar=key.metavar,
-            env_var=key.env,
-            help=f"{key.help} ({_help_default(key, shown[key.name])}env {' or '.join(_env_names(key))})",
-            **kwargs,
-        )
-    groups[_TLS].add_argument(
-        "--write-tls-cert",
-        metavar="FILE",
-        help="once bound, write the default self-signed certificate (PEM) to FILE (command line only)",
-    )
-    return parser
+def _file_value(key: str, value: Any, path: str) -> str | None:
+    """One file value as the string an option would carry; None leaves the
+    default ("key:" with nothing after it)."""
+    if key not in KEY_BY_NAME:
+        raise CLIError(f"unknown configuration key {key} in {path}")
+    if isinstance(value, (list, dict)):
+        raise CLIError(f"invalid value for {key} in {path}: expected a single value")
+    if value is None:
+        return None
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 # -- loading: parse, then convert with the source of every value ------------------------
@@ -398,28 +197,15 @@ def load_settings(argv: list[str], environ: Mapping[str, str]) -> Settings:
     parser = build_parser(file_values)
     env, origin = _environment(environ)
     namespace = parser.parse_args(argv, env_vars=env)
-    # configargparse lists what it took from each source (values already on
-    # the command line are not taken from the environment or the file).
-    taken: dict[str, set[str]] = {"env": set(), "file": set()}
-    for label, settings in parser.get_source_to_settings_dict().items():
-        kind = "env" if label == "environment_variables" else label.partition("|")[0]
-        if kind in ("env", "config_file"):
-            dests = {action.dest for action, _ in settings.values() if action is not None}
-            taken["env" if kind == "env" else "file"].update(dests)
+    provenance = _Provenance(_taken(parser), origin, path)
     seen: dict[str, list[str]] = getattr(namespace, "_seen", {})
     values, sources = defaults(), {k.name: ConfigSource("default", "") for k in KEYS}
     for key in KEYS:
         used = seen.get(key.name)
-        if not used:
-            continue
-        if len(used) == 1 and key.name in taken["env"]:
-            source, where = ConfigSource("env", origin[key.env]), origin[key.env]
-        elif len(used) == 1 and key.name in taken["file"]:
-            source, where = ConfigSource("file", str(path)), key.name
-        else:  # the command line comes last, so it wins
-            source, where = ConfigSource("flag", used[-1]), used[-1]
-        values[key.name] = _convert(key, getattr(namespace, key.name), where)
-        sources[key.name] = source
+        if used:
+            source, where = provenance.of(key, used)
+            values[key.name] = _convert(key, getattr(namespace, key.name), where)
+            sources[key.name] = source
     return Settings(
         values=values,
         sources=sources,
@@ -428,6 +214,39 @@ def load_settings(argv: list[str], environ: Mapping[str, str]) -> Settings:
         port_file=namespace.port_file,
         write_tls_cert=namespace.write_tls_cert,
     )
+
+
+# configargparse's labels of the sources it reads besides the command line.
+_SOURCE_KINDS = {"environment_variables": "env", "config_file": "file"}
+
+
+def _taken(parser: Any) -> dict[str, set[str]]:
+    """The keys configargparse took from the environment and from the file
+    (values already on the command line are not taken from either)."""
+    taken: dict[str, set[str]] = {"env": set(), "file": set()}
+    for label, settings in parser.get_source_to_settings_dict().items():
+        kind = _SOURCE_KINDS.get(label.partition("|")[0])  # "config_file|PATH"
+        if kind is not None:
+            taken[kind].update(action.dest for action, _ in settings.values() if action is not None)
+    return taken
+
+
+@dataclass(frozen=True, slots=True)
+class _Provenance:
+    """Where the values of one parse came from."""
+
+    taken: dict[str, set[str]]  # keys taken from "env" and from "file"
+    origin: dict[str, str]  # BADSMTP_ name -> the variable really set
+    path: str | None  # the configuration file
+
+    def of(self, key: Key, used: list[str]) -> tuple[ConfigSource, str]:
+        """The source of ``key``'s value, and the name an error message
+        gives it, from the option strings that set it (``used``)."""
+        if len(used) == 1 and key.name in self.taken["env"]:
+            return ConfigSource("env", self.origin[key.env]), self.origin[key.env]
+        if len(used) == 1 and key.name in self.taken["file"]:
+            return ConfigSource("file", str(self.path)), key.name
+        return ConfigSource("flag", used[-1]), used[-1]  # the command line comes last: it wins
 
 
 # -- --print-config -------------------------------------------------------------------

@@ -7,7 +7,8 @@ configuration and the bound listeners.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import itertools
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from . import replies
@@ -80,7 +81,25 @@ def plan_listeners(config: Config) -> list[Listener]:
     return plan
 
 
-def _singles(config: Config) -> list[tuple[str, int]]:
+def validate_ports(config: Config) -> None:
+    """Check the default plan before anything is bound (badsmtp(1), PORT
+    MAP): ports in range, ranges apart, single ports outside the ranges,
+    single ports apart, in that order; the first failure raises
+    :class:`PortConfigError` with its one-line text (badsmtp(1), EXIT STATUS,
+    shows one).  A single port of ``0`` is ephemeral: it gets a port of its
+    own, so it conflicts with nothing."""
+    singles, spans = _singles(config), list(ranges(config).items())
+    problems = itertools.chain.from_iterable(check(singles, spans) for check in _CHECKS)
+    problem = next(problems, None)
+    if problem is not None:
+        raise PortConfigError(problem)
+
+
+Singles = list[tuple[str, int]]  # (name, port) of each single port
+Spans = list[tuple[str, tuple[int, int]]]  # (name, (first, last)) of each range
+
+
+def _singles(config: Config) -> Singles:
     # Checked in this order, so the first conflict reported is always the same one.
     return [
         ("normal", config.port),
@@ -90,38 +109,50 @@ def _singles(config: Config) -> list[tuple[str, int]]:
     ]
 
 
-def validate_ports(config: Config) -> None:
-    """Check the default plan before anything is bound (badsmtp(1), PORT
-    MAP): ports in range, ranges apart, single ports outside the ranges,
-    single ports apart, in that order; the first failure raises
-    :class:`PortConfigError` with its one-line text (badsmtp(1), EXIT STATUS,
-    shows one).  A single port of ``0`` is ephemeral: it gets a port of its
-    own, so it conflicts with nothing."""
-    singles = _singles(config)
-    spans = list(ranges(config).items())
+def _fixed(singles: Singles) -> Singles:
+    """The single ports that are not ephemeral."""
+    return [(name, port) for name, port in singles if port != 0]
+
+
+def _singles_in_range(singles: Singles, spans: Spans) -> Iterator[str]:
     for name, port in singles:
         if not 0 <= port <= 65535:
-            raise PortConfigError(f"{name} port {port} is out of range (0-65535)")
+            yield f"{name} port {port} is out of range (0-65535)"
+
+
+def _ranges_in_range(singles: Singles, spans: Spans) -> Iterator[str]:
     for name, (first, last) in spans:
         if not (1 <= first <= 65535 and 1 <= last <= 65535):
-            raise PortConfigError(f"{name} range ({first}-{last}) is out of range (1-65535)")
-    for i, (name_a, (a1, a2)) in enumerate(spans):
-        for name_b, (b1, b2) in spans[i + 1 :]:
-            if a1 <= b2 and b1 <= a2:
-                raise PortConfigError(
-                    f"port ranges overlap: {name_a} ({a1}-{a2}) and {name_b} ({b1}-{b2})"
-                )
-    fixed = [(name, port) for name, port in singles if port != 0]
-    for name, port in fixed:
+            yield f"{name} range ({first}-{last}) is out of range (1-65535)"
+
+
+def _ranges_apart(singles: Singles, spans: Spans) -> Iterator[str]:
+    for (name_a, (a1, a2)), (name_b, (b1, b2)) in itertools.combinations(spans, 2):
+        if a1 <= b2 and b1 <= a2:
+            yield f"port ranges overlap: {name_a} ({a1}-{a2}) and {name_b} ({b1}-{b2})"
+
+
+def _singles_outside_ranges(singles: Singles, spans: Spans) -> Iterator[str]:
+    for name, port in _fixed(singles):
         for range_name, (first, last) in spans:
             if first <= port <= last:
-                raise PortConfigError(
-                    f"{name} port {port} conflicts with {range_name} range ({first}-{last})"
-                )
-    for i, (name_a, port_a) in enumerate(fixed):
-        for name_b, port_b in fixed[i + 1 :]:
-            if port_a == port_b:
-                raise PortConfigError(f"{name_a} port {port_a} conflicts with {name_b} port {port_b}")
+                yield f"{name} port {port} conflicts with {range_name} range ({first}-{last})"
+
+
+def _singles_apart(singles: Singles, spans: Spans) -> Iterator[str]:
+    for (name_a, port_a), (name_b, port_b) in itertools.combinations(_fixed(singles), 2):
+        if port_a == port_b:
+            yield f"{name_a} port {port_a} conflicts with {name_b} port {port_b}"
+
+
+# The checks of validate_ports, in the order their failures are reported.
+_CHECKS: tuple[Callable[[Singles, Spans], Iterator[str]], ...] = (
+    _singles_in_range,
+    _ranges_in_range,
+    _ranges_apart,
+    _singles_outside_ranges,
+    _singles_apart,
+)
 
 
 # -- what is said about the ports bound ------------------------------------------------

@@ -19,7 +19,7 @@ from .storage import MessageStore
 from .workers import WorkerPool
 
 if TYPE_CHECKING:
-    from .extensions import Extensions
+    from .hooks import Extensions
     from .server import Handler
     from .tls import TLSProvider
     from .transcript import TranscriptLog

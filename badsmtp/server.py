@@ -28,7 +28,7 @@ from .sessionlog import LEVELS, SessionLog
 
 if TYPE_CHECKING:
     from .acceptor import ListenerServer
-    from .extensions import ConnectionHooks
+    from .hooks import ConnectionHooks
     from .transcript import Recorder
 
 __all__ = ["Handler"]

@@ -1,10 +1,11 @@
 """TLS edge: self-signed certificates (``cryptography``) and ``ssl.SSLContext`` factories.
 
 No SMTP knowledge here; the server wraps sockets with :meth:`TLSProvider.server_context` for
-implicit TLS and after STARTTLS alike.  Generated certificates (badsmtp(1), --write-tls-cert)
-are self-signed end-entity certificates that work as their own trust anchor (RFC 5280
-§6.1), pass OpenSSL 3's ``-x509_strict`` checks and carry every name a test client is likely
-to dial; a client not given the PEM still sees the classic "self-signed certificate" error.
+implicit TLS and after STARTTLS alike.  Generated certificates (badsmtp(1), --write-tls-cert;
+made by :mod:`badsmtp.certificate`, cached here per name) are self-signed end-entity
+certificates that work as their own trust anchor (RFC 5280 §6.1), pass OpenSSL 3's
+``-x509_strict`` checks and carry every name a test client is likely to dial; a client not
+given the PEM still sees the classic "self-signed certificate" error.
 ``cryptography`` is imported on the first generation, never at import or construction: a
 plain-SMTP server must start in milliseconds.
 """
@@ -23,6 +24,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .certificate import VALIDITY, IPAddress, generate
 from .config import DEFAULT_ADDRESS, DEFAULT_HOSTNAME
 
 if TYPE_CHECKING:
@@ -32,12 +34,7 @@ __all__ = ["TLSProvider", "TLSSetupError"]
 
 _log = logging.getLogger("badsmtp.tls")
 
-_IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-_BACKDATE = datetime.timedelta(minutes=5)  # absorbs small clock differences
-_VALIDITY = datetime.timedelta(days=7)
 _RENEW_BEFORE = datetime.timedelta(hours=1)  # never hand out a certificate about to expire
-_CN_MAX = 64  # RFC 5280 Appendix A: ub-common-name
 # Certificates kept for SNI names other than tls_hostname, least recently used
 # evicted first: each costs ~24 KB (mostly its SSLContext), and a client can
 # send any number of names.  The default certificate is never evicted.
@@ -63,7 +60,7 @@ class _Issued:
     not_after: datetime.datetime
 
 
-def _ip(text: str) -> _IPAddress | None:
+def _ip(text: str) -> IPAddress | None:
     try:
         return ipaddress.ip_address(text.split("%", 1)[0])  # drop an IPv6 zone id
     except ValueError:
@@ -160,57 +157,6 @@ def _load_files(cert_file: str, key_file: str) -> tuple[str, ssl.SSLContext]:
     return leaf_pem, context
 
 
-def _generate(
-    name: str, dns_names: list[str], ips: list[_IPAddress], now: datetime.datetime
-) -> tuple[str, str]:
-    """A fresh self-signed certificate for ``name``: (certificate PEM, key PEM)."""
-    # Imported here, not at module level: see the module docstring.
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    public = key.public_key()
-    attributes = [
-        x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
-        x509.NameAttribute(NameOID.STATE_OR_PROVINCE_NAME, "Test"),
-        x509.NameAttribute(NameOID.LOCALITY_NAME, "Test"),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "BadSMTP Test Server"),
-        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "Test"),
-    ]
-    if len(name) <= _CN_MAX:  # a longer DNS name (up to 253) lives in the SAN only
-        attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, name))
-    subject = x509.Name(attributes)
-    alt_names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
-    alt_names += [x509.IPAddress(ip) for ip in ips]
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)  # self-signed: subject == issuer
-        .public_key(public)
-        .serial_number(x509.random_serial_number())  # positive, <= 20 octets (RFC 5280 §4.1.2.2)
-        .not_valid_before(now - _BACKDATE)
-        .not_valid_after(now + _VALIDITY)
-        # RFC 6125 §6.4.4: verifiers match the SAN, not the CN; non-critical because the
-        # subject is not empty (RFC 5280 §4.2.1.6).
-        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
-        # digitalSignature only: an ECDSA server key only signs its handshakes (RFC 5280
-        # §4.2.1.3, RFC 8446 §4.4.3).  Positional: the other eight flags, all False.
-        .add_extension(x509.KeyUsage(True, *[False] * 8), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        # Strict verifiers (OpenSSL 3 -x509_strict) want both key identifiers (RFC 5280 §4.2.1.1-2).
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return certificate.public_bytes(serialization.Encoding.PEM).decode("ascii"), key_pem.decode()
-
-
 class TLSProvider:
     """Certificates and SSL contexts for one server instance (its own cache and lock).
 
@@ -298,9 +244,9 @@ class TLSProvider:
             return self._hostname
         return name
 
-    def _alt_names(self, name: str) -> tuple[list[str], list[_IPAddress]]:
+    def _alt_names(self, name: str) -> tuple[list[str], list[IPAddress]]:
         dns_names: list[str] = []
-        ips: list[_IPAddress] = []
+        ips: list[IPAddress] = []
         for text in (name, self._hostname, "localhost"):
             ip = _ip(text)  # only possible when tls_hostname is an IP address
             if ip is not None and ip not in ips:
@@ -368,11 +314,11 @@ class TLSProvider:
         return issued
 
     def _make(self, name: str, now: datetime.datetime) -> _Issued:
-        cert_pem, key_pem = _generate(name, *self._alt_names(name), now)
+        cert_pem, key_pem = generate(name, *self._alt_names(name), now)
         context = _new_server_context()
         _load_pem(context, cert_pem + key_pem)
         _log.debug("generated TLS certificate for %s", name)
-        return _Issued(cert_pem, context, now + _VALIDITY)
+        return _Issued(cert_pem, context, now + VALIDITY)
 
     @staticmethod
     def own_fault(exc: BaseException) -> bool:

@@ -9,6 +9,10 @@ the connect) and the receive batches (one ``recv`` = one batch, so commands
 of one batch arrived pipelined together).  What is recorded follows README,
 Using badsmtp in your tests: AUTH arguments redacted, AUTH continuation lines
 never, DATA/BDAT content never (only its size).
+
+The records themselves are frozen values (:mod:`badsmtp.records`, re-exported
+here).  :class:`Transcript` and its :class:`Recorder` share one private list
+of raw tuples, so they live together in this module.
 """
 
 from __future__ import annotations
@@ -16,114 +20,35 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from .auth import redact_auth_args
+from .records import (
+    CommandRecord,
+    ContentRecord,
+    Exchange,
+    Record,
+    ReplyRecord,
+    TLSRecord,
+    group_exchanges,
+    record_lines,
+)
 from .replies import Reply
 
 __all__ = [
-    "Transcript",
     "CommandRecord",
-    "ReplyRecord",
     "ContentRecord",
-    "TLSRecord",
     "Exchange",
     "Recorder",
+    "ReplyRecord",
+    "TLSRecord",
+    "Transcript",
     "TranscriptLog",
 ]
 
 # After one of these, what follows on the wire may be message content or an
 # AUTH continuation (a password): never parse it into commands.
 _OPAQUE_AFTER = frozenset({"DATA", "BDAT", "AUTH"})
-
-
-@dataclass(frozen=True, slots=True)
-class CommandRecord:
-    """A command line as received (AUTH initial response ``[redacted]``).
-
-    ``discarded`` commands arrived but were never processed: they were
-    pipelined after a command that closed the connection (a 421) or after
-    STARTTLS (RFC 3207 §4.2: discarded, so nothing injected survives)."""
-
-    verb: str
-    line: str
-    batch: int
-    at: float
-    discarded: bool = False
-
-    @property
-    def args(self) -> list[str]:
-        return self.line.split()[1:]
-
-
-@dataclass(frozen=True, slots=True)
-class ReplyRecord:
-    """A reply the server sent: ``code``, its text lines joined by ``\\n``,
-    and the RFC 3463 code it carried (None when it carried none)."""
-
-    code: int
-    text: str
-    enhanced: str | None
-    batch: int
-    at: float
-
-    @property
-    def lines(self) -> list[str]:
-        return self.text.split("\n")
-
-    @property
-    def line(self) -> str:
-        """The first line as on the wire, without CRLF: ``550 5.1.1 ...``."""
-        esc = f"{self.enhanced} " if self.enhanced else ""
-        return f"{self.code:03d} {esc}{self.lines[0]}"
-
-
-@dataclass(frozen=True, slots=True)
-class ContentRecord:
-    """DATA content: only its size (unstuffed octets), never its text.
-    ``batch``/``at`` say when its first octets arrived."""
-
-    size: int
-    batch: int
-    at: float
-    ended_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class TLSRecord:
-    """The STARTTLS handshake completed."""
-
-    batch: int
-    at: float
-
-
-Record = CommandRecord | ReplyRecord | ContentRecord | TLSRecord
-
-
-@dataclass(frozen=True, slots=True)
-class Exchange:
-    """A command and every reply that followed it before the next command
-    (DATA: the 354, then the verdict on the content; AUTH: the 334s, then
-    the result)."""
-
-    command: CommandRecord
-    replies: tuple[ReplyRecord, ...]
-    content: ContentRecord | None = None
-
-    @property
-    def verb(self) -> str:
-        return self.command.verb
-
-    @property
-    def reply(self) -> ReplyRecord | None:
-        """The first reply (for DATA, the 354 or the error instead of it)."""
-        return self.replies[0] if self.replies else None
-
-    @property
-    def final(self) -> ReplyRecord | None:
-        """The last reply (for DATA, the verdict on the message)."""
-        return self.replies[-1] if self.replies else None
 
 
 class Transcript:
@@ -200,22 +125,7 @@ class Transcript:
     @property
     def exchanges(self) -> list[Exchange]:
         """Each processed command with the replies that followed it."""
-        out: list[Exchange] = []
-        command: CommandRecord | None = None
-        got: list[ReplyRecord] = []
-        content: ContentRecord | None = None
-        for record in self.events:
-            if isinstance(record, CommandRecord) and not record.discarded:
-                if command is not None:
-                    out.append(Exchange(command, tuple(got), content))
-                command, got, content = record, [], None
-            elif isinstance(record, ReplyRecord) and command is not None:
-                got.append(record)
-            elif isinstance(record, ContentRecord):
-                content = record
-        if command is not None:
-            out.append(Exchange(command, tuple(got), content))
-        return out
+        return group_exchanges(self.events)
 
     def exchange(self, verb: str, index: int = 0) -> Exchange:
         """The ``index``-th exchange whose command is ``verb``."""
@@ -304,19 +214,8 @@ class Transcript:
         return "\n".join([head, *self._lines()])
 
     def _lines(self) -> Iterator[str]:
-        for r in self.events:
-            stamp = f"  +{r.at:8.4f}s [{r.batch:3d}]"
-            if isinstance(r, CommandRecord):
-                yield f"{stamp} C: {r.line}{'   (discarded)' if r.discarded else ''}"
-            elif isinstance(r, ReplyRecord):
-                esc = f"{r.enhanced} " if r.enhanced else ""
-                for i, text in enumerate(r.lines):
-                    sep = "-" if i < len(r.lines) - 1 else " "
-                    yield f"{stamp} S: {r.code:03d}{sep}{esc}{text}"
-            elif isinstance(r, ContentRecord):
-                yield f"{stamp} C: <{r.size} octets of message content>"
-            else:
-                yield f"{stamp} -- TLS handshake completed"
+        for record in self.events:
+            yield from record_lines(record)
 
     def __repr__(self) -> str:
         return (
@@ -329,7 +228,7 @@ class Recorder:
     """The shell's side of a transcript: implements the session's recorder
     hook and adds the clock and the receive batches."""
 
-    __slots__ = ("transcript", "started", "batch", "_clock", "_content_at", "_last_verb")
+    __slots__ = ("_clock", "_content_at", "_last_verb", "batch", "started", "transcript")
 
     def __init__(
         self, transcript: Transcript, started: float, clock: Callable[[], float] = time.monotonic

@@ -729,6 +729,31 @@ def test_raising_extension_gives_the_documented_reply(
     )
 
 
+# Whose method a raising extension's ERROR record names (its ``extension`` field);
+# observers are named by their class.
+OWNER = {
+    "authenticate": "authenticator",
+    **dict.fromkeys(
+        ("allow_connection", "record_connection", "release_connection", "allow_message",
+         "record_message"), "rate_limiter"),
+    **dict.fromkeys(("can_send_from", "can_send_to", "get_quota"), "authorizer"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("target", [t for t in DOCUMENTED if t not in ("begin", "write", "commit")])
+def test_raising_extension_is_logged_under_its_method(
+    logs: pytest.LogCaptureFixture, target: str
+) -> None:
+    """README, Extending badsmtp: an extension that raises is logged at
+    ERROR; the record says which method it was."""
+    flaky = Flaky(target)
+    with serving(ports=[0], authenticator=flaky, rate_limiter=flaky, authorizer=flaky,
+                 observer=flaky, message_store=flaky) as srv:
+        converse(srv.port)
+    named = [r.fields["extension"] for r in logs.records if "extension" in getattr(r, "fields", {})]
+    assert named == [f"{OWNER.get(target, 'Flaky')}.{target}"]
+
+
 def test_raising_authenticator_function(logs: pytest.LogCaptureFixture) -> None:
     """A plain function is accepted as the authenticator too."""
     def authenticate(username: str, password: str | None) -> User:

@@ -533,7 +533,7 @@ def test_a_handshake_badsmtp_itself_fails_is_an_error(
     def broken(*args: object) -> tuple[str, str]:
         raise RuntimeError("no entropy today")
 
-    monkeypatch.setattr(tls, "_generate", broken)
+    monkeypatch.setattr(tls, "generate", broken)
     records("ERROR")
     with serving(ports=[Listener(0, "tls")]) as server:
         client = ssl.create_default_context()

@@ -305,13 +305,13 @@ def test_ip_tls_hostname_becomes_an_ip_san() -> None:
 
 def test_concurrent_first_use_generates_once(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
-    real = tls._generate
+    real = tls.generate
 
     def counting(name: str, *args: object) -> tuple[str, str]:
         calls.append(name)
         return real(name, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(tls, "_generate", counting)
+    monkeypatch.setattr(tls, "generate", counting)
     p = TLSProvider()
     barrier = threading.Barrier(16)
     results: list[str] = []
@@ -378,7 +378,7 @@ def test_cache_evicts_the_least_recently_used_name(monkeypatch: pytest.MonkeyPat
 
 def test_a_slow_generation_does_not_hold_up_other_names(monkeypatch: pytest.MonkeyPatch) -> None:
     started, release = threading.Event(), threading.Event()
-    real = tls._generate
+    real = tls.generate
 
     def slow(name: str, *args: object) -> tuple[str, str]:
         if name == "slow.example":
@@ -386,7 +386,7 @@ def test_a_slow_generation_does_not_hold_up_other_names(monkeypatch: pytest.Monk
             release.wait(TIMEOUT)
         return real(name, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(tls, "_generate", slow)
+    monkeypatch.setattr(tls, "generate", slow)
     p = TLSProvider()
     slow_thread = threading.Thread(target=p.certificate_pem, args=("slow.example",))
     slow_thread.start()
@@ -405,7 +405,7 @@ def test_a_slow_generation_does_not_hold_up_other_names(monkeypatch: pytest.Monk
 
 
 def test_a_failed_generation_is_not_cached(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = tls._generate
+    real = tls.generate
     failures = [RuntimeError("no entropy today")]
 
     def flaky(name: str, *args: object) -> tuple[str, str]:
@@ -413,7 +413,7 @@ def test_a_failed_generation_is_not_cached(monkeypatch: pytest.MonkeyPatch) -> N
             raise failures.pop()
         return real(name, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(tls, "_generate", flaky)
+    monkeypatch.setattr(tls, "generate", flaky)
     p = TLSProvider()
     with pytest.raises(RuntimeError, match="no entropy today"):
         p.certificate_pem("x.example")
@@ -573,7 +573,7 @@ def test_generation_failure_fails_the_handshake_and_is_logged(
     def broken(*args: object) -> tuple[str, str]:
         raise RuntimeError("no entropy today")
 
-    monkeypatch.setattr(tls, "_generate", broken)
+    monkeypatch.setattr(tls, "generate", broken)
     p = TLSProvider()
     with pytest.raises(ssl.SSLError) as info:
         handshake(p.server_context(), ssl.create_default_context(), "localhost")
