@@ -27,10 +27,8 @@ from .actions import (
     Begin,
     Close,
     Commit,
-    Envelope,
     ErrorSent,
     Log,
-    Send,
     StartTLS,
     Verify,
     Wait,
@@ -43,7 +41,7 @@ from .readers import AuthReader, ChunkReader, DataReader
 from .replies import Reply, ReplyError
 from .state import Result
 
-__all__ = ["MAX_AUTH_LINE", "MAX_LINE", "Envelope", "Recorder", "Session", "Transaction"]
+__all__ = ["MAX_AUTH_LINE", "MAX_LINE", "Session"]
 
 _IDLE = Transaction()
 
@@ -133,11 +131,9 @@ class Session(Framing):
         return self._resume()
 
     def commit_done(self, error: Reply | None) -> list[Action]:
-        """The store committed the message (``error`` None) or failed.  The
-        shell reports every failure of this delivery here, whether ``begin``,
-        a ``write`` or ``commit`` raised: a failure travels with the delivery
-        it belongs to, never with whatever transaction the session (which may
-        have read far ahead in a pipeline) is in when the shell sees it."""
+        """The store committed the message (``error`` None) or failed: any
+        failure of this delivery (``begin``, a ``write`` or ``commit``), never
+        one of whatever transaction the session has read ahead to."""
         self._message = self._message.closed()
         self._paused = False
         self._apply(content.committed(self.state, error))

@@ -27,8 +27,9 @@ from .replies import Reply
 if TYPE_CHECKING:
     import ssl
 
+    from .actions import Envelope
     from .config import Listener
-    from .session import Envelope, Session
+    from .session import Session
     from .storage import Delivery, MessageStore
 
 __all__ = [
