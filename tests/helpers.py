@@ -9,7 +9,9 @@ from __future__ import annotations
 import base64
 import logging
 import random
+import shutil
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,9 +19,23 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
 
+import pytest
+
 from badsmtp import BadSMTP
 
 ROOT = Path(__file__).resolve().parent.parent  # the checkout: README.md, man/, examples/, scripts/
+
+
+def needs_tool(name: str, package: str, present: bool | None = None) -> pytest.MarkDecorator:
+    """For a test that drives a Unix tool.  On Linux it runs, and fails if the
+    tool is missing: .ci/run installs it.  Elsewhere (the workflow's macOS and
+    Windows jobs) it skips when the tool is missing, and says which.
+    ``present`` overrides the PATH lookup (a curl built without SMTP)."""
+    found = shutil.which(name) is not None if present is None else present
+    return pytest.mark.skipif(
+        sys.platform != "linux" and not found,
+        reason=f"{name} is not installed (Debian/Ubuntu: apt-get install -y {package})",
+    )
 
 
 def split_command(line: str) -> tuple[str, list[str]]:

@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import Client, b64b, serving
+from helpers import Client, b64b, needs_tool, serving
 
 from badsmtp import BadSMTP
 
@@ -121,7 +121,7 @@ def test_ehlo_noauth_beats_everything(client: Client, name: str) -> None:
 
 
 # -- swaks -------------------------------------------------------------------------------
-needs_swaks = pytest.mark.skipif(shutil.which("swaks") is None, reason="swaks is not installed")
+needs_swaks = needs_tool("swaks", "swaks")
 
 
 def swaks(port: int, *args: str) -> subprocess.CompletedProcess[str]:
@@ -164,7 +164,7 @@ def _curl_has_smtp() -> bool:
     return any(line.startswith("Protocols:") and " smtp" in line for line in out.splitlines())
 
 
-needs_curl = pytest.mark.skipif(not _curl_has_smtp(), reason="no curl with smtp support")
+needs_curl = needs_tool("curl", "curl", present=_curl_has_smtp())
 
 
 def curl(port: int, tmp_path: Path, ehlo: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -9,13 +9,12 @@ import subprocess
 from email.message import EmailMessage
 
 import pytest
+from helpers import needs_tool
 
 from badsmtp import BadSMTP
 
 SWAKS = shutil.which("swaks") or "/usr/bin/swaks"
-needs_swaks = pytest.mark.skipif(
-    shutil.which("swaks") is None, reason="swaks is not installed (apt-get install -y swaks)"
-)
+needs_swaks = needs_tool("swaks", "swaks")
 
 
 def swaks(port: int, *args: str) -> subprocess.CompletedProcess[str]:

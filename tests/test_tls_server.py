@@ -12,7 +12,6 @@ import datetime
 import ipaddress
 import logging
 import os
-import shutil
 import smtplib
 import socket
 import ssl
@@ -25,7 +24,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from helpers import Client, serving
+from helpers import Client, needs_tool, serving
 from wire import GREETING, MAIL_OK, OK
 
 from badsmtp import BadSMTP, Listener
@@ -178,7 +177,7 @@ def test_openssl_s_client_without_the_certificate_sees_self_signed_error(
 
 
 # -- swaks (a real SMTP client sending a message) -------------------------------------
-swaks = pytest.mark.skipif(shutil.which("swaks") is None, reason="swaks not installed")
+swaks = needs_tool("swaks", "swaks")
 
 
 @swaks
