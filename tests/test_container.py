@@ -206,3 +206,24 @@ def test_the_healthcheck_passes_on_the_port_badsmtp_wrote_and_fails_once_it_stop
             proc.wait()
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+def readme_section() -> str:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("\n## Container\n")
+    return readme[start : readme.index("\n## ", start + 1)]
+
+
+def test_the_readme_section_states_what_the_image_does() -> None:
+    text = readme_section()
+    assert set(re.findall(r"\bBADSMTP_\w+", text)) <= SETTING_VARIABLES
+    assert {"LOG_LEVEL"} <= SETTING_VARIABLES
+    for name, value in re.findall(r"\b(BADSMTP_\w+)=(\S+?)[`\s]", text):
+        if name in image_env():
+            assert image_env()[name] == value, name
+    assert f"--port-file {_image_port_file()}" in text
+    exposed = re.search(r"exposes the main ports (\d+) .*?, (\d+) .*?and\s+(\d+) ", text, re.DOTALL)
+    assert exposed and {int(port) for port in exposed.groups()} == main_ports()
+    (volume,) = exec_form(only("VOLUME"))
+    assert f"-v badsmtp-mail:{volume}" in text and f"uid {only('USER').split(':')[0]}" in text
+    assert "docker build -t badsmtp ." in text
