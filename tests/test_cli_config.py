@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from badsmtp import __version__, cli, options
+from badsmtp import __version__, cli, log, options
 from badsmtp.options import CLIError, load_settings
 
 LOG_VARS = ("LOG_LEVEL", "LOG_FORMAT", "LOG_OUTPUT", "LOG_REMOTE_ADDR", "SYSLOG_FACILITY")
@@ -540,7 +540,20 @@ def test_cli_unusable_mailbox_and_certificate(tmp_path: Path) -> None:
 def test_cli_syslog_unreachable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr("badsmtp.log.SYSLOG_ADDRESS", str(tmp_path / "no-syslog"))
+    monkeypatch.setattr("badsmtp.log.PLATFORM", "linux")
+    monkeypatch.setitem(log.SYSLOG_ADDRESSES, "linux", str(tmp_path / "no-syslog"))
     status, out, err = run_main([*ephemeral_argv(), "--log-output", "syslog"], capsys)
     assert (status, out) == (1, "")
-    assert err == "failed to connect to syslog: No such file or directory\n"
+    assert err == f"failed to connect to syslog at {tmp_path / 'no-syslog'}: No such file or directory\n"
+
+
+def test_cli_syslog_on_windows_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("badsmtp.log.PLATFORM", "win32")
+    status, out, err = run_main([*ephemeral_argv(), "--log-output", "syslog"], capsys)
+    assert (status, out) == (2, "")
+    assert err == (
+        "syslog output is not available on Windows (no local syslog): "
+        "use --log-output udp --log-remote-addr HOST:514\n"
+    )

@@ -4,13 +4,19 @@ the syslog target, the descriptor limit, maildir file names."""
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import socket
 import struct
 import sys
+import tempfile
+from collections.abc import Iterator
 
 import pytest
 
-from badsmtp import sockio
+from badsmtp import log, sockio
+from badsmtp.log import LogConfigError, LogSettings, configure, local_syslog_address
 from badsmtp.sockio import timeout_bytes
 
 LP64_LITTLE = struct.calcsize("@l") == 8 and sys.byteorder == "little"
@@ -51,3 +57,80 @@ def test_the_kernel_reads_back_what_set_timeouts_wrote(seconds: float) -> None:
             got = sock.getsockopt(socket.SOL_SOCKET, option, size)
             assert got == timeout_bytes(seconds, "linux")
         assert sock.gettimeout() is None  # the kernel's timeout, not Python's
+
+
+# -- the syslog target -------------------------------------------------------------------
+def test_each_platform_has_its_own_syslog_socket() -> None:
+    assert local_syslog_address("linux") == "/dev/log"
+    assert local_syslog_address("darwin") == "/var/run/syslog"
+    assert local_syslog_address("freebsd14") == "/var/run/log"
+    assert local_syslog_address("openbsd7") == "/dev/log"  # any other POSIX system
+    assert local_syslog_address("win32") is None
+
+
+@pytest.fixture
+def syslog_path() -> Iterator[tuple[socket.socket, str]]:
+    if sys.platform != "linux" and not hasattr(socket, "AF_UNIX"):
+        pytest.skip("a local syslog socket needs AF_UNIX datagrams")
+    directory = tempfile.mkdtemp(prefix="bsl")  # short: AF_UNIX paths are limited
+    path = os.path.join(directory, "log")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        sock.settimeout(5)
+        yield sock, path
+    os.unlink(path)
+    os.rmdir(directory)
+
+
+@pytest.mark.parametrize("platform", ["linux", "darwin"])
+def test_syslog_goes_to_the_platforms_socket(
+    platform: str, syslog_path: tuple[socket.socket, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sock, path = syslog_path
+    monkeypatch.setattr(log, "PLATFORM", platform)
+    monkeypatch.setitem(log.SYSLOG_ADDRESSES, platform, path)
+    monkeypatch.setitem(log.SYSLOG_ADDRESSES, "linux" if platform == "darwin" else "darwin", "/nonexistent")
+    setup = configure(LogSettings(log_output="syslog", log_format="text"))
+    try:
+        logging.getLogger("badsmtp.server").warning("hello")
+        assert b" [WARN] hello" in sock.recv(65536)
+    finally:
+        setup.close()
+
+
+def test_syslog_on_windows_is_a_one_line_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(log, "PLATFORM", "win32")
+    with pytest.raises(LogConfigError) as info:
+        configure(LogSettings(log_output="syslog"))
+    assert str(info.value) == (
+        "syslog output is not available on Windows (no local syslog): "
+        "use --log-output udp --log-remote-addr HOST:514"
+    )
+
+
+def test_an_explicit_syslog_socket_works_on_any_platform(
+    syslog_path: tuple[socket.socket, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sock, path = syslog_path
+    monkeypatch.setattr(log, "PLATFORM", "win32")
+    setup = configure(LogSettings(log_output="syslog", log_format="text"), syslog_address=path)
+    try:
+        logging.getLogger("badsmtp.server").warning("hello")
+        assert b" [WARN] hello" in sock.recv(65536)
+    finally:
+        setup.close()
+
+
+def test_udp_logging_works_where_there_is_no_syslog(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(log, "PLATFORM", "win32")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver:
+        receiver.bind(("127.0.0.1", 0))
+        receiver.settimeout(5)
+        addr = f"127.0.0.1:{receiver.getsockname()[1]}"
+        setup = configure(LogSettings(log_output="udp", log_remote_addr=addr))
+        try:
+            logging.getLogger("badsmtp.server").info("hello")
+            record = json.loads(receiver.recv(65536))
+        finally:
+            setup.close()
+    assert record["message"] == "hello"
