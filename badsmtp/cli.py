@@ -112,36 +112,53 @@ def _announce(server: BadSMTP, settings: Settings) -> None:
 
 
 OPEN_MAX = 10240  # macOS: the most a soft limit may be when the hard one is "unlimited"
+ENOUGH_FILES = 1024  # the default plan's 310 descriptors and ~700 connections
 
 
 def open_files_targets(soft: int, hard: int, unlimited: int) -> list[int]:
     """The soft RLIMIT_NOFILE values to try, best first: the hard limit,
     then macOS's OPEN_MAX, since macOS refuses an unlimited soft limit (and
-    one above kern.maxfilesperproc) although its hard limit says unlimited.
-    Empty when the soft limit is already as high as it gets."""
+    one above kern.maxfilesperproc) although its hard limit says unlimited,
+    then what the default plan needs with room for connections.  Never
+    lower than ``soft``, never above ``hard``; empty when the soft limit is
+    already as high as it gets."""
     if soft == unlimited:  # (RLIM_INFINITY is -1 on Linux: no comparing with it)
         return []
-    if hard == unlimited:
-        return [hard, OPEN_MAX] if soft < OPEN_MAX else [hard]
-    return [c for c in ([hard] if hard <= OPEN_MAX else [hard, OPEN_MAX]) if c > soft]
+    targets: list[int] = []
+    for candidate in (hard, OPEN_MAX, ENOUGH_FILES):
+        allowed = candidate == hard or hard == unlimited or candidate < hard
+        if allowed and (candidate == unlimited or candidate > soft) and candidate not in targets:
+            targets.append(candidate)
+    return targets
 
 
-def raise_open_files_limit() -> None:
-    """Raise the soft descriptor limit to the hard one, as Go programs do at
-    start: the default plan's 304 listeners take 310 descriptors before the
-    first connection, of a soft limit of 1,024 on Linux and 256 on macOS.
-    Only the CLI does this: a library must not change its host's limits."""
+def _resource_module() -> Any:
     try:
         import resource
     except ImportError:  # Windows has no such limit
-        return
+        return None
+    return resource
+
+
+def raise_open_files_limit(resource: Any = None) -> int | None:
+    """Raise the soft descriptor limit to the hard one, as Go programs do at
+    start: the default plan's 304 listeners take 310 descriptors before the
+    first connection, of a soft limit of 1,024 on Linux and 256 on macOS.
+    Only the CLI does this: a library must not change its host's limits.
+
+    ``resource``: the module (by default imported here, where it exists).
+    Returns the soft limit in force afterwards, None without the module."""
+    resource = resource or _resource_module()
+    if resource is None:
+        return None
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     for target in open_files_targets(soft, hard, resource.RLIM_INFINITY):
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            return
+            return int(target)
         except (ValueError, OSError):
             continue
+    return int(soft)
 
 
 def run(settings: Settings) -> int:

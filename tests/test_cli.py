@@ -33,7 +33,12 @@ import signal, sys
 for name in ("pthread_sigmask", "sigwait", "sigpending"):
     delattr(signal, name)
 """
-CLI_WITHOUT_SIGWAIT = WITHOUT_SIGWAIT + "from badsmtp.cli import main\nsys.exit(main())\n"
+# The whole CLI so, and without the resource module either (Windows has none).
+CLI_WITHOUT_SIGWAIT = WITHOUT_SIGWAIT + """
+sys.modules["resource"] = None
+from badsmtp.cli import main
+sys.exit(main())
+"""
 POSIX_SIGNALS = pytest.mark.skipif(sys.platform == "win32", reason="sends POSIX signals to a subprocess")
 
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from badsmtp import log, sockio
+from badsmtp.cli import ENOUGH_FILES, OPEN_MAX, raise_open_files_limit
 from badsmtp.log import LogConfigError, LogSettings, configure, local_syslog_address
 from badsmtp.sockio import timeout_bytes
 
@@ -134,3 +135,48 @@ def test_udp_logging_works_where_there_is_no_syslog(monkeypatch: pytest.MonkeyPa
         finally:
             setup.close()
     assert record["message"] == "hello"
+
+
+# -- RLIMIT_NOFILE -------------------------------------------------------------------------
+class FakeResource:
+    """The ``resource`` module as a kernel with a per-process ceiling sees
+    it: ``setrlimit`` above ``ceiling`` fails as macOS's does (EINVAL)."""
+
+    RLIMIT_NOFILE = 8
+    RLIM_INFINITY = -1
+
+    def __init__(self, soft: int, hard: int, ceiling: int) -> None:
+        self.limits, self.ceiling = (soft, hard), ceiling
+        self.tried: list[int] = []
+
+    def getrlimit(self, which: int) -> tuple[int, int]:
+        assert which == self.RLIMIT_NOFILE
+        return self.limits
+
+    def setrlimit(self, which: int, limits: tuple[int, int]) -> None:
+        assert which == self.RLIMIT_NOFILE and limits[1] == self.limits[1]  # the hard one kept
+        self.tried.append(limits[0])
+        if limits[0] == self.RLIM_INFINITY or limits[0] > self.ceiling:
+            raise ValueError("current limit exceeds maximum limit")
+        self.limits = limits
+
+
+@pytest.mark.parametrize(
+    ("ceiling", "lands_on"), [(24576, OPEN_MAX), (4096, ENOUGH_FILES), (100, 256)]
+)
+def test_macos_unlimited_hard_limit_lands_on_a_usable_soft_limit(ceiling: int, lands_on: int) -> None:
+    fake = FakeResource(256, FakeResource.RLIM_INFINITY, ceiling)
+    assert raise_open_files_limit(fake) == lands_on
+    assert fake.limits == (lands_on, FakeResource.RLIM_INFINITY)
+    assert fake.tried[0] == FakeResource.RLIM_INFINITY  # the best first
+
+
+def test_linux_soft_limit_goes_to_the_hard_one() -> None:
+    fake = FakeResource(1024, 524288, 10**7)
+    assert raise_open_files_limit(fake) == 524288
+    assert fake.tried == [524288]
+
+
+def test_without_resource_the_limit_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "resource", None)  # as on Windows: the import fails
+    assert raise_open_files_limit() is None
