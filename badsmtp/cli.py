@@ -108,7 +108,8 @@ def _announce(server: BadSMTP, settings: Settings) -> None:
             }
         },
     )
-    print(portplan.summary(server.config, server.listeners, __version__), file=sys.stderr, flush=True)
+    line = portplan.summary(server.config, server.listeners, __version__, server.skipped)
+    print(line, file=sys.stderr, flush=True)
 
 
 OPEN_MAX = 10240  # macOS: the most a soft limit may be when the hard one is "unlimited"

@@ -557,3 +557,29 @@ def test_cli_syslog_on_windows_is_a_configuration_error(
         "syslog output is not available on Windows (no local syslog): "
         "use --log-output udp --log-remote-addr HOST:514\n"
     )
+
+
+def test_a_busy_plan_port_is_named_in_the_start_up_line(tmp_path: Path) -> None:
+    """On macOS the AirPlay receiver holds port 5000, the first drop port of
+    the default plan: the start-up line says so plainly, the log too."""
+    greeting, command, drop = free_ranges()
+    argv = [
+        "--port", "0", "--tls-port", "0", "--starttls-port", "0", "--immediate-drop-port", "0",
+        "--greeting-delay-port-start", str(greeting), "--command-delay-port-start", str(command),
+        "--drop-delay-port-start", str(drop), "--port-file", str(tmp_path / "ports.json"),
+    ]  # fmt: skip
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", drop))
+        busy.listen()
+        proc = start(argv, tmp_path)
+        try:
+            summary = first_line(proc.stderr, timeout=30).decode()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            status, out, err = finish(proc)
+    assert status == 0 and err == b""
+    assert summary.endswith(f"; 303 listeners; skipped {drop} (address already in use)\n")
+    [warning] = [r for r in map(json.loads, out.decode().splitlines()) if r["level"] == "WARN"]
+    assert warning["message"] == "Port already in use; skipping listener"
+    assert warning["error"] == "Address already in use"
+    assert warning["fields"] == {"port": drop, "desc": "drop_delay", "addr": "127.0.0.1"}

@@ -17,7 +17,9 @@ import pytest
 
 from badsmtp import log, sockio
 from badsmtp.cli import ENOUGH_FILES, OPEN_MAX, raise_open_files_limit
+from badsmtp.config import Config
 from badsmtp.log import LogConfigError, LogSettings, configure, local_syslog_address
+from badsmtp.portplan import plan_listeners, summary
 from badsmtp.sockio import timeout_bytes
 
 LP64_LITTLE = struct.calcsize("@l") == 8 and sys.byteorder == "little"
@@ -180,3 +182,22 @@ def test_linux_soft_limit_goes_to_the_hard_one() -> None:
 def test_without_resource_the_limit_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "resource", None)  # as on Windows: the import fails
     assert raise_open_files_limit() is None
+
+
+# -- busy plan ports (macOS: AirPlay holds 5000 and 7000) ---------------------------------
+def test_the_start_up_line_names_each_skipped_port_and_why() -> None:
+    config = Config()
+    plan = plan_listeners(config)
+    busy = {5000, 5001}
+    bound = [listener for listener in plan if listener.port not in busy]
+    skipped = [(listener, "Address already in use") for listener in plan if listener.port in busy]
+    line = summary(config, bound, "1.0", skipped)
+    assert line.endswith("; 302 listeners; skipped 5000, 5001 (address already in use)")
+    assert summary(config, plan, "1.0").endswith("; 304 listeners")  # nothing skipped, nothing said
+    many = [(listener, "Address already in use") for listener in plan[3:15]]
+    many.append((plan[-1], "Permission denied"))
+    line = summary(config, plan[:3], "1.0", many)
+    assert line.endswith(
+        "; skipped 3000, 3001, 3002, 3003, 3004, 3005, 3006, 3007, 3008, 3009 and 2 more"
+        " (address already in use); 6000 (permission denied)"
+    )
