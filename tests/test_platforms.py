@@ -14,8 +14,10 @@ import tempfile
 from collections.abc import Iterator
 
 import pytest
+from helpers import Client
 
-from badsmtp import log, sockio
+from badsmtp import BadSMTP, acceptor, log, sockio
+from badsmtp.acceptor import bind_options
 from badsmtp.cli import ENOUGH_FILES, OPEN_MAX, raise_open_files_limit
 from badsmtp.config import Config
 from badsmtp.log import LogConfigError, LogSettings, configure, local_syslog_address
@@ -201,3 +203,30 @@ def test_the_start_up_line_names_each_skipped_port_and_why() -> None:
         "; skipped 3000, 3001, 3002, 3003, 3004, 3005, 3006, 3007, 3008, 3009 and 2 more"
         " (address already in use); 6000 (permission denied)"
     )
+
+
+# -- binding -------------------------------------------------------------------------------
+def test_posix_listeners_reuse_addresses_windows_ones_do_not() -> None:
+    assert bind_options("win32") == []  # SO_REUSEADDR there would hide a busy port
+    assert bind_options("linux") == bind_options("darwin") == ["SO_REUSEADDR"]
+
+
+def test_a_restart_binds_the_port_its_last_run_left_in_time_wait() -> None:
+    with BadSMTP(ports=[0]) as srv, Client(srv.port) as client:
+        port = srv.port
+        client.reply()
+        client.send(b"QUIT\r\n")
+        client.read_to_eof()  # the server closed first: its side lingers in TIME_WAIT
+    with BadSMTP(ports=[port]) as again:
+        assert again.port == port
+
+
+def test_the_windows_path_binds_and_still_refuses_a_busy_main_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(acceptor, "PLATFORM", "win32")
+    with BadSMTP(ports=[0]) as srv, Client(srv.port) as client:
+        assert client.reply().startswith(b"220 ")
+        with pytest.raises(OSError) as info:
+            BadSMTP(ports=[srv.port]).serve_in_thread()
+        assert "port" in str(info.value)
