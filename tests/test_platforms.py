@@ -7,22 +7,26 @@ from __future__ import annotations
 import json
 import logging
 import os
+import smtplib
 import socket
 import struct
 import sys
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from helpers import Client
 
-from badsmtp import BadSMTP, acceptor, log, sockio
+from badsmtp import BadSMTP, acceptor, log, sockio, storage
 from badsmtp.acceptor import bind_options
 from badsmtp.cli import ENOUGH_FILES, OPEN_MAX, raise_open_files_limit
 from badsmtp.config import Config
 from badsmtp.log import LogConfigError, LogSettings, configure, local_syslog_address
 from badsmtp.portplan import plan_listeners, summary
 from badsmtp.sockio import timeout_bytes
+from badsmtp.storage import create_flags, maildir_host
 
 LP64_LITTLE = struct.calcsize("@l") == 8 and sys.byteorder == "little"
 LP64_ONLY = pytest.mark.skipif(
@@ -230,3 +234,37 @@ def test_the_windows_path_binds_and_still_refuses_a_busy_main_port(
         with pytest.raises(OSError) as info:
             BadSMTP(ports=[srv.port]).serve_in_thread()
         assert "port" in str(info.value)
+
+
+# -- maildir file names and contents -------------------------------------------------------
+def test_maildir_host_escapes_per_platform() -> None:
+    assert maildir_host("mx.example", "linux") == "mx.example"
+    assert maildir_host("a/b:c", "linux") == r"a\057b\072c"  # maildir(5)
+    assert maildir_host("a/b:c", "darwin") == r"a\057b\072c"
+    assert maildir_host('a/b:c\\d<e>f"g|h?i*j', "win32") == "a_b_c_d_e_f_g_h_i_j"
+    assert maildir_host("", "linux") == "badsmtp.test"
+
+
+def test_message_files_are_opened_binary_where_that_is_a_flag() -> None:
+    windows_os = SimpleNamespace(O_WRONLY=1, O_CREAT=0x100, O_EXCL=0x400, O_BINARY=0x8000)
+    assert create_flags(windows_os) == 0x8501
+    posix_os = SimpleNamespace(O_WRONLY=1, O_CREAT=0o100, O_EXCL=0o200)
+    assert create_flags(posix_os) == 0o301
+
+
+@pytest.mark.parametrize("platform", ["linux", "win32"])
+def test_a_stored_message_has_no_colon_in_its_name_and_its_exact_bytes(
+    platform: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(storage, "PLATFORM", platform)
+    monkeypatch.setattr(socket, "gethostname", lambda: "odd:host/name")
+    with (
+        BadSMTP(ports=[0], mailbox_dir=str(tmp_path)) as srv,
+        smtplib.SMTP("127.0.0.1", srv.port, local_hostname="client.test", timeout=5) as smtp,
+    ):
+        smtp.sendmail("a@example.com", ["b@example.com"], b"Subject: x\r\n\r\nline\r\n")
+    [name] = os.listdir(tmp_path / "new")
+    assert ":" not in name
+    assert name.endswith({"linux": r".odd\072host\057name", "win32": ".odd_host_name"}[platform])
+    data = (tmp_path / "new" / name).read_bytes()
+    assert data.endswith(b"\r\n\r\nSubject: x\r\n\r\nline\r\n") and b"\r\r" not in data
