@@ -559,6 +559,7 @@ def test_cli_syslog_on_windows_is_a_configuration_error(
     )
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="sends SIGTERM to a subprocess")
 def test_a_busy_plan_port_is_named_in_the_start_up_line(tmp_path: Path) -> None:
     """On macOS the AirPlay receiver holds port 5000, the first drop port of
     the default plan: the start-up line says so plainly, the log too."""

@@ -258,6 +258,8 @@ def test_message_files_are_opened_binary_where_that_is_a_flag() -> None:
 def test_a_stored_message_has_no_colon_in_its_name_and_its_exact_bytes(
     platform: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if platform == "linux" and sys.platform == "win32":
+        pytest.skip("the POSIX name's escapes hold a backslash, a separator on Windows")
     monkeypatch.setattr(storage, "PLATFORM", platform)
     monkeypatch.setattr(socket, "gethostname", lambda: "odd:host/name")
     with (
