@@ -13,6 +13,7 @@ import logging
 import selectors
 import socket
 import socketserver
+import sys
 import threading
 from typing import Any
 
@@ -35,11 +36,23 @@ __all__ = ["Acceptor", "ListenerServer"]
 log = logging.getLogger("badsmtp.server")
 
 
+PLATFORM = sys.platform  # whose address-reuse rules server_bind() follows
+
+
+def bind_options(platform: str) -> list[str]:
+    """The ``SOL_SOCKET`` options a listening socket sets before ``bind()``.
+    POSIX: ``SO_REUSEADDR``, so a restart binds at once although the last
+    run's connections linger in TIME_WAIT.  Windows: none, as
+    ``socket.create_server`` does: there ``SO_REUSEADDR`` lets a second
+    socket bind a port that is in use, so a busy port would go unnoticed."""
+    return [] if platform == "win32" else ["SO_REUSEADDR"]
+
+
 class ListenerServer(socketserver.ThreadingTCPServer):
     """One listening socket.  It never runs its own ``serve_forever``: the
     :class:`Acceptor` accepts for all listeners from one thread."""
 
-    allow_reuse_address = True
+    allow_reuse_address = False  # server_bind sets what the platform needs
     # socketserver's default backlog of 5 drops connection bursts,
     # and so did 1,024 for a burst of 10,000: take all the system allows.
     request_queue_size = max_backlog()
@@ -51,6 +64,11 @@ class ListenerServer(socketserver.ThreadingTCPServer):
         self.address_family = socket.AF_INET6 if ":" in address else socket.AF_INET
         super().__init__((address, listener.port), Handler)
         self.bound = listener.at(self.server_address[1])
+
+    def server_bind(self) -> None:
+        for name in bind_options(PLATFORM):
+            self.socket.setsockopt(socket.SOL_SOCKET, getattr(socket, name), 1)
+        super().server_bind()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """Serve the connection on a thread of its own (a reused one, when

@@ -80,6 +80,9 @@ class BadSMTP:
         self._state_lock = threading.Lock()
         self._stopped = threading.Event()
         self.listeners: list[Listener] = []
+        # Listeners of the plan that could not be bound, each with the reason
+        # (the OS's words): the start-up line names them (badsmtp(1), PORT MAP).
+        self.skipped: list[tuple[Listener, str]] = []
 
     # -- lifecycle --------------------------------------------------------------------
     def serve_in_thread(self) -> BadSMTP:
@@ -108,6 +111,7 @@ class BadSMTP:
         and cannot raises, after the others are closed; any other is
         skipped with a warning (badsmtp(1), PORT MAP)."""
         servers: list[ListenerServer] = []
+        self.skipped = []
         try:
             for index, listener in enumerate(self._requested):
                 server = self._bind(listener, index in self._required, runtime)
@@ -128,10 +132,12 @@ class BadSMTP:
                 raise OSError(
                     exc.errno, f"cannot listen on {address} port {listener.port}: {exc.strerror}"
                 ) from exc
+            reason = exc.strerror or str(exc)
+            self.skipped.append((listener, reason))
             log.warning(
                 "Port already in use; skipping listener",
-                extra={"fields": {"port": listener.port, "desc": listener.role.value,
-                                  "addr": address}},
+                extra={"error": reason, "fields": {"port": listener.port,
+                                                   "desc": listener.role.value, "addr": address}},
             )  # fmt: skip
             return None
 

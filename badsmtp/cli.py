@@ -1,6 +1,7 @@
 """The ``badsmtp`` command (badsmtp(1)): configuration from flags >
 ``BADSMTP_*`` environment > configuration file > defaults, validation, the
-full listener plan, structured logging, and a graceful exit on SIGINT/SIGTERM.
+full listener plan, structured logging, and a graceful exit on SIGINT/SIGTERM
+(taken as :mod:`badsmtp.stopsignals` says).
 
 ``main(argv)`` returns the exit status, so tests can call it in-process:
 0 after a graceful shutdown (and for ``--help``, ``--version``,
@@ -14,18 +15,18 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import sys
 import tempfile
 import threading
 from collections.abc import Callable
-from typing import Any, Self
+from typing import Any
 
 from . import __version__, portplan
 from .api import BadSMTP
 from .config import ConfigError, Listener
 from .log import LogConfigError, LogSetupError, configure
 from .options import CLIError, ParserExit, Settings, check, format_config, load_settings
+from .stopsignals import stop_signals
 from .storage import StorageError
 from .tls import TLSSetupError
 
@@ -33,54 +34,6 @@ __all__ = ["main", "port_fields", "raise_open_files_limit", "write_atomically"]
 
 # -- running ----------------------------------------------------------------------------
 _log = logging.getLogger("badsmtp.server")
-
-
-SIGNALS = {signal.SIGINT, signal.SIGTERM}
-
-
-class _Signals:
-    """SIGINT/SIGTERM: the first asks for a graceful shutdown, a second one
-    during it exits at once (badsmtp(1), EXIT STATUS).
-
-    Both stay blocked in every thread (threads started later inherit the
-    mask) and are taken with ``sigwait()``.  So no Python handler runs at
-    an arbitrary point of the main thread: one that set the stop event
-    while the main thread was inside that event's ``wait()``, holding its
-    lock, deadlocked the shutdown.  A signal sent while the server starts
-    stays pending until :meth:`wait` takes it.  Only from the main thread;
-    elsewhere (an in-process test) signals are left alone and :meth:`wait`
-    waits for ``stop``."""
-
-    def __init__(self, stop: threading.Event) -> None:
-        self.stop = stop
-        self._saved: set[int | signal.Signals] | None = None
-
-    def __enter__(self) -> Self:
-        if threading.current_thread() is threading.main_thread():
-            self._saved = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
-        return self
-
-    def wait(self) -> None:
-        """Until the first signal; from then on a second one exits at once."""
-        if self._saved is None:
-            self.stop.wait()
-            return
-        signal.sigwait(SIGNALS)
-        self.stop.set()
-        threading.Thread(target=self._second, name="badsmtp-signals", daemon=True).start()
-
-    @staticmethod
-    def _second() -> None:
-        signum = signal.sigwait(SIGNALS)
-        os._exit(128 + signum)  # no clean-up: the user asked twice
-
-    def __exit__(self, *exc: object) -> None:
-        if self._saved is not None:
-            # One that came while starting failed is taken here: unblocked,
-            # a SIGINT would end the exit with a KeyboardInterrupt traceback.
-            while SIGNALS & signal.sigpending():
-                signal.sigwait(SIGNALS)
-            signal.pthread_sigmask(signal.SIG_SETMASK, self._saved)
 
 
 def port_fields(server: BadSMTP) -> dict[str, Any]:
@@ -155,46 +108,64 @@ def _announce(server: BadSMTP, settings: Settings) -> None:
             }
         },
     )
-    print(portplan.summary(server.config, server.listeners, __version__), file=sys.stderr, flush=True)
+    line = portplan.summary(server.config, server.listeners, __version__, server.skipped)
+    print(line, file=sys.stderr, flush=True)
 
 
 OPEN_MAX = 10240  # macOS: the most a soft limit may be when the hard one is "unlimited"
+ENOUGH_FILES = 1024  # the default plan's 310 descriptors and ~700 connections
 
 
 def open_files_targets(soft: int, hard: int, unlimited: int) -> list[int]:
     """The soft RLIMIT_NOFILE values to try, best first: the hard limit,
     then macOS's OPEN_MAX, since macOS refuses an unlimited soft limit (and
-    one above kern.maxfilesperproc) although its hard limit says unlimited.
-    Empty when the soft limit is already as high as it gets."""
+    one above kern.maxfilesperproc) although its hard limit says unlimited,
+    then what the default plan needs with room for connections.  Never
+    lower than ``soft``, never above ``hard``; empty when the soft limit is
+    already as high as it gets."""
     if soft == unlimited:  # (RLIM_INFINITY is -1 on Linux: no comparing with it)
         return []
-    if hard == unlimited:
-        return [hard, OPEN_MAX] if soft < OPEN_MAX else [hard]
-    return [c for c in ([hard] if hard <= OPEN_MAX else [hard, OPEN_MAX]) if c > soft]
+    targets: list[int] = []
+    for candidate in (hard, OPEN_MAX, ENOUGH_FILES):
+        allowed = candidate == hard or hard == unlimited or candidate < hard
+        if allowed and (candidate == unlimited or candidate > soft) and candidate not in targets:
+            targets.append(candidate)
+    return targets
 
 
-def raise_open_files_limit() -> None:
-    """Raise the soft descriptor limit to the hard one, as Go programs do at
-    start: the default plan's 304 listeners take 310 descriptors before the
-    first connection, of a soft limit of 1,024 on Linux and 256 on macOS.
-    Only the CLI does this: a library must not change its host's limits."""
+def _resource_module() -> Any:
     try:
         import resource
     except ImportError:  # Windows has no such limit
-        return
+        return None
+    return resource
+
+
+def raise_open_files_limit(resource: Any = None) -> int | None:
+    """Raise the soft descriptor limit to the hard one, as Go programs do at
+    start: the default plan's 304 listeners take 310 descriptors before the
+    first connection, of a soft limit of 1,024 on Linux and 256 on macOS.
+    Only the CLI does this: a library must not change its host's limits.
+
+    ``resource``: the module (by default imported here, where it exists).
+    Returns the soft limit in force afterwards, None without the module."""
+    resource = resource or _resource_module()
+    if resource is None:
+        return None
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     for target in open_files_targets(soft, hard, resource.RLIM_INFINITY):
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            return
+            return int(target)
         except (ValueError, OSError):
             continue
+    return int(soft)
 
 
 def run(settings: Settings) -> int:
     raise_open_files_limit()
     stop = threading.Event()
-    with _Signals(stop) as signals:
+    with stop_signals(stop) as signals:
         try:
             setup = configure(settings.log_settings())
         except LogSetupError as exc:

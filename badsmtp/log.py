@@ -46,6 +46,7 @@ __all__ = [
     "TextFormatter",
     "configure",
     "level_name",
+    "local_syslog_address",
 ]
 
 # The level names, defined with the session log events that the IO shell
@@ -54,7 +55,15 @@ LEVELS = sessionlog.LEVELS
 FORMATS = ("json", "text")
 OUTPUTS = ("stdout", "syslog", "tcp", "udp")
 FACILITIES = ("mail", "daemon", *(f"local{n}" for n in range(8)))
-SYSLOG_ADDRESS = "/dev/log"
+# The local syslog socket by sys.platform (badsmtp(1), FILES); any other POSIX
+# system: /dev/log.  None: there is none (Windows), so "syslog" cannot work.
+SYSLOG_ADDRESSES: dict[str, str | None] = {
+    "linux": "/dev/log",
+    "darwin": "/var/run/syslog",
+    "freebsd": "/var/run/log",
+    "win32": None,
+}
+PLATFORM = sys.platform  # whose syslog socket configure() looks for; tests change it
 SEND_TIMEOUT = 1.0  # seconds: connect and send to a remote receiver
 RETRY_AFTER = 5.0  # seconds: after a failed send, records go to stdout this long
 
@@ -265,6 +274,13 @@ class _SyslogHandler(logging.handlers.SysLogHandler):
         self.fallback.handle(record)
 
 
+def local_syslog_address(platform: str) -> str | None:
+    """The local syslog socket of ``platform`` (a ``sys.platform`` value,
+    FreeBSD's carrying its version), None where there is none."""
+    family = "freebsd" if platform.startswith("freebsd") else platform
+    return SYSLOG_ADDRESSES.get(family, "/dev/log")
+
+
 def _probe_syslog(address: str) -> None:
     """Fail at start-up when syslog cannot be reached, as badsmtp(1),
     --log-output, says: SysLogHandler itself ignores that (as openlog(3) does)."""
@@ -279,12 +295,17 @@ def _probe_syslog(address: str) -> None:
         finally:
             sock.close()
     assert failure is not None
-    raise LogSetupError(f"failed to connect to syslog: {failure.strerror or failure}")
+    raise LogSetupError(f"failed to connect to syslog at {address}: {failure.strerror or failure}")
 
 
 def _syslog_handler(
-    settings: LogSettings, address: str, fallback: logging.Handler
+    settings: LogSettings, address: str | None, fallback: logging.Handler
 ) -> logging.Handler:
+    if address is None:  # a setting that cannot work here: a configuration error
+        raise LogConfigError(
+            "syslog output is not available on Windows (no local syslog): "
+            "use --log-output udp --log-remote-addr HOST:514"
+        )
     _probe_syslog(address)
     facility = logging.handlers.SysLogHandler.facility_names[settings.syslog_facility]
     handler = _SyslogHandler(address, facility, fallback)
@@ -303,7 +324,7 @@ def configure(
 
     ``stream`` is where stdout output (and the fallback of the other
     outputs) goes, ``sys.stdout`` by default; ``syslog_address`` is the
-    local syslog socket, :data:`SYSLOG_ADDRESS` by default.  Raises
+    local syslog socket, :func:`local_syslog_address` of :data:`PLATFORM` by default.  Raises
     :class:`LogSetupError` with a one-line text (badsmtp(1), EXIT STATUS)."""
     if settings.log_output in ("tcp", "udp") and not settings.log_remote_addr:
         raise LogConfigError(f"remote address required for {settings.log_output} logging")
@@ -313,7 +334,7 @@ def configure(
     pending = Buffer(QUEUE_SIZE)
     out = BurstStreamHandler(stream if stream is not None else sys.stdout, pending)
     out.setFormatter(formatter)
-    target = _output(settings, out, syslog_address or SYSLOG_ADDRESS)
+    target = _output(settings, out, syslog_address or local_syslog_address(PLATFORM))
     target.setFormatter(formatter)
 
     handler = BufferHandler(pending)
@@ -327,7 +348,9 @@ def configure(
     return setup
 
 
-def _output(settings: LogSettings, out: logging.Handler, syslog_address: str) -> logging.Handler:
+def _output(
+    settings: LogSettings, out: logging.Handler, syslog_address: str | None
+) -> logging.Handler:
     """The handler that writes to ``settings.log_output``; ``out``
     (standard output) is also the fallback of the others."""
     if settings.log_output == "stdout":

@@ -201,8 +201,18 @@ def help_reply(config: Config, listeners: Iterable[Listener]) -> Reply:
     return replies.help_reply(*spans, *singles)
 
 
-def summary(config: Config, listeners: list[Listener], version: str) -> str:
-    """One human line for stderr: what listens where."""
+SHOWN = 10  # skipped ports named per reason in the start-up line; the log has them all
+
+
+def summary(
+    config: Config,
+    listeners: list[Listener],
+    version: str,
+    skipped: Iterable[tuple[Listener, str]] = (),
+) -> str:
+    """One human line for stderr: what listens where, and which ports of
+    the plan were skipped and why (``skipped 5000 (address already in
+    use)``: on macOS the AirPlay receiver holds 5000)."""
     f = port_fields(config, listeners)
 
     def single(name: str) -> str:
@@ -215,7 +225,23 @@ def summary(config: Config, listeners: list[Listener], version: str) -> str:
         f"drop {f['drop_delay_ports']}, immediate drop {single('immediate_drop_port')}; "
         f"storage {config.mailbox_dir or 'off'}; {len(listeners)} listeners"
     )
+    skipped = list(skipped)
+    if skipped:
+        return f"{text}; skipped {_skipped(skipped)}"
     missing = len(plan_listeners(config)) - len(listeners)
     if missing:
         text += f" ({missing} could not be bound, see the log)"
     return text
+
+
+def _skipped(skipped: list[tuple[Listener, str]]) -> str:
+    """``5000, 5001 (address already in use)``, one group per reason."""
+    by_reason: dict[str, list[int]] = {}
+    for listener, reason in skipped:
+        by_reason.setdefault(reason[:1].lower() + reason[1:], []).append(listener.port)
+    groups = []
+    for reason, ports in by_reason.items():
+        named = ", ".join(str(port) for port in ports[:SHOWN])
+        more = f" and {len(ports) - SHOWN} more" if len(ports) > SHOWN else ""
+        groups.append(f"{named}{more} ({reason})")
+    return "; ".join(groups)

@@ -9,15 +9,17 @@ a Python-level timeout would cost a ``poll()`` before every ``recv`` and
 
 from __future__ import annotations
 
+import math
 import select
 import socket
 import ssl
 import struct
+import sys
 import threading
 import time
 from enum import Enum
 
-__all__ = ["HOLD_LIMIT", "Waited", "read_timeout", "send", "set_timeouts", "wait"]
+__all__ = ["HOLD_LIMIT", "Waited", "read_timeout", "send", "set_timeouts", "timeout_bytes", "wait"]
 
 # What a client may send during a server-side wait before the wait stops
 # reading (it then ends only by time or stop): a pipelined burst, not a flood.
@@ -31,10 +33,35 @@ class Waited(Enum):
     CLOSED = "closed"  # the client closed (or reset) the connection
 
 
-def _kernel_timeout(sock: socket.socket, option: int, seconds: float) -> None:
+_DWORD_MAX = 0xFFFF_FFFF
+
+
+def timeout_bytes(seconds: float, platform: str) -> bytes:
+    """``SO_RCVTIMEO``/``SO_SNDTIMEO`` for ``seconds`` (> 0) as ``platform``
+    (a ``sys.platform`` value) reads it.  Zero means "never" everywhere, so
+    a positive timeout never packs as zero.
+
+    - Windows: a DWORD of milliseconds (little-endian on every Windows).
+    - macOS: ``struct timeval`` is ``{time_t tv_sec; int tv_usec}``, padded
+      to the alignment of ``time_t``.
+    - Linux and the other POSIX systems: ``{time_t tv_sec; long tv_usec}``,
+      in the host's own sizes and byte order."""
+    if platform == "win32":
+        millis = min(max(math.ceil(seconds * 1000), 1), _DWORD_MAX)
+        return struct.pack("<I", millis)
     whole = int(seconds)
-    micros = max(int((seconds - whole) * 1_000_000), 0 if whole else 1000)  # 0 would be "never"
-    sock.setsockopt(socket.SOL_SOCKET, option, struct.pack("ll", whole, micros))
+    micros = max(int((seconds - whole) * 1_000_000), 0 if whole else 1000)
+    if platform == "darwin":
+        return struct.pack("@li", whole, micros).ljust(struct.calcsize("@ll"), b"\0")
+    return struct.pack("@ll", whole, micros)
+
+
+# Which layout this process writes; tests pack for the other platforms directly.
+PLATFORM = sys.platform
+
+
+def _kernel_timeout(sock: socket.socket, option: int, seconds: float) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, option, timeout_bytes(seconds, PLATFORM))
 
 
 def set_timeouts(sock: socket.socket, seconds: float | None) -> None:

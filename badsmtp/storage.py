@@ -11,10 +11,11 @@ import logging
 import os
 import re
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import replies
 from .replies import Reply
@@ -31,7 +32,9 @@ __all__ = [
     "QuotaExceeded",
     "MaildirStore",
     "MemoryStore",
+    "create_flags",
     "error_reply",
+    "maildir_host",
 ]
 
 HEADER_LIMIT = 64 * 1024  # headers are parsed from at most this much content: bounded memory
@@ -203,9 +206,34 @@ def _folded(name: str, addresses: tuple[str, ...]) -> str:
     return "\r\n".join(lines) + "\r\n"
 
 
-def _host() -> str:
-    name = socket.gethostname() or "badsmtp.test"
+# Characters a Windows file name may not hold; the backslash of the Maildir
+# convention's escapes below would be a path separator there.
+_WINDOWS_FORBIDDEN = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
+PLATFORM = sys.platform  # whose file-name rules the maildir follows
+
+
+def maildir_host(name: str, platform: str) -> str:
+    """The host part of a maildir file name.  The Maildir convention
+    (maildir(5)) writes ``/`` as ``\\057`` and ``:`` as ``\\072``; on Windows,
+    which forbids ``:`` and takes ``\\`` as a separator, each forbidden
+    character becomes ``_``.  Either way the name has no ``:``: badsmtp
+    leaves messages in ``new/`` without the ``:2,`` info suffix."""
+    name = name or "badsmtp.test"
+    if platform == "win32":
+        return _WINDOWS_FORBIDDEN.sub("_", name)
     return name.replace("/", r"\057").replace(":", r"\072")
+
+
+def create_flags(module: Any) -> int:
+    """``os.open`` flags for a new message file under ``module`` (``os``):
+    exclusive, and binary where there is such a flag.  On Windows os.open
+    writes in text mode unless told otherwise: every LF of a message would
+    become CRLF (and each CRLF, CR CR LF)."""
+    flags: int = module.O_WRONLY | module.O_CREAT | module.O_EXCL | getattr(module, "O_BINARY", 0)
+    return flags
+
+
+_CREATE = create_flags(os)
 
 
 def _alive(pid: int) -> bool:
@@ -230,12 +258,11 @@ class _MaildirDelivery:
         now = time.time()
         self._name = f"{int(now)}.{int(now * 1_000_000)}_{os.getpid()}_{next(_counter)}.{store.host}"
         self._tmp = os.path.join(store.path, "tmp", self._name)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
         try:
-            fd = os.open(self._tmp, flags, 0o600)
+            fd = os.open(self._tmp, _CREATE, 0o600)
         except FileNotFoundError:  # the maildir went away: re-create it
             store.ensure_dirs()
-            fd = os.open(self._tmp, flags, 0o600)
+            fd = os.open(self._tmp, _CREATE, 0o600)
         self._file = os.fdopen(fd, "wb")
         prefix = [f"From: {message.sender or '<>'}\r\n"]
         if message.recipients:
@@ -281,7 +308,7 @@ class MaildirStore:
 
     def __init__(self, path: str) -> None:
         self.path = os.path.abspath(path)
-        self.host = _host()
+        self.host = maildir_host(socket.gethostname(), PLATFORM)
         try:
             self.ensure_dirs()
         except OSError as exc:

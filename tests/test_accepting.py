@@ -24,7 +24,7 @@ from helpers import Client, free_ranges, log_records, serving, wait_until
 from wire import GREETING, UNAVAILABLE
 
 from badsmtp.accepting import SOMAXCONN_FILE, backoff, max_backlog
-from badsmtp.cli import OPEN_MAX, open_files_targets, raise_open_files_limit
+from badsmtp.cli import ENOUGH_FILES, OPEN_MAX, open_files_targets, raise_open_files_limit
 
 
 def _accept_queue_limit(port: int) -> int:
@@ -182,14 +182,15 @@ def test_without_the_resource_module_the_limit_is_left_alone(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setitem(sys.modules, "resource", None)  # Windows: import fails
-    raise_open_files_limit()  # no error
+    assert raise_open_files_limit() is None  # no error
 
 
 def test_open_files_targets() -> None:
     unlimited = resource.RLIM_INFINITY
     assert open_files_targets(1024, 4096, unlimited) == [4096]
     assert open_files_targets(1024, 20000, unlimited) == [20000, OPEN_MAX]  # OPEN_MAX if refused
-    assert open_files_targets(256, unlimited, unlimited) == [unlimited, OPEN_MAX]  # macOS
+    assert open_files_targets(256, unlimited, unlimited) == [unlimited, OPEN_MAX, ENOUGH_FILES]  # macOS
+    assert open_files_targets(256, 20000, unlimited) == [20000, OPEN_MAX, ENOUGH_FILES]
     assert open_files_targets(4096, 4096, unlimited) == []  # already there
     assert open_files_targets(16000, 20000, unlimited) == [20000]  # never lowered
     assert open_files_targets(20000, unlimited, unlimited) == [unlimited]

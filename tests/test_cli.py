@@ -13,6 +13,7 @@ import smtplib
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +26,25 @@ from test_server import GREETING, SHUTTING_DOWN, wait_until
 STARTED = re.compile(rb"^badsmtp 0\.1\.0 listening on 127\.0\.0\.1 port (\d+)$", re.MULTILINE)
 
 
-def _command(*args: str) -> list[str]:
+# Prepended to a script run with ``python -c``: the POSIX-only calls gone, as
+# on Windows, so badsmtp must take its portable signal path (badsmtp.stopsignals).
+WITHOUT_SIGWAIT = """
+import signal, sys
+for name in ("pthread_sigmask", "sigwait", "sigpending"):
+    delattr(signal, name)
+"""
+# The whole CLI so, and without the resource module either (Windows has none).
+CLI_WITHOUT_SIGWAIT = WITHOUT_SIGWAIT + """
+sys.modules["resource"] = None
+from badsmtp.cli import main
+sys.exit(main())
+"""
+POSIX_SIGNALS = pytest.mark.skipif(sys.platform == "win32", reason="sends POSIX signals to a subprocess")
+
+
+def _command(*args: str, portable: bool = False) -> list[str]:
+    if portable:
+        return [sys.executable, "-c", CLI_WITHOUT_SIGWAIT, *args]
     return [sys.executable, "-m", "badsmtp", *args]
 
 
@@ -47,7 +66,9 @@ def _bound_port(out: Path, port_file: Path | None) -> int | None:
 
 
 @contextmanager
-def running(tmp_path: Path, *args: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+def running(
+    tmp_path: Path, *args: str, portable: bool = False
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """Start the CLI with its output in files (a full pipe could block it),
     wait with a deadline until it reports its port, yield it and the port;
     kill it if the test did not make it exit."""
@@ -55,7 +76,7 @@ def running(tmp_path: Path, *args: str) -> Iterator[tuple[subprocess.Popen[bytes
     port_file = tmp_path / "ports.json" if _has_port_file() else None
     extra = ["--port-file", str(port_file)] if port_file is not None else []
     with out.open("wb") as stdout, err.open("wb") as stderr, subprocess.Popen(
-        _command(*args, *extra), stdout=stdout, stderr=stderr
+        _command(*args, *extra, portable=portable), stdout=stdout, stderr=stderr
     ) as proc:
         try:
             port: list[int] = []
@@ -79,9 +100,13 @@ def _stderr(tmp_path: Path) -> bytes:
     return (tmp_path / "stderr").read_bytes()
 
 
+@POSIX_SIGNALS
+@pytest.mark.parametrize("portable", [False, True], ids=["sigwait", "without-sigwait"])
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_signal_shuts_down_gracefully_with_status_0(tmp_path: Path, signum: signal.Signals) -> None:
-    with running(tmp_path, "--port", "0") as (proc, port):
+def test_signal_shuts_down_gracefully_with_status_0(
+    tmp_path: Path, signum: signal.Signals, portable: bool
+) -> None:
+    with running(tmp_path, "--port", "0", portable=portable) as (proc, port):
         with Client(port) as c:
             assert c.reply() == GREETING
             t0 = time.monotonic()
@@ -99,8 +124,9 @@ def test_signal_shuts_down_gracefully_with_status_0(tmp_path: Path, signum: sign
 # "graceful shutdown" that never ends, so only a second signal can end it.
 SIGNALS_SCRIPT = """
 import os, signal, sys, threading, time
-from badsmtp.cli import _Signals
-with _Signals(threading.Event()) as signals:
+from badsmtp.stopsignals import stop_signals
+with stop_signals(threading.Event()) as signals:
+    print(type(signals).__name__, flush=True)
     if sys.argv[1] == "early":
         os.kill(os.getpid(), signal.SIGTERM)  # before wait(): it must stay pending
     if sys.argv[1] == "unused":
@@ -111,20 +137,31 @@ with _Signals(threading.Event()) as signals:
     print("stopping", flush=True)
     threading.Event().wait()
 """
+# Both ways of taking signals: sigwait() (POSIX), the wake-up socket (Windows).
+WAYS = pytest.mark.parametrize(
+    "way", [("BlockedSignals", ""), ("WakeupSignals", WITHOUT_SIGWAIT)], ids=["sigwait", "without-sigwait"]
+)
 
 
-def _signals_script(mode: str) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SIGNALS_SCRIPT, mode], stdout=subprocess.PIPE
-    )
+def _signals_command(mode: str, way: tuple[str, str]) -> list[str]:
+    return [sys.executable, "-c", way[1] + SIGNALS_SCRIPT, mode]
+
+
+def _signals_script(mode: str, way: tuple[str, str]) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(_signals_command(mode, way), stdout=subprocess.PIPE)
     assert proc.stdout is not None
+    assert proc.stdout.readline() == f"{way[0]}\n".encode()
     assert proc.stdout.readline() == b"waiting\n"
     return proc
 
 
+@POSIX_SIGNALS
+@WAYS
 @pytest.mark.parametrize("second", [signal.SIGINT, signal.SIGTERM])
-def test_a_second_signal_during_shutdown_exits_at_once(second: signal.Signals) -> None:
-    with _signals_script("late") as proc:
+def test_a_second_signal_during_shutdown_exits_at_once(
+    second: signal.Signals, way: tuple[str, str]
+) -> None:
+    with _signals_script("late", way) as proc:
         assert proc.stdout is not None
         proc.send_signal(signal.SIGTERM)
         assert proc.stdout.readline() == b"stopping\n"
@@ -134,15 +171,19 @@ def test_a_second_signal_during_shutdown_exits_at_once(second: signal.Signals) -
         assert time.monotonic() - t0 < 2
 
 
-def test_a_signal_during_a_failed_start_leaves_no_traceback() -> None:
+@POSIX_SIGNALS
+@WAYS
+def test_a_signal_during_a_failed_start_leaves_no_traceback(way: tuple[str, str]) -> None:
     done = subprocess.run(
-        [sys.executable, "-c", SIGNALS_SCRIPT, "unused"], capture_output=True, timeout=30
+        _signals_command("unused", way), check=False, capture_output=True, timeout=30
     )
-    assert (done.returncode, done.stderr) == (3, b"")
+    assert (done.returncode, done.stdout, done.stderr) == (3, f"{way[0]}\n".encode(), b"")
 
 
-def test_a_signal_sent_while_starting_is_not_lost() -> None:
-    with _signals_script("early") as proc:
+@POSIX_SIGNALS
+@WAYS
+def test_a_signal_sent_while_starting_is_not_lost(way: tuple[str, str]) -> None:
+    with _signals_script("early", way) as proc:
         assert proc.stdout is not None
         assert proc.stdout.readline() == b"stopping\n"  # wait() took the pending signal
         proc.kill()
@@ -204,3 +245,14 @@ def test_main_is_callable_in_process(capsys: pytest.CaptureFixture[str]) -> None
         status = exc.code  # type: ignore[assignment]
     assert status == 0
     assert capsys.readouterr().out == "badsmtp 0.1.0\n"
+
+
+def test_the_signal_path_is_chosen_by_what_the_platform_has(monkeypatch: pytest.MonkeyPatch) -> None:
+    from badsmtp.stopsignals import BlockedSignals, WakeupSignals, sigwait_available, stop_signals
+
+    native = BlockedSignals if sys.platform != "win32" else WakeupSignals
+    assert type(stop_signals(threading.Event())) is native
+    assert type(stop_signals(threading.Event(), portable=True)) is WakeupSignals
+    monkeypatch.delattr(signal, "sigpending", raising=False)
+    assert not sigwait_available()
+    assert type(stop_signals(threading.Event())) is WakeupSignals

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from badsmtp import __version__, cli, options
+from badsmtp import __version__, cli, log, options
 from badsmtp.options import CLIError, load_settings
 
 LOG_VARS = ("LOG_LEVEL", "LOG_FORMAT", "LOG_OUTPUT", "LOG_REMOTE_ADDR", "SYSLOG_FACILITY")
@@ -540,7 +540,47 @@ def test_cli_unusable_mailbox_and_certificate(tmp_path: Path) -> None:
 def test_cli_syslog_unreachable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr("badsmtp.log.SYSLOG_ADDRESS", str(tmp_path / "no-syslog"))
+    monkeypatch.setattr("badsmtp.log.PLATFORM", "linux")
+    monkeypatch.setitem(log.SYSLOG_ADDRESSES, "linux", str(tmp_path / "no-syslog"))
     status, out, err = run_main([*ephemeral_argv(), "--log-output", "syslog"], capsys)
     assert (status, out) == (1, "")
-    assert err == "failed to connect to syslog: No such file or directory\n"
+    assert err == f"failed to connect to syslog at {tmp_path / 'no-syslog'}: No such file or directory\n"
+
+
+def test_cli_syslog_on_windows_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("badsmtp.log.PLATFORM", "win32")
+    status, out, err = run_main([*ephemeral_argv(), "--log-output", "syslog"], capsys)
+    assert (status, out) == (2, "")
+    assert err == (
+        "syslog output is not available on Windows (no local syslog): "
+        "use --log-output udp --log-remote-addr HOST:514\n"
+    )
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="sends SIGTERM to a subprocess")
+def test_a_busy_plan_port_is_named_in_the_start_up_line(tmp_path: Path) -> None:
+    """On macOS the AirPlay receiver holds port 5000, the first drop port of
+    the default plan: the start-up line says so plainly, the log too."""
+    greeting, command, drop = free_ranges()
+    argv = [
+        "--port", "0", "--tls-port", "0", "--starttls-port", "0", "--immediate-drop-port", "0",
+        "--greeting-delay-port-start", str(greeting), "--command-delay-port-start", str(command),
+        "--drop-delay-port-start", str(drop), "--port-file", str(tmp_path / "ports.json"),
+    ]  # fmt: skip
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", drop))
+        busy.listen()
+        proc = start(argv, tmp_path)
+        try:
+            summary = first_line(proc.stderr, timeout=30).decode()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            status, out, err = finish(proc)
+    assert status == 0 and err == b""
+    assert summary.endswith(f"; 303 listeners; skipped {drop} (address already in use)\n")
+    [warning] = [r for r in map(json.loads, out.decode().splitlines()) if r["level"] == "WARN"]
+    assert warning["message"] == "Port already in use; skipping listener"
+    assert warning["error"] == "Address already in use"
+    assert warning["fields"] == {"port": drop, "desc": "drop_delay", "addr": "127.0.0.1"}

@@ -185,7 +185,7 @@ def test_syslog_default_facility_is_mail(syslog_socket: tuple[socket.socket, str
 def test_syslog_unreachable_fails_at_start(tmp_path: Path) -> None:
     with pytest.raises(LogSetupError) as info:
         configure(LogSettings(log_output="syslog"), syslog_address=str(tmp_path / "nothing"))
-    assert str(info.value) == "failed to connect to syslog: No such file or directory"
+    assert str(info.value) == f"failed to connect to syslog at {tmp_path / 'nothing'}: No such file or directory"
 
 
 # -- tcp and udp ------------------------------------------------------------------------------
