@@ -26,6 +26,21 @@ from badsmtp import BadSMTP
 ROOT = Path(__file__).resolve().parent.parent  # the checkout: README.md, man/, examples/, scripts/
 
 
+# What the operating system offers, for the workflow's macOS and Windows jobs:
+# each says why the test cannot run there.
+linux_only = pytest.mark.skipif(
+    sys.platform != "linux", reason="reads /proc or uses prlimit(2): Linux only"
+)
+posix_signals = pytest.mark.skipif(
+    sys.platform == "win32",
+    reason="sends SIGTERM/SIGINT to another process, which Windows cannot; the portable "
+    "path is tested on every platform with the POSIX calls removed (test_cli.py)",
+)
+posix_rlimit = pytest.mark.skipif(
+    sys.platform == "win32", reason="the resource module (RLIMIT_NOFILE) is POSIX only"
+)
+
+
 def needs_tool(name: str, package: str, present: bool | None = None) -> pytest.MarkDecorator:
     """For a test that drives a Unix tool.  On Linux it runs, and fails if the
     tool is missing: .ci/run installs it.  Elsewhere (the workflow's macOS and

@@ -7,7 +7,6 @@ import errno
 import json
 import logging
 import os
-import resource
 import selectors
 import shutil
 import signal
@@ -20,7 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Client, free_ranges, log_records, serving, wait_until
+from helpers import (
+    Client,
+    free_ranges,
+    linux_only,
+    log_records,
+    posix_rlimit,
+    serving,
+    wait_until,
+)
 from wire import GREETING, UNAVAILABLE
 
 from badsmtp.accepting import SOMAXCONN_FILE, backoff, max_backlog
@@ -114,6 +121,7 @@ def _limited_badsmtp(
     return proc, int(json.loads(port_file.read_text())["normal_port"]), log
 
 
+@linux_only
 def test_out_of_descriptors_the_acceptor_pauses_then_serves_everyone(tmp_path: Path) -> None:
     # Both limits low: the CLI raises its soft limit to the hard one.
     proc, port, log = _limited_badsmtp(tmp_path, FD_LIMIT, FD_LIMIT)
@@ -155,7 +163,10 @@ def test_out_of_descriptors_the_acceptor_pauses_then_serves_everyone(tmp_path: P
     assert len(_accept_records(log)) == 2  # one record when it starts, one when it ends
 
 
+@linux_only
 def test_the_cli_raises_its_soft_descriptor_limit_to_the_hard_one(tmp_path: Path) -> None:
+    import resource
+
     proc, _, _ = _limited_badsmtp(tmp_path, 256, 4096)  # 256: macOS's default
     try:
         assert resource.prlimit(proc.pid, resource.RLIMIT_NOFILE) == (4096, 4096)
@@ -164,6 +175,7 @@ def test_the_cli_raises_its_soft_descriptor_limit_to_the_hard_one(tmp_path: Path
         assert proc.wait(timeout=30) == 0
 
 
+@posix_rlimit
 def test_the_library_leaves_the_descriptor_limit_alone() -> None:
     embed = (
         "from badsmtp import BadSMTP; import resource\n"
@@ -186,7 +198,7 @@ def test_without_the_resource_module_the_limit_is_left_alone(
 
 
 def test_open_files_targets() -> None:
-    unlimited = resource.RLIM_INFINITY
+    unlimited = -1  # resource.RLIM_INFINITY on Linux and macOS (a pure function)
     assert open_files_targets(1024, 4096, unlimited) == [4096]
     assert open_files_targets(1024, 20000, unlimited) == [20000, OPEN_MAX]  # OPEN_MAX if refused
     assert open_files_targets(256, unlimited, unlimited) == [unlimited, OPEN_MAX, ENOUGH_FILES]  # macOS

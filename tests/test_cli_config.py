@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import posix_signals
 
 from badsmtp import __version__, cli, log, options
 from badsmtp.options import CLIError, load_settings
@@ -449,6 +450,7 @@ def smtp_greeting(port: int) -> bytes:
         return data
 
 
+@posix_signals
 def test_cli_serves_reports_and_exits_on_sigterm(tmp_path: Path) -> None:
     port_file, cert_file = tmp_path / "ports.json", tmp_path / "cert.pem"
     argv = [*ephemeral_argv(), "--port-file", str(port_file), "--write-tls-cert", str(cert_file)]
@@ -499,6 +501,7 @@ def test_cli_serves_reports_and_exits_on_sigterm(tmp_path: Path) -> None:
     assert err == b""  # only the summary line (already read), no warnings or tracebacks
 
 
+@posix_signals
 def test_cli_text_logs_and_sigint(tmp_path: Path) -> None:
     proc = start([*ephemeral_argv(), "--log-format", "text", "--log-level", "warn"], tmp_path)
     try:

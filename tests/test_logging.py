@@ -12,6 +12,7 @@ import os
 import re
 import socket
 import ssl
+import sys
 import tempfile
 import threading
 import time
@@ -21,6 +22,11 @@ from typing import Any
 
 import pytest
 from helpers import Client, serving
+
+unix_syslog = pytest.mark.skipif(
+    sys.platform == "win32",
+    reason="no Unix datagram sockets; syslog on Windows is a configuration error (test_platforms)",
+)
 
 from badsmtp import Listener, logbuffer, tls
 from badsmtp import log as badlog
@@ -150,6 +156,7 @@ def syslog_socket() -> Iterator[tuple[socket.socket, str]]:
     os.rmdir(directory)
 
 
+@unix_syslog
 def test_syslog_output(syslog_socket: tuple[socket.socket, str]) -> None:
     sock, path = syslog_socket
     setup = configure(
@@ -170,6 +177,7 @@ def test_syslog_output(syslog_socket: tuple[socket.socket, str]) -> None:
     assert second.startswith(f"<{19 * 8 + 6}>badsmtp[".encode())
 
 
+@unix_syslog
 def test_syslog_default_facility_is_mail(syslog_socket: tuple[socket.socket, str]) -> None:
     sock, path = syslog_socket
     setup = configure(LogSettings(log_output="syslog", log_format="text"), syslog_address=path)

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from helpers import Client, free_ranges
+from helpers import Client, free_ranges, posix_signals
 
 
 def _first_stderr_line(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
@@ -27,6 +27,7 @@ def _first_stderr_line(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
     return proc.stderr.readline()
 
 
+@posix_signals
 def test_ports_come_from_the_port_file(tmp_path: Path) -> None:
     greeting, command, drop = free_ranges(3)
     port_file = tmp_path / "ports.json"

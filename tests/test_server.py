@@ -5,7 +5,6 @@ boundary."""
 from __future__ import annotations
 
 import random
-import resource
 import selectors
 import smtplib
 import socket
@@ -15,7 +14,13 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from helpers import Client, free_port, serving, wait_until  # noqa: F401 (test_cli.py: wait_until)
+from helpers import (  # noqa: F401 (test_cli.py: wait_until)
+    Client,
+    free_port,
+    posix_rlimit,
+    serving,
+    wait_until,
+)
 from wire import (
     ACCEPTED,
     BYE,
@@ -262,6 +267,8 @@ def test_bdat_over_size_limit_reads_the_chunk_then_552(server: BadSMTP, client: 
 
 # -- load ----------------------------------------------------------------------------
 def _raise_fd_limit(needed: int) -> tuple[int, int]:
+    import resource
+
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < needed:
         if hard != resource.RLIM_INFINITY and hard < needed:
@@ -279,6 +286,7 @@ class _Conn:
         self.transcript = b""
 
 
+@posix_rlimit
 def test_a_thousand_concurrent_connections_each_send_a_message() -> None:
     count = 1000
     old = _raise_fd_limit(2 * count + 512)  # both ends of every connection are in this process
@@ -330,6 +338,8 @@ def test_a_thousand_concurrent_connections_each_send_a_message() -> None:
         sel.close()
         for conn in conns:
             conn.sock.close()
+        import resource
+
         resource.setrlimit(resource.RLIMIT_NOFILE, old)
 
 
