@@ -32,7 +32,9 @@ def build_once(
     try:
         os.close(os.open(root / f"{name}.lock", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
     except FileExistsError:
-        wait_until(lambda: done.exists() or failed.exists(), timeout=timeout, what=f"{name} to be built")
+        wait_until(
+            lambda: done.exists() or failed.exists(), timeout=timeout, what=f"{name} to be built"
+        )
     else:
         out.mkdir()
         try:

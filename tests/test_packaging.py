@@ -42,15 +42,20 @@ def clean_env() -> dict[str, str]:
 
 def require(module: str) -> None:
     if importlib.util.find_spec(module) is None:
-        pytest.fail(f"{module} is not installed: it comes with the test extra, pip install '.[test]'")
+        pytest.fail(
+            f"{module} is not installed: it comes with the test extra, pip install '.[test]'"
+        )
 
 
 def run(*argv: str | Path, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run a command to completion; fail the test with its output if it fails."""
     result = subprocess.run(
-        [str(a) for a in argv], cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=timeout
+        [str(a) for a in argv],
+        check=False, cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    assert result.returncode == 0, (
+        f"{argv} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
     )
-    assert result.returncode == 0, f"{argv} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
     return result
 
 
@@ -65,7 +70,10 @@ def dists(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The sdist and the wheel, built once per run."""
     require("build")
     out = build_once(tmp_path_factory, "dists", _build, timeout=600)
-    return out / "dist" / f"badsmtp-{VERSION}.tar.gz", out / "dist" / f"badsmtp-{VERSION}-py3-none-any.whl"
+    return (
+        out / "dist" / f"badsmtp-{VERSION}.tar.gz",
+        out / "dist" / f"badsmtp-{VERSION}-py3-none-any.whl",
+    )
 
 
 def test_twine_check_strict_passes(dists: tuple[Path, Path]) -> None:
@@ -77,7 +85,14 @@ def test_twine_check_strict_passes(dists: tuple[Path, Path]) -> None:
 def test_the_sdist_holds_the_whole_source(dists: tuple[Path, Path]) -> None:
     with tarfile.open(dists[0]) as sdist:
         names = {name.partition("/")[2] for name in sdist.getnames()}
-    wanted = {"LICENSE", "README.md", "pyproject.toml", "MANIFEST.in", "man/badsmtp.1", "badsmtp/py.typed"}
+    wanted = {
+        "LICENSE",
+        "README.md",
+        "pyproject.toml",
+        "MANIFEST.in",
+        "man/badsmtp.1",
+        "badsmtp/py.typed",
+    }
     wanted |= {str(p.relative_to(ROOT).as_posix()) for p in ROOT.glob("tests/*.py")}
     wanted |= {"scripts/build-binary", "scripts/_binary_entry.py", "scripts/bench"}
     assert wanted - names == set()
