@@ -82,20 +82,25 @@ def test_twine_check_strict_passes(dists: tuple[Path, Path]) -> None:
     assert result.stdout.count("PASSED") == 2, result.stdout
 
 
+def tracked_files() -> set[str]:
+    """The files git tracks in this checkout, or none when it is not a git
+    checkout (an unpacked sdist)."""
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        return set()
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True, timeout=60
+    )
+    return {name for name in listed.stdout.decode().split("\0") if (ROOT / name).is_file()}
+
+
 def test_the_sdist_holds_the_whole_source(dists: tuple[Path, Path]) -> None:
     with tarfile.open(dists[0]) as sdist:
         names = {name.partition("/")[2] for name in sdist.getnames()}
-    wanted = {
-        "LICENSE",
-        "README.md",
-        "pyproject.toml",
-        "MANIFEST.in",
-        "man/badsmtp.1",
-        "badsmtp/py.typed",
-    }
-    wanted |= {str(p.relative_to(ROOT).as_posix()) for p in ROOT.glob("tests/*.py")}
-    wanted |= {"scripts/build-binary", "scripts/_binary_entry.py", "scripts/bench"}
-    assert wanted - names == set()
+    wanted = {"LICENSE", "README.md", "pyproject.toml", "MANIFEST.in", "man/badsmtp.1"}
+    wanted |= {"badsmtp/py.typed", "scripts/build-binary", "scripts/_binary_entry.py", ".ci/run"}
+    wanted |= {p.relative_to(ROOT).as_posix() for p in ROOT.glob("tests/*.py")}
+    wanted |= tracked_files() - {".gitignore"}  # everything in a git checkout
+    assert sorted(wanted - names) == []
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
 
 
