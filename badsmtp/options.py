@@ -44,7 +44,11 @@ CONFIG_NAMES = ("badsmtp.yaml", "badsmtp.yml", "badsmtp.json")
 
 def config_dirs() -> list[Path]:
     """Where a configuration file is looked for, in order (badsmtp(1), FILES)."""
-    return [Path("."), Path.home() / ".badsmtp", Path("/etc/badsmtp")]
+    try:
+        home = [Path.home() / ".badsmtp"]
+    except RuntimeError:  # no HOME and no passwd entry (a container's arbitrary uid): no ~
+        home = []
+    return [Path("."), *home, Path("/etc/badsmtp")]
 
 
 # -- configuration file (badsmtp(1), CONFIGURATION and FILES) -----------------------------

@@ -87,7 +87,8 @@ def made(checkout: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_run_makes_a_virtualenv_and_installs_badsmtp_into_it(made: Path) -> None:
     assert (made / "pyvenv.cfg").is_file()
     found = subprocess.run([str(_venv_python(made)), "-c", "import badsmtp; print(badsmtp.__file__)"],
-                           capture_output=True, text=True, timeout=60, check=True, cwd=made)
+                           capture_output=True, text=True, timeout=60, check=True, cwd=made,
+                           env=_env(made))
     assert Path(found.stdout.strip()).is_relative_to(made)  # installed, not the checkout
 
 

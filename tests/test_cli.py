@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -67,16 +67,23 @@ def _bound_port(out: Path, port_file: Path | None) -> int | None:
 
 @contextmanager
 def running(
-    tmp_path: Path, *args: str, portable: bool = False
+    tmp_path: Path,
+    *args: str,
+    portable: bool = False,
+    command: Sequence[str] = (),
+    env: dict[str, str] | None = None,
 ) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """Start the CLI with its output in files (a full pipe could block it),
+    """Start the CLI (``python -m badsmtp``, with the portable signal path if
+    asked, or ``command`` such as the single binary, in ``env``) with its
+    output in files (a full pipe could block it),
     wait with a deadline until it reports its port, yield it and the port;
     kill it if the test did not make it exit."""
     out, err = tmp_path / "stdout", tmp_path / "stderr"
     port_file = tmp_path / "ports.json" if _has_port_file() else None
     extra = ["--port-file", str(port_file)] if port_file is not None else []
+    argv = [*command, *args, *extra] if command else _command(*args, *extra, portable=portable)
     with out.open("wb") as stdout, err.open("wb") as stderr, subprocess.Popen(
-        _command(*args, *extra, portable=portable), stdout=stdout, stderr=stderr
+        argv, stdout=stdout, stderr=stderr, env=env
     ) as proc:
         try:
             port: list[int] = []

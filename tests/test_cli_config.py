@@ -27,6 +27,7 @@ from badsmtp import __version__, cli, log, options
 from badsmtp.options import CLIError, load_settings
 
 LOG_VARS = ("LOG_LEVEL", "LOG_FORMAT", "LOG_OUTPUT", "LOG_REMOTE_ADDR", "SYSLOG_FACILITY")
+CONFIG_DIRS = options.config_dirs  # before the fixture below replaces it
 
 
 @pytest.fixture(autouse=True)
@@ -45,6 +46,15 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         if name.startswith("BADSMTP_") or name in LOG_VARS:
             monkeypatch.delenv(name)
     yield tmp_path
+
+
+def test_without_a_home_directory_the_search_skips_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A container run as a uid with no passwd entry and no HOME: Path.home() fails.
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", no_home)
+    assert CONFIG_DIRS() == [Path("."), Path("/etc/badsmtp")]
 
 
 def write(path: Path, text: str) -> Path:
