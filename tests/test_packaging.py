@@ -137,9 +137,12 @@ def test_the_wheel_installs_a_working_badsmtp_into_a_fresh_venv(
     dists: tuple[Path, Path], tmp_path: Path
 ) -> None:
     venv = tmp_path / "venv"
-    run(sys.executable, "-m", "venv", venv, cwd=tmp_path)
+    # Without pip in it: Debian's Python has no ensurepip unless python3-venv is
+    # installed.  This environment's pip installs into it instead (pip --python).
+    run(sys.executable, "-m", "venv", "--without-pip", venv, cwd=tmp_path)
     python = venv_path(venv, "python")
-    run(python, "-m", "pip", "install", "--disable-pip-version-check", dists[1], cwd=tmp_path)
+    run(sys.executable, "-m", "pip", "--python", python, "install", "--disable-pip-version-check",
+        dists[1], cwd=tmp_path)  # fmt: skip
 
     installed = json.loads(run(python, "-c", INSTALLED, cwd=tmp_path).stdout)
     assert installed["metadata"] == installed["version"] == VERSION
