@@ -16,7 +16,7 @@ from .config import Config, ConfigError, Listener, Role
 from .extensions import Authenticator, Authorizer, RateLimiter
 from .hooks import Extensions, as_observers
 from .portplan import listener_for_port, plan_listeners, validate_ports
-from .runtime import Runtime
+from .runtime import Runtime, TriggerUses
 from .storage import MaildirStore, MemoryStore, Message, MessageStore, TeeStore
 
 if TYPE_CHECKING:
@@ -83,6 +83,7 @@ class BadSMTP:
         # Listeners of the plan that could not be bound, each with the reason
         # (the OS's words): the start-up line names them (badsmtp(1), PORT MAP).
         self.skipped: list[tuple[Listener, str]] = []
+        self._uses = TriggerUses()  # counted triggers (x<N>): kept across restarts
 
     # -- lifecycle --------------------------------------------------------------------
     def serve_in_thread(self) -> BadSMTP:
@@ -263,11 +264,19 @@ class BadSMTP:
         with certificate and host-name verification on."""
         return self._tls_provider().client_context(name)
 
+    def reset_triggers(self) -> None:
+        """Forget how often each counted trigger (``x<N>``) has fired: each
+        fails its N times again (README "Asking for errors")."""
+        self._uses.clear()
+
     # -- internals ------------------------------------------------------------------
     def _context(self) -> protocol.Context:
         c = self.config
         help_ = portplan.help_reply(c, self.listeners)
-        return protocol.Context(identity=c.tls_hostname, max_recipients=c.max_recipients, help=help_)
+        return protocol.Context(
+            identity=c.tls_hostname, max_recipients=c.max_recipients, help=help_,
+            uses=self._uses.take,
+        )  # fmt: skip
 
     def __repr__(self) -> str:
         state = "serving" if self._acceptor else "stopped"

@@ -74,14 +74,27 @@ def _domain_ok(domain: str) -> bool:
     return True
 
 
-def address(verb: str, code: int | str, enhanced: str | None = None, *, domain: str = "example.com") -> str:
+def address(
+    verb: str,
+    code: int | str,
+    enhanced: str | None = None,
+    *,
+    times: int | None = None,
+    tag: str | None = None,
+    domain: str = "example.com",
+) -> str:
     """An address that makes ``verb`` fail with ``code`` (and the RFC 3463
     ``enhanced`` code ``x.y.z``), e.g. ``address("rcpt", 550, "5.1.1")`` →
     ``"rcpt550_5.1.1@example.com"``.
 
     ``mail`` fails the MAIL FROM that carries it; ``rcpt`` fails the RCPT TO
     that carries it (or, in MAIL FROM, every RCPT TO of the transaction);
-    the others, put in MAIL FROM, fail that later command."""
+    the others, put in MAIL FROM, fail that later command.
+
+    ``times=2`` fails only the first two times on the server, counted
+    across connections, then the address is an ordinary one
+    (``rcpt451x2@``); ``tag="t17"`` gives the count a key of its own
+    (``rcpt451x2+t17@``), so parallel tests never share one."""
     if not isinstance(verb, str) or verb.lower() not in ADDRESS_VERBS:
         hint = " (use helo_trigger_name() for HELO/EHLO)" if str(verb).lower() in ("helo", "ehlo") else ""
         raise ValueError(
@@ -92,14 +105,33 @@ def address(verb: str, code: int | str, enhanced: str | None = None, *, domain: 
         if not isinstance(enhanced, str) or not _ENHANCED.fullmatch(enhanced):
             raise ValueError(f"enhanced status code must look like x.y.z (digits), not {enhanced!r}")
         local += "_" + enhanced
-    return f"{local}@{_domain(domain)}"
+    return f"{local}{_times(times)}{_tag(tag)}@{_domain(domain)}"
 
 
-def helo_trigger_name(code: int | str, *, domain: str = "example.com") -> str:
+def _times(times: int | None) -> str:
+    if times is None:
+        return ""
+    if not _whole(times, 1, triggers.TIMES_MAX):
+        raise ValueError(f"times must be an int from 1 to {triggers.TIMES_MAX}, not {times!r}")
+    return f"x{times}"
+
+
+def _tag(tag: str | None) -> str:
+    if tag is None:
+        return ""
+    if not isinstance(tag, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", tag):
+        raise ValueError(f"tag must be letters, digits, '-' and '_', not {tag!r}")
+    return "+" + tag
+
+
+def helo_trigger_name(
+    code: int | str, *, times: int | None = None, domain: str = "example.com"
+) -> str:
     """A HELO/EHLO name that makes the HELO or EHLO itself fail with ``code``
     (badsmtp(1), ERROR TRIGGERS): ``helo_trigger_name(500)`` →
-    ``"helo500.example.com"``."""
-    return f"helo{_code(code)}.{_neutral_domain(domain)}"
+    ``"helo500.example.com"``; ``times=2`` fails only the first two times
+    on the server (``helo421x2.example.com``)."""
+    return f"helo{_code(code)}{_times(times)}.{_neutral_domain(domain)}"
 
 
 def ehlo_name(

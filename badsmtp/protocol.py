@@ -12,6 +12,8 @@ handler in :mod:`badsmtp.verbs`.  Handlers signal failure by raising
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from . import commands, replies
 from .actions import Abort, Close, Log
 from .replies import Reply, ReplyError
@@ -28,6 +30,7 @@ from .state import (
     Result,
     State,
     fired,
+    may_fire,
     transaction_over,
 )
 from .verbs import GUARDS, HANDLERS
@@ -103,7 +106,7 @@ def _dispatch(state: State, verb: str, args: list[str], ctx: Context) -> Result:
             return state, [replies.NOT_IMPLEMENTED]
         return state, [replies.UNKNOWN_COMMAND]
     if state.phase in TRIGGER_FIRST.get(verb, ()):
-        answer = _fire(state, verb)
+        state, answer = _fire(state, verb, ctx)
         if answer is not None:
             return answer
     if state.phase not in ALLOWED[verb]:
@@ -111,28 +114,40 @@ def _dispatch(state: State, verb: str, args: list[str], ctx: Context) -> Result:
     if verb in _NEEDS_ARGUMENT and not args:
         return state, [replies.SYNTAX]
     try:
-        return _guarded(state, verb, args, ctx) or handler(state, args, ctx)
+        state, answer = _guarded(state, verb, args, ctx)
+        return answer or handler(state, args, ctx)
     except ReplyError as exc:
         return state, [exc.reply]
 
 
-def _guarded(state: State, verb: str, args: list[str], ctx: Context) -> Result | None:
+def _guarded(
+    state: State, verb: str, args: list[str], ctx: Context
+) -> tuple[State, Result | None]:
     """The answer of an armed trigger for ``verb``, unless what wins over it
     (the verb's guard) answers first.  None when nothing is armed for it."""
     armed = state.armed
     if armed is None or armed.verb != verb.lower() or verb not in GUARDS:
-        return None
+        return state, None
     guard = GUARDS[verb]
-    return (guard and guard(state, args, ctx)) or _fire(state, verb)
+    answer = guard and guard(state, args, ctx)
+    return (state, answer) if answer else _fire(state, verb, ctx)
 
 
-def _fire(state: State, verb: str) -> Result | None:
-    """The armed deferred trigger for ``verb``, if any, as the command's result."""
+def _fire(state: State, verb: str, ctx: Context) -> tuple[State, Result | None]:
+    """The armed deferred trigger for ``verb``, if any, as the command's
+    result.  A counted one (``x<N>``) takes a use of the server's count
+    each time it fires, but once for all the RCPT replies of a transaction;
+    used up, it is disarmed and the command runs as if it never was."""
     armed = state.armed
     if armed is None or armed.verb != verb.lower():
-        return None
+        return state, None
+    if not state.armed_used:
+        if not may_fire(armed, ctx):
+            return replace(state, armed=None), None
+        if verb == "RCPT" and armed.times is not None:
+            state = replace(state, armed_used=True)
     out: list[Output] = [armed.reply, fired(armed.source, armed.reply.code, verb)]
-    return state, out + list(_AFTER_TRIGGER.get(verb, ()))
+    return state, (state, out + list(_AFTER_TRIGGER.get(verb, ())))
 
 
 def _chunk_always_read(before: State, args: list[str], result: Result) -> Result:

@@ -24,10 +24,34 @@ if TYPE_CHECKING:
     from .tls import TLSProvider
     from .transcript import TranscriptLog
 
-__all__ = ["Runtime"]
+__all__ = ["Runtime", "TriggerUses"]
 
 _CHALLENGES = itertools.count(1)  # next() is atomic under the GIL
 _Socket = TypeVar("_Socket", bound=socket.socket)
+
+
+class TriggerUses:
+    """How many times each counted trigger (``x<N>``) has fired on one
+    server, across all its connections: clients retry on a new connection
+    (README "Asking for errors").  Keys are whole addresses or names, tags
+    included, so parallel tests on one server never share a count."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fired: dict[str, int] = {}
+
+    def take(self, key: str, times: int) -> bool:
+        """One use of ``key``'s count of ``times``; False once it is used up."""
+        with self._lock:
+            fired = self._fired.get(key, 0)
+            if fired >= times:
+                return False
+            self._fired[key] = fired + 1
+            return True
+
+    def clear(self) -> None:
+        with self._lock:
+            self._fired.clear()
 
 
 class Runtime:

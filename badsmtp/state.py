@@ -29,6 +29,7 @@ __all__ = [
     "Result",
     "State",
     "fired",
+    "may_fire",
     "reset",
     "transaction_over",
 ]
@@ -71,6 +72,10 @@ class Context:
     max_recipients: int = 1000
     help: Reply = DEFAULT_HELP
     policy: Policy | None = None
+    # A counted trigger (``x<N>``) asks this whether it may fire once more:
+    # ``uses(key, times)`` takes one use of the server-wide count and says
+    # whether there was one left.  None: counted triggers fire every time.
+    uses: Callable[[str, int], bool] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +88,7 @@ class State:
     sender: str | None = None
     recipients: tuple[str, ...] = ()
     armed: Trigger | None = None
+    armed_used: bool = False  # a counted rcpt trigger took its use in this transaction
     messages: int = 0
 
 
@@ -130,6 +136,12 @@ Result = tuple[State, list[Output]]
 Handler = Callable[[State, list[str], Context], Result]
 
 
+def may_fire(trigger: Trigger, ctx: Context) -> bool:
+    """Whether ``trigger`` fires now: always, unless it is counted
+    (``x<N>``) and the server's count for it is used up; firing takes a use."""
+    return trigger.times is None or ctx.uses is None or ctx.uses(trigger.key, trigger.times)
+
+
 def fired(trigger: str, code: int, stage: str) -> Log:
     """The record of a client-requested error (a WARN; README "Asking for errors")."""
     fields: dict[str, object] = {"error_code": code, "trigger": trigger, "smtp_stage": stage}
@@ -141,7 +153,7 @@ def transaction_over(state: State, accepted: bool = False) -> State:
     envelope and armed trigger cleared (README "Asking for errors": a
     deferred error stays armed until a message is accepted)."""
     return replace(
-        state, phase=Phase.MAIL, sender=None, recipients=(), armed=None,
+        state, phase=Phase.MAIL, sender=None, recipients=(), armed=None, armed_used=False,
         messages=state.messages + accepted,
     )  # fmt: skip
 
@@ -150,4 +162,4 @@ def reset(state: State) -> State:
     """RSET's reset (RFC 5321 §4.1.1.5): the transaction goes, armed
     triggers and capabilities stay."""
     phase = Phase.HELO if state.phase is Phase.HELO else Phase.MAIL
-    return replace(state, phase=phase, sender=None, recipients=())
+    return replace(state, phase=phase, sender=None, recipients=(), armed_used=False)

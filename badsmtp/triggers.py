@@ -55,8 +55,13 @@ NO_KEYWORDS: dict[str, str] = {
 ADDRESS_VERBS = ("mail", "rcpt", "data", "rset", "noop", "quit", "starttls", "auth")
 # re.ASCII: "decimal digits" are 0-9 only; a Unicode \d would read an
 # SMTPUTF8 local part such as mail٥٥٠@ as a 550 trigger.
-_ADDRESS = re.compile(r"([a-z]+)(\d{3})(?:_(\d+\.\d+\.\d+))?@", re.ASCII)
-_HELO = re.compile(r"(?:helo|ehlo)(\d{3})\.", re.ASCII)
+# After the code: ``x<N>`` (fail the first N times on this server, then
+# succeed) and ``+<tag>`` (part of that count's key only).
+_ADDRESS = re.compile(
+    r"([a-z]+)(\d{3})(?:_(\d+\.\d+\.\d+))?(?:x(\d{1,3}))?(?:\+[a-z0-9_-]+)?@", re.ASCII
+)
+_HELO = re.compile(r"(?:helo|ehlo)(\d{3})(?:x(\d{1,3}))?\.", re.ASCII)
+TIMES_MAX = 999
 _SIZE = re.compile(r"size(\d+)", re.ASCII)
 # dlay must stand as its own token: an accidental delay would be costly
 # (badsmtp(1), EHLO KEYWORDS).
@@ -66,27 +71,53 @@ _DLAY = re.compile(r"(?:^|[._-])dlay(\d+)(?=$|[._-])", re.ASCII)
 @dataclass(frozen=True, slots=True)
 class Trigger:
     """An error a client asked for: the verb it answers, the reply, and the
-    text that asked for it (for logs)."""
+    text that asked for it (for logs).  ``times``: it fires only the first
+    that many times on the server, counted under ``key`` (the whole address
+    or name, lower-cased, its tag included); None: every time."""
 
     verb: str
     reply: Reply
     source: str
+    times: int | None = None
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(self, "key", self.source.lower())
+
+
+def _times(digits: str | None) -> int | None | bool:
+    """``x<N>``'s N; False when it is out of range (then no trigger at all)."""
+    if digits is None:
+        return None
+    return int(digits) if 1 <= int(digits) <= TIMES_MAX else False
 
 
 @lru_cache(maxsize=4096)
 def address_trigger(address: str) -> Trigger | None:
     """The trigger in a normalised address, if any (badsmtp(1), ERROR TRIGGERS)."""
-    m = _ADDRESS.match(address.lower())
+    lowered = address.lower()
+    m = _ADDRESS.match(lowered)
     if m is None or m.group(1) not in ADDRESS_VERBS:
         return None
-    return Trigger(m.group(1), trigger_reply(int(m.group(2)), m.group(3)), address)
+    times = _times(m.group(4))
+    if times is False:
+        return None
+    reply = trigger_reply(int(m.group(2)), m.group(3))
+    return Trigger(m.group(1), reply, address, times or None)
 
 
-def helo_trigger(name: str) -> Reply | None:
-    """``helo<ddd>.`` / ``ehlo<ddd>.`` at the start of a HELO/EHLO name.
-    Replies to HELO/EHLO never carry an enhanced code (RFC 2034 §3)."""
-    m = _HELO.match(name.lower())
-    return trigger_reply(int(m.group(1)), None) if m else None
+def helo_trigger(name: str) -> Trigger | None:
+    """``helo<ddd>[x<N>].`` / ``ehlo<ddd>[x<N>].`` at the start of a HELO/EHLO
+    name.  Replies to HELO/EHLO never carry an enhanced code (RFC 2034 §3)."""
+    lowered = name.lower()
+    m = _HELO.match(lowered)
+    if m is None:
+        return None
+    times = _times(m.group(2))
+    if times is False:
+        return None
+    return Trigger("helo", trigger_reply(int(m.group(1)), None), name, times or None)
 
 
 @dataclass(frozen=True, slots=True)

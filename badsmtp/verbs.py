@@ -24,6 +24,7 @@ from .state import (
     Result,
     State,
     fired,
+    may_fire,
     reset,
 )
 from .triggers import HELO_CAPABILITIES, Trigger
@@ -57,10 +58,10 @@ def _recipient(state: State, args: list[str], ctx: Context) -> str:
     return recipient
 
 
-def _own_trigger(state: State, recipient: str) -> Result | None:
+def _own_trigger(state: State, recipient: str, ctx: Context) -> Result | None:
     """A recipient's own ``rcpt`` trigger answers that recipient alone."""
     own = triggers.address_trigger(recipient)
-    if own is not None and own.verb == "rcpt":
+    if own is not None and own.verb == "rcpt" and may_fire(own, ctx):
         return state, [own.reply, fired(recipient, own.reply.code, "RCPT")]
     return None
 
@@ -69,24 +70,32 @@ def _recipient_first(state: State, args: list[str], ctx: Context) -> Result | No
     """A bad address, the recipient limit and a recipient's own ``rcpt``
     trigger win over the one armed by MAIL FROM: that one answers every
     *other* recipient (README "Asking for errors")."""
-    return _own_trigger(state, _recipient(state, args, ctx))
+    return _own_trigger(state, _recipient(state, args, ctx), ctx)
 
 
 # -- the verbs -----------------------------------------------------------------------------
+def _refused(state: State, name: str, verb: str, ctx: Context) -> Result | None:
+    """A ``helo<ddd>`` name's own answer, while its count lasts."""
+    refusal = triggers.helo_trigger(name)
+    if refusal is None or not may_fire(refusal, ctx):
+        return None
+    return state, [refusal.reply, fired(name, refusal.reply.code, verb)]
+
+
 def _helo(state: State, args: list[str], ctx: Context) -> Result:
     name = args[0]
-    refusal = triggers.helo_trigger(name)
-    if refusal is not None:
-        return state, [refusal, fired(name, refusal.code, "HELO")]
+    refused = _refused(state, name, "HELO", ctx)
+    if refused is not None:
+        return refused
     new = replace(reset(state), phase=Phase.MAIL, caps=HELO_CAPABILITIES, helo_name=name)
     return new, [Abort(), Reply(250, (ctx.identity,))]
 
 
 def _ehlo(state: State, args: list[str], ctx: Context) -> Result:
     name = args[0]
-    refusal = triggers.helo_trigger(name)
-    if refusal is not None:
-        return state, [refusal, fired(name, refusal.code, "EHLO")]
+    refused = _refused(state, name, "EHLO", ctx)
+    if refused is not None:
+        return refused
     if triggers.ehlo_rejected(name):
         return state, [replies.EHLO_REJECTED]
     caps = triggers.ehlo_capabilities(name, state.tls, ctx.identity)
@@ -116,12 +125,16 @@ def _mail(state: State, args: list[str], ctx: Context) -> Result:
         sender = commands.checked(path, state.caps.smtputf8, replies.BAD_SENDER)
         armed = triggers.address_trigger(sender)
         if armed is not None and armed.verb == "mail":
-            return state, [armed.reply, fired(sender, armed.reply.code, "MAIL")]
+            if may_fire(armed, ctx):
+                return state, [armed.reply, fired(sender, armed.reply.code, "MAIL")]
+            armed = None  # its count is used up: an ordinary sender
     size = commands.size_parameter(params)
     if size is not None and size > state.caps.size_limit:  # RFC 1870 §6.1
         raise ReplyError(replies.size_exceeded(state.caps.size_limit))
     _may_send(sender, ctx)
-    new = replace(state, phase=Phase.RCPT, sender=sender, recipients=(), armed=armed)
+    new = replace(
+        state, phase=Phase.RCPT, sender=sender, recipients=(), armed=armed, armed_used=False
+    )
     return new, [replies.MAIL_OK]
 
 
@@ -139,7 +152,7 @@ def _may_send(sender: str, ctx: Context) -> None:
 
 def _rcpt(state: State, args: list[str], ctx: Context) -> Result:
     recipient = _recipient(state, args, ctx)
-    own = _own_trigger(state, recipient)
+    own = _own_trigger(state, recipient, ctx)
     if own is not None:
         return own
     if ctx.policy is not None and not ctx.policy.can_send_to(recipient):
