@@ -15,14 +15,16 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from . import replies
-from .actions import Abort, Accepted, Commit, Envelope, Log
-from .state import Context, Phase, Result, State, fired, transaction_over
+from .actions import Abort, Accepted, Close, Commit, Envelope, Log, Wait
+from .state import Context, Phase, Result, State, fired, may_fire, transaction_over
 
 if TYPE_CHECKING:
     from .batch import Transaction
     from .replies import Reply
 
 __all__ = ["chunk_read", "committed", "end_of_message", "envelope"]
+
+_NO_CONTEXT = Context()
 
 
 def envelope(state: State, message: Transaction) -> Envelope:
@@ -51,14 +53,27 @@ def chunk_read(state: State, message: Transaction, last: bool, ctx: Context) -> 
         return replace(state, phase=Phase.BDAT), [replies.OK]
     armed = state.armed
     if armed is not None and armed.verb == "data":
-        logged = fired(armed.source, armed.reply.code, "BDAT")
-        return replace(state, phase=Phase.RCPT), [logged, Abort(), armed.reply]
+        if may_fire(armed, ctx):
+            logged = fired(armed.source, armed.reply.code, "BDAT")
+            return replace(state, phase=Phase.RCPT), [logged, Abort(), armed.reply]
+        state = replace(state, armed=None)  # its count is used up
     return end_of_message(state, message, ctx)
 
 
-def committed(state: State, error: Reply | None) -> Result:
+def committed(state: State, error: Reply | None, ctx: Context = _NO_CONTEXT) -> Result:
     """The store's answer to the Commit: stored and acknowledged, or the
-    failure's reply (a failure of any step of this delivery)."""
+    failure's reply (a failure of any step of this delivery).  A ``slowack``
+    waits before that reply; a ``noack`` closes instead of the 250, the
+    message stored: the lost acknowledgement behind duplicate sends."""
+    fault = state.fault
+    if fault is not None and fault.kind in ("noack", "slowack") and may_fire(fault, ctx):
+        fields: dict[str, object] = {"fault": fault.kind, "trigger": fault.source}
+        logged = Log("WARN", "SMTP transfer fault triggered", fields)
+        if fault.kind == "slowack":
+            done, outputs = committed(replace(state, fault=None), error)
+            return done, [logged, Wait(float(fault.amount)), *outputs]
+        if error is None:
+            return transaction_over(state, accepted=True), [logged, Accepted(), Close()]
     if error is not None:
         return _failed(state, error)
     return transaction_over(state, accepted=True), [replies.ACCEPTED, Accepted()]

@@ -112,6 +112,8 @@ class Framing:
         after, piece, ended = reader(buf, pos)
         if piece:
             self._content(piece, len(piece))
+            if self._closed:  # a dropafter<N> closed mid-message
+                return after
         if ended:
             self._end_of_data()
         elif after == pos:
@@ -122,6 +124,8 @@ class Framing:
         after, piece = reader(buf, pos)
         if piece:
             self._content(piece, 0)  # counted when the BDAT was read
+            if self._closed:
+                return after
         if reader.left == 0:
             self._chunk_complete(reader.last)
         elif after == pos:

@@ -39,7 +39,7 @@ from .framing import MAX_AUTH_LINE, MAX_LINE, Framing
 from .protocol import Context, Phase, State
 from .readers import AuthReader, ChunkReader, DataReader
 from .replies import Reply, ReplyError
-from .state import Result
+from .state import Result, may_fire
 
 __all__ = ["MAX_AUTH_LINE", "MAX_LINE", "Session"]
 
@@ -81,6 +81,7 @@ class Session(Framing):
         self._after: tuple[Sequence[protocol.Output], bool] | None = None  # held by a Wait
         self._delayed = False  # the buffered line already had its command delay
         self._message = _IDLE
+        self._content_left: int | None = None  # octets until a dropafter<N> closes
         self._refusal: tuple[Reply | Log, ...] | None = None  # a refused chunk's answer
         self._verified = ""  # the user name of the last Verify
         self._mechanism = ""  # and its SASL mechanism
@@ -136,7 +137,9 @@ class Session(Framing):
         one of whatever transaction the session has read ahead to."""
         self._message = self._message.closed()
         self._paused = False
-        self._apply(content.committed(self.state, error))
+        self._apply(content.committed(self.state, error, self.ctx))
+        if self._paused:  # a slowack: the final reply waits with the rest
+            return self._batch.take()
         return self._resume()
 
     def auth_done(self, user: object | None, inactive: bool = False) -> list[Action]:
@@ -259,8 +262,34 @@ class Session(Framing):
                 self._abort_delivery()
         if piece and self._message.open and self._stream and self._refusal is None:
             self._batch.act(Write(piece))
+        if piece and self._content_left is not None:
+            self._content_left -= len(piece)
+            if self._content_left <= 0:
+                self._drop()
+
+    def _arm_drop(self, opening: bool) -> None:
+        """At the start of a transaction's content, a ``dropafter<N>`` from
+        MAIL FROM starts counting; N = 0 closes right after the 354 (DATA)
+        or at the first chunk octet (BDAT)."""
+        fault = self.state.fault
+        if not opening or fault is None or fault.kind != "dropafter":
+            return
+        self._content_left = fault.amount
+        if fault.amount == 0 and self._message.open and type(self._reader) is DataReader:
+            self._drop()
+
+    def _drop(self) -> None:
+        """Close without a reply, the message dropped (while its count lasts)."""
+        fault, self._content_left = self.state.fault, None
+        if fault is None or not may_fire(fault, self.ctx):
+            return
+        fields: dict[str, object] = {"fault": fault.kind, "trigger": fault.source,
+                                     "octets": self._message.size}
+        logged = Log("WARN", "SMTP transfer fault triggered", fields)
+        self._outputs([logged, Abort(), Close()], False)
 
     def _end_of_data(self) -> None:
+        self._content_left = None
         if self._recorder is not None:
             self._recorder.content_end(self._message.size)
         self._reader = self._lines
@@ -269,6 +298,8 @@ class Session(Framing):
     def _chunk_complete(self, last: bool) -> None:
         """Judge a BDAT chunk once all of it was read (RFC 3030 §2)."""
         self._reader = self._lines
+        if last:
+            self._content_left = None
         if self._refusal is not None:
             refusal, self._refusal = self._refusal, None
             self._outputs(refusal, self.state.caps.enhanced)
@@ -322,13 +353,15 @@ class Session(Framing):
 
     def _read_data_next(self, out: protocol.ReadData) -> None:
         self._batch.flush()  # DATA synchronises the pipeline (RFC 2920 §3.1)
-        self._begin()
+        opening = self._begin()
         self._reader = DataReader()
+        self._arm_drop(opening)
 
     def _read_chunk_next(self, out: protocol.ReadChunk) -> None:
         self._batch.flush()  # so does BDAT
-        self._begin()
+        opening = self._begin()
         self._reader = ChunkReader(out.size, out.last)
+        self._arm_drop(opening)
         # The size is known from the command: past the limit, the chunk is
         # still read but goes nowhere (RFC 3030 §2).
         self._content(b"", out.size)
@@ -375,11 +408,14 @@ class Session(Framing):
             self._pause(Verify(step))
 
     # -- deliveries ----------------------------------------------------------------------
-    def _begin(self) -> None:
+    def _begin(self) -> bool:
+        """Open the transaction's delivery; whether it is a new one."""
         if not self._message.open and self.state.phase is Phase.RCPT:
             self._message = Transaction(open=True)
             if self._stream:
                 self._batch.act(Begin(content.envelope(self.state, self._message)))
+            return True
+        return False
 
     def _abort_delivery(self, _: object = None) -> None:
         if self._message.open:

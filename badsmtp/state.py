@@ -13,7 +13,7 @@ from typing import Callable, Union
 from . import replies
 from .actions import Abort, Accepted, Close, Commit, Log, StartTLS, Wait
 from .replies import Reply
-from .triggers import HELO_CAPABILITIES, Capabilities, Trigger
+from .triggers import HELO_CAPABILITIES, Capabilities, TransferFault, Trigger
 
 __all__ = [
     "DEFAULT_HELP",
@@ -89,6 +89,7 @@ class State:
     recipients: tuple[str, ...] = ()
     armed: Trigger | None = None
     armed_used: bool = False  # a counted rcpt trigger took its use in this transaction
+    fault: TransferFault | None = None  # dropafter/noack/slowack, for this transaction
     messages: int = 0
 
 
@@ -136,7 +137,7 @@ Result = tuple[State, list[Output]]
 Handler = Callable[[State, list[str], Context], Result]
 
 
-def may_fire(trigger: Trigger, ctx: Context) -> bool:
+def may_fire(trigger: Trigger | TransferFault, ctx: Context) -> bool:
     """Whether ``trigger`` fires now: always, unless it is counted
     (``x<N>``) and the server's count for it is used up; firing takes a use."""
     return trigger.times is None or ctx.uses is None or ctx.uses(trigger.key, trigger.times)
@@ -154,7 +155,7 @@ def transaction_over(state: State, accepted: bool = False) -> State:
     deferred error stays armed until a message is accepted)."""
     return replace(
         state, phase=Phase.MAIL, sender=None, recipients=(), armed=None, armed_used=False,
-        messages=state.messages + accepted,
+        fault=None, messages=state.messages + accepted,
     )  # fmt: skip
 
 
@@ -162,4 +163,6 @@ def reset(state: State) -> State:
     """RSET's reset (RFC 5321 §4.1.1.5): the transaction goes, armed
     triggers and capabilities stay."""
     phase = Phase.HELO if state.phase is Phase.HELO else Phase.MAIL
-    return replace(state, phase=phase, sender=None, recipients=(), armed_used=False)
+    return replace(
+        state, phase=phase, sender=None, recipients=(), armed_used=False, fault=None
+    )

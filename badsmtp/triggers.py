@@ -17,10 +17,12 @@ __all__ = [
     "AUTH_KEYWORDS",
     "NO_KEYWORDS",
     "Trigger",
+    "TransferFault",
     "Capabilities",
     "HELO_CAPABILITIES",
     "DEFAULT_SIZE",
     "address_trigger",
+    "transfer_fault",
     "helo_trigger",
     "ehlo_capabilities",
     "vrfy_reply",
@@ -62,6 +64,13 @@ _ADDRESS = re.compile(
 )
 _HELO = re.compile(r"(?:helo|ehlo)(\d{3})(?:x(\d{1,3}))?\.", re.ASCII)
 TIMES_MAX = 999
+# Transfer faults, armed by MAIL FROM for its transaction (badsmtp(1), ERROR
+# TRIGGERS): dropafter<octets>, noack, slowack<seconds>; counted and tagged
+# like the other triggers.
+_TRANSFER = re.compile(
+    r"(dropafter|noack|slowack)(\d*)(?:x(\d{1,3}))?(?:\+[a-z0-9_-]+)?@", re.ASCII
+)
+DROP_MAX = 10**9  # octets: more than any message this server accepts
 _SIZE = re.compile(r"size(\d+)", re.ASCII)
 # dlay must stand as its own token: an accidental delay would be costly
 # (badsmtp(1), EHLO KEYWORDS).
@@ -84,6 +93,41 @@ class Trigger:
     def __post_init__(self) -> None:
         if not self.key:
             object.__setattr__(self, "key", self.source.lower())
+
+
+@dataclass(frozen=True, slots=True)
+class TransferFault:
+    """A fault in the transfer of one message, asked for in MAIL FROM:
+    ``dropafter`` (close once ``amount`` octets of content arrived),
+    ``noack`` (store, then close instead of the final 250) or ``slowack``
+    (wait ``amount`` seconds before the final reply).  Counted like a
+    :class:`Trigger`."""
+
+    kind: str
+    amount: int
+    source: str
+    times: int | None = None
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(self, "key", self.source.lower())
+
+
+@lru_cache(maxsize=1024)
+def transfer_fault(address: str) -> TransferFault | None:
+    """The transfer fault in a normalised sender address, if any."""
+    m = _TRANSFER.match(address.lower())
+    if m is None:
+        return None
+    kind, digits = m.group(1), m.group(2)
+    times = _times(m.group(3))
+    if times is False or (kind == "noack") != (digits == ""):
+        return None  # noack takes no number; the others need one
+    amount = int(digits) if digits else 0
+    if kind == "slowack" and not 1 <= amount <= DLAY_MAX or amount > DROP_MAX:
+        return None
+    return TransferFault(kind, amount, address, times or None)
 
 
 def _times(digits: str | None) -> int | None | bool:

@@ -132,9 +132,11 @@ def _mail(state: State, args: list[str], ctx: Context) -> Result:
     if size is not None and size > state.caps.size_limit:  # RFC 1870 §6.1
         raise ReplyError(replies.size_exceeded(state.caps.size_limit))
     _may_send(sender, ctx)
+    fault = triggers.transfer_fault(sender) if sender else None
     new = replace(
-        state, phase=Phase.RCPT, sender=sender, recipients=(), armed=armed, armed_used=False
-    )
+        state, phase=Phase.RCPT, sender=sender, recipients=(), armed=armed, armed_used=False,
+        fault=fault,
+    )  # fmt: skip
     return new, [replies.MAIL_OK]
 
 

@@ -10,16 +10,18 @@ from __future__ import annotations
 import re
 import smtplib
 import threading
+import time
 from dataclasses import replace
 
 import pytest
 from helpers import Client, serving
-from test_protocol import at, run
+from test_protocol import CTX, at, run
 
 import badsmtp
 from badsmtp import triggers
 from badsmtp.protocol import Context, Phase
 from badsmtp.runtime import TriggerUses
+from badsmtp.replies import Reply
 from badsmtp.triggers import Trigger
 
 
@@ -264,3 +266,117 @@ def test_the_builders_refuse_what_the_server_would_not_count(
 ) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         badsmtp.address("rcpt", 451, **kwargs)  # type: ignore[arg-type]
+
+
+# -- transfer faults: noack and slowack -------------------------------------------------
+def test_noack_and_slowack_are_read_from_mail_from() -> None:
+    fault = triggers.transfer_fault("noackx2+t@example.com")
+    assert fault is not None and (fault.kind, fault.times) == ("noack", 2)
+    slow = triggers.transfer_fault("slowack30@example.com")
+    assert slow is not None and (slow.kind, slow.amount) == ("slowack", 30)
+    for bad in ("noack5@example.com", "slowack@example.com", "slowack0@example.com",
+                "slowack606@example.com", "dropafter@example.com"):
+        assert triggers.transfer_fault(bad) is None, bad
+
+
+def _committed(sender: str, ctx: Context, error: object = None) -> list[object]:
+    from badsmtp import content
+
+    state, _, _ = run(at(Phase.MAIL), f"MAIL FROM:<{sender}>", ctx)
+    _, outputs = content.committed(state, error, ctx)  # type: ignore[arg-type]
+    return [type(o).__name__ if not isinstance(o, Reply) else o.code for o in outputs]
+
+
+def test_noack_stores_then_closes_without_the_250() -> None:
+    ctx = Context(uses=Counter())
+    assert _committed("noackx1@example.com", ctx) == ["Log", "Accepted", "Close"]
+    assert _committed("noackx1@example.com", ctx) == [250, "Accepted"]  # used up
+
+
+def test_slowack_waits_before_the_final_reply() -> None:
+    from badsmtp import content
+    from badsmtp.actions import Wait
+
+    state, _, _ = run(at(Phase.MAIL), "MAIL FROM:<slowack30@example.com>")
+    _, outputs = content.committed(state, None, CTX)
+    assert [o for o in outputs if isinstance(o, Wait)] == [Wait(30.0)]
+    assert _committed("slowack30@example.com", CTX) == ["Log", "Wait", 250, "Accepted"]
+
+
+def test_a_transfer_fault_lasts_one_transaction() -> None:
+    state, _, _ = run(at(Phase.MAIL), "MAIL FROM:<noack@example.com>")
+    assert state.fault is not None
+    assert run(state, "RSET")[0].fault is None
+
+
+def test_noack_makes_a_naive_retry_loop_deliver_twice() -> None:
+    with serving(ports=[0]) as server:
+        attempts = 0
+        for _ in range(3):
+            attempts += 1
+            try:
+                _send(server.port, "noackx1+dup@example.com", "bob@example.com")
+                break
+            except smtplib.SMTPServerDisconnected:
+                continue  # "no 250: it was not delivered" (it was)
+        assert attempts == 2
+        assert len(server.wait_for_messages(2)) == 2
+
+
+def test_slowack_delays_the_250_on_the_wire() -> None:
+    with serving(ports=[0]) as server, Client(server.port) as c:
+        c.reply()
+        c.command(b"EHLO client.example")
+        c.command(b"MAIL FROM:<slowack1@example.com>")
+        c.command(b"RCPT TO:<bob@example.com>")
+        c.command(b"DATA")
+        t0 = time.monotonic()
+        assert c.command(b"Subject: x\r\n\r\nhi\r\n.") == b"250 2.0.0 OK Message accepted for delivery\r\n"
+        assert 1.0 <= time.monotonic() - t0 < 3.0
+
+
+# -- transfer faults: dropafter ----------------------------------------------------------
+def _data_session(port: int, sender: str) -> Client:
+    c = Client(port)
+    c.reply()
+    c.command(b"EHLO client.example")
+    assert c.command(f"MAIL FROM:<{sender}>".encode())[:3] == b"250"
+    assert c.command(b"RCPT TO:<bob@example.com>")[:3] == b"250"
+    return c
+
+
+def test_dropafter_closes_once_n_octets_of_data_arrived_and_stores_nothing() -> None:
+    with serving(ports=[0], mailbox_dir=None) as server:
+        with _data_session(server.port, "dropafter10@example.com") as c:
+            assert c.command(b"DATA")[:3] == b"354"
+            c.send(b"123456789")  # 9 octets: not yet
+            c.send(b"0123456789\r\n")
+            assert c.read_to_eof() == b""  # closed, no reply
+        with _data_session(server.port, "alice@example.com") as c:  # the server goes on
+            assert c.command(b"DATA")[:3] == b"354"
+            assert c.command(b"hi\r\n.")[:3] == b"250"
+        assert [m.sender for m in server.wait_for_messages(1)] == ["alice@example.com"]
+
+
+def test_dropafter0_closes_right_after_the_354() -> None:
+    with serving(ports=[0]) as server, _data_session(server.port, "dropafter0@example.com") as c:
+        assert c.command(b"DATA") == b"354 End data with <CR><LF>.<CR><LF>\r\n"
+        assert c.read_to_eof() == b""
+    assert server.messages == []
+
+
+def test_dropafter_counts_bdat_chunk_octets() -> None:
+    with serving(ports=[0]) as server, _data_session(server.port, "dropafter5@example.com") as c:
+        c.send(b"BDAT 4\r\nabcd")
+        assert c.reply() == b"250 2.0.0 OK\r\n"
+        c.send(b"BDAT 4 LAST\r\nef")  # the fifth octet arrives
+        assert c.read_to_eof() == b""
+    assert server.messages == []
+
+
+def test_dropafter_counts_once_then_the_message_goes_through() -> None:
+    with serving(ports=[0]) as server:
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            _send(server.port, "dropafter1x1+once@example.com", "bob@example.com")
+        _send(server.port, "dropafter1x1+once@example.com", "bob@example.com")
+        assert len(server.wait_for_messages(1)) == 1
