@@ -9,7 +9,7 @@
 import logging
 
 from .api import BadSMTP
-from .builders import address, ehlo_name, helo_trigger_name
+from .builders import address, ehlo_name, fault_address, helo_trigger_name
 from .config import Config, ConfigError, Listener, Role
 from .extensions import (
     Authenticator,
@@ -49,6 +49,7 @@ __all__ = [
     "Transcript",
     "address",
     "ehlo_name",
+    "fault_address",
     "helo_trigger_name",
     "__version__",
 ]

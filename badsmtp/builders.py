@@ -20,7 +20,15 @@ from collections.abc import Iterable
 from . import commands, triggers
 from .replies import ReplyError
 
-__all__ = ["address", "ehlo_name", "helo_trigger_name", "ADDRESS_VERBS", "CAPABILITIES"]
+__all__ = [
+    "ADDRESS_VERBS",
+    "CAPABILITIES",
+    "TRANSFER_FAULTS",
+    "address",
+    "ehlo_name",
+    "fault_address",
+    "helo_trigger_name",
+]
 
 ADDRESS_VERBS = triggers.ADDRESS_VERBS  # in the documented order, for error messages
 # The capabilities a ``no...`` keyword switches off, by the name a test uses:
@@ -106,6 +114,36 @@ def address(
             raise ValueError(f"enhanced status code must look like x.y.z (digits), not {enhanced!r}")
         local += "_" + enhanced
     return f"{local}{_times(times)}{_tag(tag)}@{_domain(domain)}"
+
+
+TRANSFER_FAULTS = ("dropafter", "noack", "slowack")
+_AMOUNTS = {"dropafter": (0, triggers.DROP_MAX), "slowack": (1, triggers.DLAY_MAX)}
+
+
+def fault_address(
+    fault: str,
+    amount: int | None = None,
+    *,
+    times: int | None = None,
+    tag: str | None = None,
+    domain: str = "example.com",
+) -> str:
+    """A MAIL FROM address that arms a transfer fault for its transaction
+    (badsmtp(1), Transfer faults): ``fault_address("dropafter", 100)`` →
+    ``"dropafter100@example.com"``, ``fault_address("noack", times=1)`` →
+    ``"noackx1@example.com"``, ``fault_address("slowack", 30)``."""
+    if fault not in TRANSFER_FAULTS:
+        raise ValueError(f"unknown transfer fault {fault!r}; expected one of {', '.join(TRANSFER_FAULTS)}")
+    if fault == "noack":
+        if amount is not None:
+            raise ValueError("noack takes no amount")
+        number = ""
+    elif _whole(amount, *_AMOUNTS[fault]):
+        number = str(amount)
+    else:
+        what = "octets from 0" if fault == "dropafter" else f"seconds from 1 to {triggers.DLAY_MAX}"
+        raise ValueError(f"{fault} needs a whole number of {what}, not {amount!r}")
+    return f"{fault}{number}{_times(times)}{_tag(tag)}@{_domain(domain)}"
 
 
 def _times(times: int | None) -> str:

@@ -20,8 +20,8 @@ from test_protocol import CTX, at, run
 import badsmtp
 from badsmtp import triggers
 from badsmtp.protocol import Context, Phase
-from badsmtp.runtime import TriggerUses
 from badsmtp.replies import Reply
+from badsmtp.runtime import TriggerUses
 from badsmtp.triggers import Trigger
 
 
@@ -380,3 +380,32 @@ def test_dropafter_counts_once_then_the_message_goes_through() -> None:
             _send(server.port, "dropafter1x1+once@example.com", "bob@example.com")
         _send(server.port, "dropafter1x1+once@example.com", "bob@example.com")
         assert len(server.wait_for_messages(1)) == 1
+
+
+def test_the_fault_builder_spells_what_the_server_reads() -> None:
+    built = {
+        badsmtp.fault_address("dropafter", 0): ("dropafter", 0, None),
+        badsmtp.fault_address("noack", times=1, tag="t"): ("noack", 0, 1),
+        badsmtp.fault_address("slowack", 605, times=3): ("slowack", 605, 3),
+    }
+    for address, expected in built.items():
+        fault = triggers.transfer_fault(address)
+        assert fault is not None and (fault.kind, fault.amount, fault.times) == expected
+    assert badsmtp.fault_address("dropafter", 100) == "dropafter100@example.com"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("slowack", 0), "slowack needs a whole number of seconds from 1 to 605, not 0"),
+        (("slowack", None), "slowack needs a whole number of seconds from 1 to 605, not None"),
+        (("noack", 3), "noack takes no amount"),
+        (("dropafter", -1), "dropafter needs a whole number of octets from 0, not -1"),
+        (("boom", 1), "unknown transfer fault 'boom'; expected one of dropafter, noack, slowack"),
+    ],
+)
+def test_the_fault_builder_refuses_what_the_server_would_not_read(
+    args: tuple[str, int | None], message: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        badsmtp.fault_address(*args)
