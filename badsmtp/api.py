@@ -263,6 +263,17 @@ class BadSMTP:
         with certificate and host-name verification on."""
         return self._tls_provider().client_context(name)
 
+    def ca_pem(self) -> str:
+        """PEM of this server's test CA, which issues the TLS fault certificates
+        (README, TLS faults); generated on first use, then the same."""
+        return str(self._tls_provider().ca_pem())
+
+    def ca_client_context(self) -> Any:
+        """A verifying client ``ssl.SSLContext`` that trusts this server's test
+        CA and its default certificate: the default certificate passes, each
+        TLS fault fails for its own reason."""
+        return self._tls_provider().ca_client_context()
+
     # -- internals ------------------------------------------------------------------
     def _context(self) -> protocol.Context:
         c = self.config

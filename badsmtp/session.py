@@ -51,6 +51,14 @@ def _greeting(identity: str) -> Reply:
     return Reply(220, (replies.GREETING.format(identity=identity),))
 
 
+def _handshake(fault: str | None) -> list[protocol.Output]:
+    """The implicit TLS handshake, with the listener's TLS fault if any."""
+    if fault is None:
+        return [StartTLS()]
+    return [Log("WARN", "TLS fault triggered", {"tls_fault": fault, "smtp_stage": "connect"}),
+            StartTLS(fault)]  # fmt: skip
+
+
 class Session(Framing):
     """One SMTP connection's protocol state.  Not thread-safe: one per thread."""
 
@@ -63,6 +71,7 @@ class Session(Framing):
         greeting_delay: float = 0.0,
         drop_after: float | None = None,
         handshake_first: bool = False,
+        tls_fault: str | None = None,
         stream: bool = True,
         challenge: str = "<0.0@badsmtp.test>",
         notify: bool = False,
@@ -75,6 +84,7 @@ class Session(Framing):
         self._greeting_delay = greeting_delay
         self._drop_after = drop_after
         self._handshake_first = handshake_first  # implicit TLS (RFC 8314 §3)
+        self._tls_fault = tls_fault  # the listener's (badsmtp(1), TLS FAULTS)
         self._stream = stream  # pass content to the store, or only count it
         self._challenge = challenge  # the connection's CRAM challenge (RFC 2195 §2), as data
         self._exchanges = 0  # SASL exchanges so far: each gets a challenge of its own
@@ -106,7 +116,7 @@ class Session(Framing):
             opening.append(Close())
         else:
             if self._handshake_first:
-                opening.append(StartTLS())
+                opening.extend(_handshake(self._tls_fault))
             if self._greeting_delay:
                 opening.append(Wait(self._greeting_delay))
             opening.append(greeting)

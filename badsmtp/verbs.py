@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import Callable
 
 from . import auth, commands, replies, triggers
-from .actions import Abort, Close, StartTLS, Wait
+from .actions import Abort, Close, Log, StartTLS, Wait
 from .replies import Reply, ReplyError
 from .state import (
     Authenticate,
@@ -173,7 +173,13 @@ def _quit(state: State, args: list[str], ctx: Context) -> Result:
 def _starttls(state: State, args: list[str], ctx: Context) -> Result:
     if state.tls:
         raise ReplyError(replies.TLS_ALREADY)
-    return state, [replies.TLS_READY, StartTLS()]
+    fault = state.caps.tls_fault
+    if fault is None:
+        return state, [replies.TLS_READY, StartTLS()]
+    log = Log("WARN", "TLS fault triggered", {"tls_fault": fault, "smtp_stage": "STARTTLS"})
+    if fault == "tlsabort":  # the 220, then the connection closes: no handshake
+        return state, [replies.TLS_READY, log, Close()]
+    return state, [replies.TLS_READY, log, StartTLS(fault)]
 
 
 def _vrfy(state: State, args: list[str], ctx: Context) -> Result:

@@ -1,0 +1,213 @@
+"""badssl for SMTP (README, TLS faults; badsmtp(1), TLS FAULTS): the EHLO
+keyword and the listener option that select a TLS fault, through the pure
+core (no sockets, no clock); then each fault against real clients: a
+verifying ``ssl`` client fails for the fault's own reason, one with
+verification off completes a transaction, and ``tlsabort`` gives
+``openssl s_client`` the 220 and then nothing."""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import socket
+import ssl
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fakeshell import greeted
+from helpers import Client, needs_tool, serving
+
+from badsmtp import BadSMTP, Listener
+from badsmtp.actions import Close, Log, Send, StartTLS
+from badsmtp.config import TLS_FAULTS, ConfigError, Role
+from badsmtp.protocol import Context
+from badsmtp.session import Session
+from badsmtp.triggers import ehlo_capabilities
+
+READY = b"220 2.0.0 Ready to start TLS\r\n"
+CERT_FAULTS = ("certexpired", "certfuture", "certwronghost", "certselfsigned")
+# What OpenSSL says for each (ssl.SSLCertVerificationError.verify_message), by
+# the host name the client checks; OpenSSL 1.1 spells "self signed" without the hyphen.
+REASONS = {
+    "certexpired": ("certificate has expired",),
+    "certfuture": ("certificate is not yet valid",),
+    "certwronghost": (
+        "Hostname mismatch, certificate is not valid for 'badsmtp.test'.",
+        "IP address mismatch, certificate is not valid for '127.0.0.1'.",
+    ),
+    "certselfsigned": ("self-signed certificate", "self signed certificate"),
+}
+
+
+# == the core: which fault a session asks the shell for ==========================
+@pytest.mark.parametrize("fault", TLS_FAULTS)
+def test_the_ehlo_keyword_selects_the_fault(fault: str) -> None:
+    caps = ehlo_capabilities(f"{fault}.example.com", False, "badsmtp.test")
+    assert caps.tls_fault == fault
+    assert ehlo_capabilities(f"X-{fault.upper()}-1.example", False, "badsmtp.test").tls_fault == fault
+
+
+def test_no_keyword_no_fault_and_none_once_encrypted() -> None:
+    assert ehlo_capabilities("client.example", False, "badsmtp.test").tls_fault is None
+    assert ehlo_capabilities("certexpired.example", True, "badsmtp.test").tls_fault is None
+
+
+def test_of_several_keywords_the_rightmost_wins() -> None:
+    assert ehlo_capabilities("certexpired-tlsabort.example", False, "x").tls_fault == "tlsabort"
+    assert ehlo_capabilities("tlsabort-certfuture.example", False, "x").tls_fault == "certfuture"
+
+
+def test_the_keyword_leaves_the_ehlo_reply_alone() -> None:
+    plain = greeted(b"EHLO client.example").sent.split(b"\r\n", 1)[1]
+    assert greeted(b"EHLO certexpired.example").sent.split(b"\r\n", 1)[1] == plain
+
+
+@pytest.mark.parametrize("fault", CERT_FAULTS)
+def test_starttls_hands_the_certificate_fault_to_the_shell(fault: str) -> None:
+    wire = greeted(f"EHLO {fault}.example.com".encode())
+    actions = wire.session.receive_data(b"STARTTLS\r\n")
+    assert Send(READY) in actions and actions[-1] == StartTLS(fault)
+    logs = [a for a in actions if isinstance(a, Log)]
+    assert [(log.message, log.fields["tls_fault"]) for log in logs] == [("TLS fault triggered", fault)]
+
+
+def test_starttls_tlsabort_is_the_220_then_close_without_a_handshake() -> None:
+    wire = greeted(b"EHLO tlsabort.example.com")
+    assert wire.feed(b"STARTTLS\r\nNOOP\r\n") == READY
+    assert wire.closed and wire.handshakes == 0
+    assert not any(isinstance(a, StartTLS) for a in wire.actions)
+
+
+def test_rset_keeps_the_fault_and_a_new_ehlo_replaces_it() -> None:
+    wire = greeted(b"EHLO certfuture.example")
+    wire.feed(b"RSET\r\n")
+    assert wire.session.state.caps.tls_fault == "certfuture"
+    wire.feed(b"EHLO client.example\r\n")
+    actions = wire.session.receive_data(b"STARTTLS\r\n")
+    assert actions == [Send(READY), StartTLS()]
+
+
+@pytest.mark.parametrize("fault", TLS_FAULTS)
+def test_an_implicit_tls_listener_fault_opens_the_session(fault: str) -> None:
+    session = Session(Context(), handshake_first=True, tls_fault=fault)
+    opening = session.greeting()
+    assert opening[-1] == StartTLS(fault)
+    assert [a.fields["tls_fault"] for a in opening if isinstance(a, Log)] == [fault]
+    assert Session(Context(), handshake_first=True).greeting() == [StartTLS()]
+
+
+def test_the_listener_option() -> None:
+    listener = Listener(0, "tls", tls_fault="certexpired")
+    assert (listener.role, listener.tls, listener.tls_fault) == (Role.TLS_FAULT, True, "certexpired")
+    assert Listener(0, tls_fault="tlsabort").at(2600) == Listener(2600, "tls_fault", tls_fault="tlsabort")
+    assert Listener(0, "tls").tls_fault is None
+    with pytest.raises(ConfigError, match="not one of"):
+        Listener(0, "tls", tls_fault="certbroken")
+    with pytest.raises(ConfigError, match="implicit TLS"):
+        Listener(0, "starttls", tls_fault="certexpired")
+    with pytest.raises(ConfigError, match="needs tls_fault="):
+        Listener(0, "tls_fault")
+
+
+# == real clients ================================================================
+@pytest.fixture(scope="module")
+def srv() -> Iterator[BadSMTP]:
+    """A plain listener (STARTTLS with the EHLO keywords) and one implicit TLS
+    listener per fault, in the order of TLS_FAULTS."""
+    listeners = [Listener(0, "tls", tls_fault=fault) for fault in TLS_FAULTS]
+    with serving(ports=[0, *listeners]) as server:
+        yield server
+
+
+def unverified() -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def fault_port(server: BadSMTP, fault: str) -> int:
+    return server.ports[1 + TLS_FAULTS.index(fault)]
+
+
+@pytest.mark.parametrize("host", ["badsmtp.test", "127.0.0.1"])
+@pytest.mark.parametrize("fault", CERT_FAULTS)
+def test_starttls_fault_fails_a_verifying_client_for_its_own_reason(srv: BadSMTP, fault: str, host: str) -> None:
+    with smtplib.SMTP("127.0.0.1", srv.port, timeout=5) as smtp:
+        smtp._host = host  # the name smtplib checks the certificate against  # type: ignore[attr-defined]
+        smtp.ehlo(f"{fault}.example.com")
+        with pytest.raises(ssl.SSLCertVerificationError) as caught:
+            smtp.starttls(context=srv.ca_client_context())
+    assert caught.value.verify_message in REASONS[fault]
+
+
+@pytest.mark.parametrize("fault", CERT_FAULTS)
+def test_implicit_tls_fault_fails_a_verifying_client_for_its_own_reason(srv: BadSMTP, fault: str) -> None:
+    with pytest.raises(ssl.SSLCertVerificationError) as caught:
+        smtplib.SMTP_SSL("127.0.0.1", fault_port(srv, fault), context=srv.ca_client_context(), timeout=5)
+    assert caught.value.verify_message in REASONS[fault]
+
+
+@pytest.mark.parametrize("fault", CERT_FAULTS)
+def test_each_fault_passes_with_verification_off(srv: BadSMTP, fault: str) -> None:
+    before = len(srv.messages)
+    with smtplib.SMTP("127.0.0.1", srv.port, timeout=5) as smtp:
+        smtp.ehlo(f"{fault}.example.com")
+        smtp.starttls(context=unverified())
+        smtp.sendmail("a@example.com", ["b@example.com"], b"Subject: starttls\r\n\r\nhi\r\n")
+    with smtplib.SMTP_SSL("127.0.0.1", fault_port(srv, fault), context=unverified(), timeout=5) as smtp:
+        smtp.sendmail("a@example.com", ["b@example.com"], b"Subject: implicit\r\n\r\nhi\r\n")
+    assert len(srv.wait_for_messages(before + 2)) == before + 2
+
+
+def test_the_default_certificate_still_verifies_with_the_ca_context(srv: BadSMTP) -> None:
+    with smtplib.SMTP("127.0.0.1", srv.port, timeout=5) as smtp:
+        smtp.ehlo("client.example")
+        smtp.starttls(context=srv.ca_client_context())
+        assert smtp.noop()[0] == 250
+
+
+def test_a_client_trusting_only_the_default_certificate_rejects_a_ca_issued_one(srv: BadSMTP) -> None:
+    # certwronghost's only fault is its name; without the CA it is untrusted too.
+    with pytest.raises(ssl.SSLCertVerificationError) as caught:
+        smtplib.SMTP_SSL("127.0.0.1", fault_port(srv, "certwronghost"), context=srv.client_ssl_context(), timeout=5)
+    assert caught.value.verify_message == "unable to get local issuer certificate"
+
+
+def test_the_ca_is_one_per_server_and_a_ca(srv: BadSMTP) -> None:
+    from cryptography import x509
+
+    assert srv.ca_pem() == srv.ca_pem()
+    ca = x509.load_pem_x509_certificate(srv.ca_pem().encode())
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    with BadSMTP(ports=[0]) as other:
+        assert other.ca_pem() != srv.ca_pem()
+
+
+def test_starttls_tlsabort_smtplib_sees_the_220_then_the_end(srv: BadSMTP) -> None:
+    with Client(srv.port) as client:
+        client.reply()
+        client.command(b"EHLO tlsabort.example.com\r\n")
+        client.send(b"STARTTLS\r\n")
+        assert client.read_to_eof() == READY
+
+
+def test_implicit_tlsabort_closes_after_the_client_hello(srv: BadSMTP) -> None:
+    with socket.create_connection(("127.0.0.1", fault_port(srv, "tlsabort")), timeout=5) as raw:
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            unverified().wrap_socket(raw, server_hostname="badsmtp.test")
+
+
+@needs_tool("openssl", "openssl")
+def test_openssl_s_client_starttls_tlsabort_sees_220_then_eof(srv: BadSMTP) -> None:
+    # -debug dumps what s_client reads in plain text: the 220 to STARTTLS.
+    argv = ["openssl", "s_client", "-connect", f"127.0.0.1:{srv.port}", "-starttls", "smtp",
+            "-name", "tlsabort.example.com", "-crlf", "-debug"]  # fmt: skip
+    done = subprocess.run(argv, input=b"", capture_output=True, timeout=20, check=False)
+    out = (done.stdout + done.stderr).decode(errors="replace")
+    assert done.returncode != 0, out
+    assert "220 2.0.0 Ready " in out  # the hex dump's text column, 16 octets a line
+    assert "no peer certificate available" in out
+    assert "Cipher is (NONE)" in out and "BEGIN CERTIFICATE" not in out
