@@ -83,6 +83,7 @@ def _announce(server: BadSMTP, settings: Settings) -> None:
     # port file can read both at once (badsmtp(1), --write-tls-cert).
     files: list[tuple[str | None, str, Callable[[], str]]] = [
         (settings.write_tls_cert, "certificate file", server.certificate_pem),
+        (settings.write_tls_ca, "CA file", server.ca_pem),
         (settings.port_file, "port file", lambda: json.dumps(port_fields(server)) + "\n"),
     ]
     for path, what, produce in files:

@@ -113,6 +113,11 @@ def build_parser(values: dict[str, str] | None = None) -> _Parser:
         metavar="FILE",
         help="once bound, write the default self-signed certificate (PEM) to FILE (command line only)",
     )
+    groups[TLS].add_argument(
+        "--write-tls-ca",
+        metavar="FILE",
+        help="once bound, write the test CA of the TLS faults (PEM) to FILE (command line only)",
+    )
     return parser
 
 

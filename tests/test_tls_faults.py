@@ -7,7 +7,8 @@ verification off completes a transaction, and ``tlsabort`` gives
 
 from __future__ import annotations
 
-import logging
+import json
+import signal
 import smtplib
 import socket
 import ssl
@@ -17,10 +18,10 @@ from pathlib import Path
 
 import pytest
 from fakeshell import greeted
-from helpers import Client, needs_tool, serving
+from helpers import Client, needs_tool, posix_signals, serving
 
 from badsmtp import BadSMTP, Listener
-from badsmtp.actions import Close, Log, Send, StartTLS
+from badsmtp.actions import Log, Send, StartTLS
 from badsmtp.config import TLS_FAULTS, ConfigError, Role
 from badsmtp.protocol import Context
 from badsmtp.session import Session
@@ -195,9 +196,11 @@ def test_starttls_tlsabort_smtplib_sees_the_220_then_the_end(srv: BadSMTP) -> No
 
 
 def test_implicit_tlsabort_closes_after_the_client_hello(srv: BadSMTP) -> None:
-    with socket.create_connection(("127.0.0.1", fault_port(srv, "tlsabort")), timeout=5) as raw:
-        with pytest.raises((ssl.SSLError, ConnectionError)):
-            unverified().wrap_socket(raw, server_hostname="badsmtp.test")
+    with (
+        socket.create_connection(("127.0.0.1", fault_port(srv, "tlsabort")), timeout=5) as raw,
+        pytest.raises((ssl.SSLError, ConnectionError)),
+    ):
+        unverified().wrap_socket(raw, server_hostname="badsmtp.test")
 
 
 @needs_tool("openssl", "openssl")
@@ -211,3 +214,105 @@ def test_openssl_s_client_starttls_tlsabort_sees_220_then_eof(srv: BadSMTP) -> N
     assert "220 2.0.0 Ready " in out  # the hex dump's text column, 16 octets a line
     assert "no peer certificate available" in out
     assert "Cipher is (NONE)" in out and "BEGIN CERTIFICATE" not in out
+
+
+# == the port plan (badsmtp(1), PORT MAP) ========================================
+def test_the_default_plan_ends_with_the_five_fault_ports() -> None:
+    from badsmtp.config import Config
+    from badsmtp.portplan import help_reply, listener_for_port, plan_listeners, port_fields, summary
+
+    config = Config()
+    plan = plan_listeners(config)
+    assert len(plan) == 309
+    assert plan[-5:] == [Listener(25800 + i, "tls_fault", tls_fault=f) for i, f in enumerate(TLS_FAULTS)]
+    assert listener_for_port(25802, config) == Listener(25802, tls_fault="certwronghost")
+    assert listener_for_port(25805, config) == Listener(25805)
+    assert port_fields(config, plan)["tls_fault_ports"] == {f: 25800 + i for i, f in enumerate(TLS_FAULTS)}
+    assert ", immediate drop 6000, TLS faults 25800-25804; storage off; 309 listeners" in summary(config, plan, "1")
+    assert b"implicit TLS: ports 25800-25804, in that order" in help_reply(config, plan).render(False)
+
+
+def test_fault_ports_can_move_or_be_ephemeral() -> None:
+    from badsmtp.config import Config
+    from badsmtp.portplan import listener_for_port, plan_listeners, summary
+
+    moved = Config(tls_fault_port_start=7000)
+    assert [listener.port for listener in plan_listeners(moved)[-5:]] == list(range(7000, 7005))
+    assert listener_for_port(7004, moved).tls_fault == "tlsabort"
+    ephemeral = Config(tls_fault_port_start=0)
+    assert [listener.port for listener in plan_listeners(ephemeral)[-5:]] == [0] * 5
+    assert listener_for_port(0, ephemeral) == Listener(0)
+    bound = [listener.at(40000 + i * 7) for i, listener in enumerate(plan_listeners(ephemeral)[-5:])]
+    assert "TLS faults certexpired 40000, certfuture 40007, certwronghost 40014" in summary(ephemeral, bound, "1")
+
+
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        ({"tls_fault_port_start": 3098}, "port ranges overlap: greeting delay (3000-3099) and TLS fault (3098-3102)"),
+        ({"tls_fault_port_start": 65533}, "TLS fault range (65533-65537) is out of range (1-65535)"),
+        ({"tls_port": 25803}, "TLS port 25803 conflicts with TLS fault range (25800-25804)"),
+    ],
+)
+def test_the_fault_range_is_validated_like_the_others(settings: dict[str, int], problem: str) -> None:
+    from badsmtp.config import Config, PortConfigError
+    from badsmtp.portplan import validate_ports
+
+    with pytest.raises(PortConfigError) as caught:
+        validate_ports(Config(**settings))
+    assert str(caught.value) == problem
+    validate_ports(Config(tls_fault_port_start=0, tls_port=0))
+
+
+def test_the_server_binds_a_listener_fault_on_port_0(srv: BadSMTP) -> None:
+    assert [listener.tls_fault for listener in srv.listeners[1:]] == list(TLS_FAULTS)
+    assert srv.port_for("tls_fault") == srv.ports[1]
+
+
+# == the command line: --write-tls-ca, the port file ===============================
+def peer_pem(port: int) -> str:
+    """The certificate an implicit TLS port presents, fetched without verifying."""
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        unverified().wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return ssl.DER_cert_to_PEM_cert(der)
+
+
+@posix_signals
+@needs_tool("openssl", "openssl")
+def test_write_tls_ca_is_a_trust_anchor_for_the_fault_leaves(tmp_path: Path) -> None:
+    from test_cli_config import ephemeral_argv, finish, first_line, start
+
+    ca, port_file = tmp_path / "ca.pem", tmp_path / "ports.json"
+    proc = start([*ephemeral_argv(), "--write-tls-ca", str(ca), "--port-file", str(port_file)], tmp_path)
+    try:
+        summary = first_line(proc.stderr, timeout=30).decode()
+        faults = json.loads(port_file.read_text(encoding="utf-8"))["tls_fault_ports"]
+        assert list(faults) == list(TLS_FAULTS) and "TLS faults certexpired " in summary
+        leaves = {}
+        for fault in ("certwronghost", "certexpired", "certselfsigned"):
+            leaves[fault] = tmp_path / f"{fault}.pem"
+            leaves[fault].write_text(peer_pem(faults[fault]), encoding="ascii")
+        # ssl loads it, and a verifying client fails on certexpired for that reason alone.
+        context = ssl.create_default_context(cafile=str(ca))
+        with pytest.raises(ssl.SSLCertVerificationError) as caught:
+            smtplib.SMTP_SSL("127.0.0.1", faults["certexpired"], context=context, timeout=5)
+        assert caught.value.verify_message == "certificate has expired"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        status, _, err = finish(proc)
+    assert status == 0 and err == b""
+    assert ca.read_text(encoding="ascii").startswith("-----BEGIN CERTIFICATE-----\n")
+
+    def verify(leaf: Path) -> str:
+        argv = ["openssl", "verify", "-x509_strict", "-CAfile", str(ca), str(leaf)]
+        done = subprocess.run(argv, capture_output=True, timeout=20, check=False)
+        return (done.stdout + done.stderr).decode(errors="replace")
+
+    assert verify(leaves["certwronghost"]).strip() == f"{leaves['certwronghost']}: OK"  # no name check here
+    assert "certificate has expired" in verify(leaves["certexpired"])
+    selfsigned = verify(leaves["certselfsigned"])
+    assert "self-signed certificate" in selfsigned or "self signed certificate" in selfsigned
