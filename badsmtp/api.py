@@ -34,7 +34,7 @@ class BadSMTP:
     ``ports`` takes port numbers (each gets the role the README's port plan
     gives it; any other number, ``0`` included, is a normal SMTP listener) and
     :class:`Listener` descriptions (``Listener(0, "greeting_delay", 0.2)``).
-    Without ``ports`` the whole default plan of 304 listeners is opened.
+    Without ``ports`` the whole default plan of 309 listeners is opened.
 
     Every configuration key is a keyword argument (``tls_hostname=``,
     ``mailbox_dir=``, ``max_recipients=``…).  Accepted messages are kept in

@@ -1,5 +1,5 @@
 """The port plan (badsmtp(1), PORT MAP) and everything derived from it: the
-listener each port number gets, the default plan of 304 listeners, its
+listener each port number gets, the default plan of 309 listeners, its
 validation, and what is said about the ports actually bound (the HELP
 reply, the ``--port-file`` fields, the start-up line).  Pure functions of the
 configuration and the bound listeners.

@@ -316,3 +316,33 @@ def test_write_tls_ca_is_a_trust_anchor_for_the_fault_leaves(tmp_path: Path) -> 
     assert "certificate has expired" in verify(leaves["certexpired"])
     selfsigned = verify(leaves["certselfsigned"])
     assert "self-signed certificate" in selfsigned or "self signed certificate" in selfsigned
+
+
+# == the builder ===================================================================
+@pytest.mark.parametrize("fault", TLS_FAULTS)
+def test_ehlo_name_builds_each_tls_fault_keyword(fault: str) -> None:
+    import badsmtp
+
+    name = badsmtp.ehlo_name(tls=fault)
+    assert name == f"{fault}.example.com"
+    assert ehlo_capabilities(name, False, "x").tls_fault == fault
+    assert badsmtp.ehlo_name(no=["pipelining"], tls=fault) == f"nopipelining-{fault}.example.com"
+
+
+def test_ehlo_name_refuses_an_unknown_tls_fault_and_a_fault_domain() -> None:
+    import badsmtp
+
+    with pytest.raises(ValueError, match="expected one of certexpired, certfuture, certwronghost"):
+        badsmtp.ehlo_name(tls="expired")
+    with pytest.raises(ValueError, match="holds an EHLO keyword"):
+        badsmtp.ehlo_name(domain="certexpired.example")
+
+
+def test_ehlo_name_tls_fault_live(srv: BadSMTP) -> None:
+    import badsmtp
+
+    with smtplib.SMTP("127.0.0.1", srv.port, timeout=5) as smtp:
+        smtp.ehlo(badsmtp.ehlo_name(tls="certfuture"))
+        with pytest.raises(ssl.SSLCertVerificationError) as caught:
+            smtp.starttls(context=srv.ca_client_context())
+    assert caught.value.verify_message == "certificate is not yet valid"
