@@ -8,6 +8,7 @@ verification off completes a transaction, and ``tlsabort`` gives
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import smtplib
 import socket
@@ -346,3 +347,34 @@ def test_ehlo_name_tls_fault_live(srv: BadSMTP) -> None:
         with pytest.raises(ssl.SSLCertVerificationError) as caught:
             smtp.starttls(context=srv.ca_client_context())
     assert caught.value.verify_message == "certificate is not yet valid"
+
+
+# == what the logs and --print-config say ==========================================
+def test_a_fault_that_fires_is_logged_with_its_name(srv: BadSMTP) -> None:
+    from helpers import log_records
+
+    def fired(records: list[logging.LogRecord]) -> list[object]:
+        return [r.__dict__["fields"].get("tls_fault") for r in records if r.getMessage() == "TLS fault triggered"]
+
+    with log_records() as logs:
+        with smtplib.SMTP("127.0.0.1", srv.port, timeout=5) as smtp:
+            smtp.ehlo("certselfsigned.example.com")
+            with pytest.raises(ssl.SSLCertVerificationError):
+                smtp.starttls(context=srv.ca_client_context())
+        with pytest.raises(ssl.SSLCertVerificationError):
+            smtplib.SMTP_SSL("127.0.0.1", fault_port(srv, "certfuture"), context=srv.ca_client_context(), timeout=5)
+        logs.wait_for(lambda records: len(fired(records)) == 2, what="two TLS fault records")
+    assert sorted(map(str, fired(logs.records))) == ["certfuture", "certselfsigned"]
+
+
+def test_print_config_shows_the_fault_port_start(tmp_path: Path) -> None:
+    import os
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BADSMTP_")}
+    env.update(HOME=str(tmp_path), BADSMTP_TLS_FAULT_PORT_START="0")
+    argv = [sys.executable, "-m", "badsmtp", "--print-config"]
+    done = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, timeout=30, check=True)
+    lines = done.stdout.decode().splitlines()
+    (line,) = [line for line in lines if line.startswith("tls_fault_port_start:")]
+    assert line.split("#") == ["tls_fault_port_start: 0".ljust(48), " env BADSMTP_TLS_FAULT_PORT_START"]
