@@ -39,7 +39,7 @@ from .framing import MAX_AUTH_LINE, MAX_LINE, Framing
 from .protocol import Context, Phase, State
 from .readers import AuthReader, ChunkReader, DataReader
 from .replies import Reply, ReplyError
-from .state import Result
+from .state import Result, tls_fault_fired
 
 __all__ = ["MAX_AUTH_LINE", "MAX_LINE", "Session"]
 
@@ -49,14 +49,6 @@ _IDLE = Transaction()
 @lru_cache(maxsize=16)
 def _greeting(identity: str) -> Reply:
     return Reply(220, (replies.GREETING.format(identity=identity),))
-
-
-def _handshake(fault: str | None) -> list[protocol.Output]:
-    """The implicit TLS handshake, with the listener's TLS fault if any."""
-    if fault is None:
-        return [StartTLS()]
-    return [Log("WARN", "TLS fault triggered", {"tls_fault": fault, "smtp_stage": "connect"}),
-            StartTLS(fault)]  # fmt: skip
 
 
 class Session(Framing):
@@ -115,8 +107,10 @@ class Session(Framing):
                 opening.append(Wait(self._drop_after))
             opening.append(Close())
         else:
+            if self._handshake_first and self._tls_fault is not None:
+                opening.append(tls_fault_fired(self._tls_fault, "connect"))
             if self._handshake_first:
-                opening.extend(_handshake(self._tls_fault))
+                opening.append(StartTLS(self._tls_fault))
             if self._greeting_delay:
                 opening.append(Wait(self._greeting_delay))
             opening.append(greeting)

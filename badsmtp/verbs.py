@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import Callable
 
 from . import auth, commands, replies, triggers
-from .actions import Abort, Close, Log, StartTLS, Wait
+from .actions import Abort, Close, StartTLS, Wait
 from .replies import Reply, ReplyError
 from .state import (
     Authenticate,
@@ -25,6 +25,7 @@ from .state import (
     State,
     fired,
     reset,
+    tls_fault_fired,
 )
 from .triggers import HELO_CAPABILITIES, Trigger
 
@@ -176,7 +177,7 @@ def _starttls(state: State, args: list[str], ctx: Context) -> Result:
     fault = state.caps.tls_fault
     if fault is None:
         return state, [replies.TLS_READY, StartTLS()]
-    log = Log("WARN", "TLS fault triggered", {"tls_fault": fault, "smtp_stage": "STARTTLS"})
+    log = tls_fault_fired(fault, "STARTTLS")
     if fault == "tlsabort":  # the 220, then the connection closes: no handshake
         return state, [replies.TLS_READY, log, Close()]
     return state, [replies.TLS_READY, log, StartTLS(fault)]

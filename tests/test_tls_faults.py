@@ -378,3 +378,14 @@ def test_print_config_shows_the_fault_port_start(tmp_path: Path) -> None:
     lines = done.stdout.decode().splitlines()
     (line,) = [line for line in lines if line.startswith("tls_fault_port_start:")]
     assert line.split("#") == ["tls_fault_port_start: 0".ljust(48), " env BADSMTP_TLS_FAULT_PORT_START"]
+
+
+@pytest.mark.parametrize("fault", ["certexpired", "certfuture", "certselfsigned"])
+def test_the_fault_certificate_carries_the_sni_name_asked_for(srv: BadSMTP, fault: str) -> None:
+    # Only the fault fails, whatever name the client dials (the default certificate's rule).
+    with (
+        socket.create_connection(("127.0.0.1", fault_port(srv, fault)), timeout=5) as raw,
+        pytest.raises(ssl.SSLCertVerificationError) as caught,
+    ):
+        srv.ca_client_context().wrap_socket(raw, server_hostname="mx.example.org")
+    assert caught.value.verify_message in REASONS[fault]
