@@ -79,7 +79,14 @@ class Close(Action):
 class StartTLS(Action):
     """Pause: run the TLS handshake (after the 220 that came before, or
     first thing on an implicit TLS listener), then call
-    ``session.tls_started()``, or ``session.receive_data(b"")`` if it failed."""
+    ``session.tls_started()``, or ``session.receive_data(b"")`` if it failed.
+
+    ``fault`` (badsmtp(1), TLS FAULTS) presents a certificate made to fail
+    verification (``certexpired``, ...), or with ``tlsabort`` (implicit TLS:
+    the STARTTLS path closes in the core) reads the ClientHello and fails
+    without a handshake."""
+
+    fault: str | None = None
 
 
 # -- the message store (the delivery of RFC 5321 §4.1.1.4) --------------------------

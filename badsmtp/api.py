@@ -34,7 +34,7 @@ class BadSMTP:
     ``ports`` takes port numbers (each gets the role the README's port plan
     gives it; any other number, ``0`` included, is a normal SMTP listener) and
     :class:`Listener` descriptions (``Listener(0, "greeting_delay", 0.2)``).
-    Without ``ports`` the whole default plan of 304 listeners is opened.
+    Without ``ports`` the whole default plan of 309 listeners is opened.
 
     Every configuration key is a keyword argument (``tls_hostname=``,
     ``mailbox_dir=``, ``max_recipients=``…).  Accepted messages are kept in
@@ -268,6 +268,17 @@ class BadSMTP:
         """Forget how often each counted trigger (``x<N>``) has fired: each
         fails its N times again (README "Asking for errors")."""
         self._uses.clear()
+
+    def ca_pem(self) -> str:
+        """PEM of this server's test CA, which issues the TLS fault certificates
+        (README, TLS faults); generated on first use, then the same."""
+        return str(self._tls_provider().ca_pem())
+
+    def ca_client_context(self) -> Any:
+        """A verifying client ``ssl.SSLContext`` that trusts this server's test
+        CA and its default certificate: the default certificate passes, each
+        TLS fault fails for its own reason."""
+        return self._tls_provider().ca_client_context()
 
     # -- internals ------------------------------------------------------------------
     def _context(self) -> protocol.Context:

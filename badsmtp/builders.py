@@ -6,6 +6,7 @@ hand::
     badsmtp.ehlo_name(no=["pipelining"], size=100_000)
                                                  # 'nopipelining-size100000.example.com'
     badsmtp.helo_trigger_name(500)               # 'helo500.example.com'
+    badsmtp.ehlo_name(tls="certexpired")         # 'certexpired.example.com'
 
 Every builder refuses input the server would not understand (ValueError
 with the reason), so a typo fails the test at once instead of silently
@@ -18,6 +19,7 @@ import re
 from collections.abc import Iterable
 
 from . import commands, triggers
+from .config import TLS_FAULTS
 from .replies import ReplyError
 
 __all__ = [
@@ -180,6 +182,7 @@ def ehlo_name(
     delay: int | None = None,
     reject: bool = False,
     enhanced: bool = True,
+    tls: str | None = None,
     domain: str = "example.com",
 ) -> str:
     """An EHLO name whose keywords switch capabilities for the session
@@ -191,7 +194,9 @@ def ehlo_name(
     (1000-10000000); ``auth``: offer only that mechanism (``plain``,
     ``login``, ``cram``, ``oauth``); ``delay``: seconds before every reply
     (1-605); ``reject``: answer EHLO with 502; ``enhanced=False``: no
-    enhanced status codes.  ``ehlo_name(no=["pipelining", "auth"],
+    enhanced status codes; ``tls``: a TLS fault for the STARTTLS that follows
+    (``certexpired``, ``certfuture``, ``certwronghost``, ``certselfsigned``,
+    ``tlsabort``; badsmtp(1), TLS FAULTS).  ``ehlo_name(no=["pipelining", "auth"],
     size=100_000)`` → ``"nopipelining-noauth-size100000.example.com"``."""
     # ehlo_name(no="auth") means what it says.
     tokens = _withdrawn([no] if isinstance(no, str) else no, enhanced)
@@ -203,6 +208,8 @@ def ehlo_name(
         tokens.append(_delay_keyword(delay))
     if reject:
         tokens.append("reject")
+    if tls is not None:
+        tokens.append(_tls_keyword(tls))
     domain = _neutral_domain(domain)
     return f"{'-'.join(tokens)}.{domain}" if tokens else domain
 
@@ -242,6 +249,12 @@ def _auth_keyword(auth: str, tokens: list[str]) -> str:
             f"unknown AUTH mechanism {auth!r}; expected one of {', '.join(AUTH_KEYWORDS)}"
         )
     return keyword
+
+
+def _tls_keyword(fault: str) -> str:
+    if fault not in TLS_FAULTS:
+        raise ValueError(f"unknown TLS fault {fault!r}; expected one of {', '.join(TLS_FAULTS)}")
+    return fault
 
 
 def _delay_keyword(delay: int) -> str:

@@ -1,5 +1,7 @@
-"""A self-signed TLS server certificate, made with ``cryptography`` (for
-:class:`badsmtp.tls.TLSProvider`, which caches and presents it).
+"""TLS server certificates, made with ``cryptography`` (for
+:class:`badsmtp.tls.TLSProvider`, which caches and presents them): the
+self-signed default, and a test CA with the certificates it issues for the
+TLS faults (badsmtp(1), TLS FAULTS).
 
 The certificate is an end-entity certificate that works as its own trust
 anchor (RFC 5280 §6.1), passes OpenSSL 3's ``-x509_strict`` checks and
@@ -11,47 +13,109 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric import ec
 
-__all__ = ["BACKDATE", "VALIDITY", "IPAddress", "generate"]
+__all__ = ["BACKDATE", "CA_VALIDITY", "VALIDITY", "Authority", "IPAddress", "generate", "generate_ca"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 BACKDATE = datetime.timedelta(minutes=5)  # absorbs small clock differences
 VALIDITY = datetime.timedelta(days=7)
+CA_VALIDITY = datetime.timedelta(days=365)  # the test CA outlives any test run
 _CN_MAX = 64  # RFC 5280 Appendix A: ub-common-name
+_CA_NAME = "BadSMTP Test CA"
 
 
-def generate(
-    name: str, dns_names: list[str], ips: list[IPAddress], now: datetime.datetime
-) -> tuple[str, str]:
-    """A fresh self-signed certificate for ``name``: (certificate PEM, key PEM)."""
-    # Imported here, not at module level: see the module docstring.
+@dataclass(frozen=True, slots=True)
+class Authority:
+    """A test certificate authority: its certificate (PEM and parsed) and its key."""
+
+    pem: str
+    certificate: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+
+def generate_ca(now: datetime.datetime) -> Authority:
+    """A fresh self-signed CA certificate (RFC 5280 §4.2.1.9) that issues the
+    TLS fault certificates (badsmtp(1), TLS FAULTS)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
     key = ec.generate_private_key(ec.SECP256R1())
     public = key.public_key()
-    subject = _subject(name)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)  # self-signed: subject == issuer
-        .public_key(public)
-        .serial_number(x509.random_serial_number())  # positive, <= 20 octets (RFC 5280 §4.1.2.2)
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + VALIDITY)
+    subject = _subject(_CA_NAME)
+    certificate = (
+        _builder(subject, subject, public, now - BACKDATE, now + CA_VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        # keyCertSign and cRLSign only (RFC 5280 §4.2.1.3).
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public), critical=False)
+        .sign(key, hashes.SHA256())
     )
-    certificate = _server_extensions(builder, public, dns_names, ips).sign(key, hashes.SHA256())
+    pem = certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
+    return Authority(pem, certificate, key)
+
+
+def generate(
+    name: str,
+    dns_names: list[str],
+    ips: list[IPAddress],
+    now: datetime.datetime,
+    *,
+    issuer: Authority | None = None,
+    valid: tuple[datetime.datetime, datetime.datetime] | None = None,
+) -> tuple[str, str]:
+    """A fresh certificate for ``name``: (certificate PEM, key PEM).  Self-signed
+    unless an ``issuer`` signs it; valid from ``now`` for :data:`VALIDITY` unless
+    ``valid`` gives (not before, not after)."""
+    # Imported here, not at module level: see the module docstring.
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    public = key.public_key()
+    subject = _subject(name)
+    begin, end = valid or (now - BACKDATE, now + VALIDITY)
+    # self-signed: subject == issuer
+    issuer_name = subject if issuer is None else issuer.certificate.subject
+    builder = _builder(subject, issuer_name, public, begin, end)
+    issuer_public = public if issuer is None else issuer.key.public_key()
+    signer = key if issuer is None else issuer.key
+    builder = _server_extensions(builder, public, issuer_public, dns_names, ips)
+    certificate = builder.sign(signer, hashes.SHA256())
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     return certificate.public_bytes(serialization.Encoding.PEM).decode("ascii"), key_pem.decode()
+
+
+def _builder(
+    subject: x509.Name,
+    issuer: x509.Name,
+    public: ec.EllipticCurvePublicKey,
+    begin: datetime.datetime,
+    end: datetime.datetime,
+) -> x509.CertificateBuilder:
+    from cryptography import x509
+
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())  # positive, <= 20 octets (RFC 5280 §4.1.2.2)
+        .not_valid_before(begin)
+        .not_valid_after(end)
+    )
 
 
 def _subject(name: str) -> x509.Name:
@@ -75,6 +139,7 @@ def _subject(name: str) -> x509.Name:
 def _server_extensions(
     builder: x509.CertificateBuilder,
     public: ec.EllipticCurvePublicKey,
+    issuer_public: ec.EllipticCurvePublicKey,
     dns_names: list[str],
     ips: list[IPAddress],
 ) -> x509.CertificateBuilder:
@@ -96,5 +161,5 @@ def _server_extensions(
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         # Strict verifiers (OpenSSL 3 -x509_strict) want both key identifiers (RFC 5280 §4.2.1.1-2).
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public), critical=False)
     )

@@ -83,6 +83,7 @@ def _announce(server: BadSMTP, settings: Settings) -> None:
     # port file can read both at once (badsmtp(1), --write-tls-cert).
     files: list[tuple[str | None, str, Callable[[], str]]] = [
         (settings.write_tls_cert, "certificate file", server.certificate_pem),
+        (settings.write_tls_ca, "CA file", server.ca_pem),
         (settings.port_file, "port file", lambda: json.dumps(port_fields(server)) + "\n"),
     ]
     for path, what, produce in files:
@@ -143,7 +144,7 @@ def _resource_module() -> Any:
 
 def raise_open_files_limit(resource: Any = None) -> int | None:
     """Raise the soft descriptor limit to the hard one, as Go programs do at
-    start: the default plan's 304 listeners take 310 descriptors before the
+    start: the default plan's 309 listeners take 315 descriptors before the
     first connection, of a soft limit of 1,024 on Linux and 256 on macOS.
     Only the CLI does this: a library must not change its host's limits.
 

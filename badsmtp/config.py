@@ -17,10 +17,13 @@ __all__ = [
     "Config",
     "ConfigError",
     "PortConfigError",
+    "TLS_FAULTS",
 ]
 
 DEFAULT_ADDRESS = "127.0.0.1"  # loopback only: a safe default
 DEFAULT_HOSTNAME = "badsmtp.test"  # the server's identity and its default certificate's name
+# badssl for SMTP (badsmtp(1), TLS FAULTS), in the order of the tls_fault port range.
+TLS_FAULTS = ("certexpired", "certfuture", "certwronghost", "certselfsigned", "tlsabort")
 
 
 class ConfigError(ValueError):
@@ -40,6 +43,7 @@ class Role(str, Enum):
     COMMAND_DELAY = "command_delay"
     DROP = "drop_delay"
     IMMEDIATE_DROP = "immediate_drop"
+    TLS_FAULT = "tls_fault"  # implicit TLS with a TLS fault (badsmtp(1), TLS FAULTS)
 
 
 # The behaviour the README's third argument sets, by role.
@@ -66,7 +70,10 @@ class Listener:
     - ``command_delay``: seconds before each command is handled;
     - ``drop_after``: the connection is closed after this many seconds
       without a word (``0``: at once; ``None``: never);
-    - ``tls``: implicit TLS, the handshake first (RFC 8314).
+    - ``tls``: implicit TLS, the handshake first (RFC 8314);
+    - ``tls_fault``: on implicit TLS, one of :data:`TLS_FAULTS` instead of the
+      default certificate (``Listener(0, "tls", tls_fault="certexpired")``;
+      the role becomes ``tls_fault``).
 
     ``role`` names the kind of listener (logs, HELP, the port file).  The
     README's form ``Listener(port, role, delay)`` gives ``delay`` the meaning
@@ -80,6 +87,7 @@ class Listener:
     command_delay: float
     drop_after: float | None
     tls: bool
+    tls_fault: str | None
 
     def __init__(
         self,
@@ -90,8 +98,9 @@ class Listener:
         greeting_delay: float = 0.0,
         command_delay: float = 0.0,
         drop_after: float | None = None,
+        tls_fault: str | None = None,
     ) -> None:
-        role = Role(role)
+        role = _fault_role(Role(role), tls_fault)
         _check(port, delay=delay, greeting_delay=greeting_delay, command_delay=command_delay,
                drop_after=drop_after or 0.0)  # fmt: skip
         behaviour: dict[str, object] = {
@@ -101,7 +110,9 @@ class Listener:
             behaviour[_DELAY_OF[role]] = delay or drop_after or 0.0 if role is Role.DROP else delay
         if role is Role.IMMEDIATE_DROP:
             behaviour["drop_after"] = 0.0
-        for name, setting in {"port": port, "role": role, **behaviour, "tls": role is Role.TLS}.items():
+        tls = role in (Role.TLS, Role.TLS_FAULT)
+        behaviour.update(tls=tls, tls_fault=tls_fault)
+        for name, setting in {"port": port, "role": role, **behaviour}.items():
             object.__setattr__(self, name, setting)
 
     @property
@@ -113,7 +124,21 @@ class Listener:
     def at(self, port: int) -> Listener:
         """The same behaviour on another port (the one the kernel gave port 0)."""
         return Listener(port, self.role, greeting_delay=self.greeting_delay,
-                        command_delay=self.command_delay, drop_after=self.drop_after)  # fmt: skip
+                        command_delay=self.command_delay, drop_after=self.drop_after,
+                        tls_fault=self.tls_fault)  # fmt: skip
+
+
+def _fault_role(role: Role, tls_fault: str | None) -> Role:
+    """The role of a listener with ``tls_fault``: implicit TLS only."""
+    if tls_fault is None:
+        if role is Role.TLS_FAULT:
+            raise ConfigError(f"a tls_fault listener needs tls_fault= (one of {', '.join(TLS_FAULTS)})")
+        return role
+    if tls_fault not in TLS_FAULTS:
+        raise ConfigError(f"tls_fault {tls_fault!r} is not one of {', '.join(TLS_FAULTS)}")
+    if role not in (Role.TLS, Role.TLS_FAULT, Role.MAIN):
+        raise ConfigError(f"tls_fault is for implicit TLS listeners, not {role.value}")
+    return Role.TLS_FAULT
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +154,7 @@ class Config:
     immediate_drop_port: int = 6000
     tls_port: int = 25465
     starttls_port: int = 25587
+    tls_fault_port_start: int = 25800
     tls_hostname: str = DEFAULT_HOSTNAME
     tls_cert_file: str | None = None
     tls_key_file: str | None = None

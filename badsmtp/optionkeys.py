@@ -69,6 +69,7 @@ KEYS: tuple[Key, ...] = (
     _key("command_delay_port_start", PORTS, int, "PORT", "first of 100 command delay ports"),
     _key("drop_delay_port_start", PORTS, int, "PORT", "first of 100 delayed drop ports"),
     _key("immediate_drop_port", PORTS, int, "PORT", "drops at once; 0 = ephemeral"),
+    _key("tls_fault_port_start", PORTS, int, "PORT", "first of 5 TLS fault ports; 0 = ephemeral"),
     _key("tls_hostname", TLS, str, "NAME", "server identity, name of the generated certificate"),
     _key("tls_cert_file", TLS, str, "FILE", "PEM certificate (chain) to present"),
     _key("tls_key_file", TLS, str, "FILE", "PEM private key for --tls-cert-file"),

@@ -75,7 +75,7 @@ class _Parser(configargparse.ArgumentParser):  # type: ignore[misc]
 
 _DESCRIPTION = """\
 The reliably unreliable SMTP server: error replies, delays, drops, fake AUTH
-and TLS on demand, for testing SMTP clients. Listens on 304 ports by default
+and TLS on demand, for testing SMTP clients. Listens on 309 ports by default
 (127.0.0.1 only); see badsmtp(1) for the port map and the trigger grammar."""
 
 _EPILOG = """\
@@ -112,6 +112,11 @@ def build_parser(values: dict[str, str] | None = None) -> _Parser:
         "--write-tls-cert",
         metavar="FILE",
         help="once bound, write the default self-signed certificate (PEM) to FILE (command line only)",
+    )
+    groups[TLS].add_argument(
+        "--write-tls-ca",
+        metavar="FILE",
+        help="once bound, write the test CA of the TLS faults (PEM) to FILE (command line only)",
     )
     return parser
 

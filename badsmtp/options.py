@@ -131,6 +131,7 @@ class Settings:
     print_config: bool
     port_file: str | None
     write_tls_cert: str | None
+    write_tls_ca: str | None = None
 
     def server_kwargs(self) -> dict[str, Any]:
         return {k: v for k, v in self.values.items() if k not in LOG_KEYS}
@@ -217,6 +218,7 @@ def load_settings(argv: list[str], environ: Mapping[str, str]) -> Settings:
         print_config=bool(namespace.print_config),
         port_file=namespace.port_file,
         write_tls_cert=namespace.write_tls_cert,
+        write_tls_ca=namespace.write_tls_ca,
     )
 
 

@@ -1,5 +1,5 @@
 """The port plan (badsmtp(1), PORT MAP) and everything derived from it: the
-listener each port number gets, the default plan of 304 listeners, its
+listener each port number gets, the default plan of 309 listeners, its
 validation, and what is said about the ports actually bound (the HELP
 reply, the ``--port-file`` fields, the start-up line).  Pure functions of the
 configuration and the bound listeners.
@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from . import replies
-from .config import Config, Listener, PortConfigError, Role
+from .config import TLS_FAULTS, Config, Listener, PortConfigError, Role
 from .replies import Reply
 
 __all__ = [
@@ -40,6 +40,23 @@ def ranges(config: Config) -> dict[str, tuple[int, int]]:
     }
 
 
+def fault_span(config: Config) -> tuple[int, int] | None:
+    """The TLS fault ports (badsmtp(1), TLS FAULTS), first and last; None
+    when ``tls_fault_port_start`` is 0 (five ephemeral ports)."""
+    start = config.tls_fault_port_start
+    return (start, start + len(TLS_FAULTS) - 1) if start else None
+
+
+def _spans(config: Config) -> dict[str, tuple[int, int]]:
+    """Every range that validation keeps apart: the three delay ranges and the
+    TLS fault ports."""
+    spans = ranges(config)
+    faults = fault_span(config)
+    if faults is not None:
+        spans["TLS fault"] = faults
+    return spans
+
+
 def _range_starts(config: Config) -> tuple[tuple[int, Role], ...]:
     """The first port and the role of each range, in the plan's order."""
     return (
@@ -64,12 +81,16 @@ def listener_for_port(port: int, config: Config) -> Listener:
     for start, role in _range_starts(config):
         if start <= port < start + RANGE:
             return Listener(port, role, (port - start) * STEP)
+    faults = fault_span(config)
+    if faults is not None and faults[0] <= port <= faults[1]:
+        return Listener(port, Role.TLS_FAULT, tls_fault=TLS_FAULTS[port - faults[0]])
     return Listener(port)
 
 
 def plan_listeners(config: Config) -> list[Listener]:
     """The default listener plan (badsmtp(1), PORT MAP): main first, then the single
-    ports, then the three ranges — 304 listeners with the defaults."""
+    ports, the three ranges, the immediate drop port, then the TLS fault ports —
+    309 listeners with the defaults."""
     plan = [
         Listener(config.port, Role.MAIN),
         Listener(config.starttls_port, Role.STARTTLS),
@@ -78,6 +99,11 @@ def plan_listeners(config: Config) -> list[Listener]:
     for start, role in _range_starts(config):
         plan.extend(Listener(start + o, role, o * STEP) for o in range(RANGE))
     plan.append(Listener(config.immediate_drop_port, Role.IMMEDIATE_DROP))
+    start = config.tls_fault_port_start
+    plan.extend(
+        Listener(start and start + offset, Role.TLS_FAULT, tls_fault=fault)
+        for offset, fault in enumerate(TLS_FAULTS)
+    )
     return plan
 
 
@@ -88,7 +114,7 @@ def validate_ports(config: Config) -> None:
     :class:`PortConfigError` with its one-line text (badsmtp(1), EXIT STATUS,
     shows one).  A single port of ``0`` is ephemeral: it gets a port of its
     own, so it conflicts with nothing."""
-    singles, spans = _singles(config), list(ranges(config).items())
+    singles, spans = _singles(config), list(_spans(config).items())
     problems = itertools.chain.from_iterable(check(singles, spans) for check in _CHECKS)
     problem = next(problems, None)
     if problem is not None:
@@ -172,6 +198,23 @@ def _bound(listeners: Iterable[Listener]) -> dict[Role, int]:
     return bound
 
 
+def _fault_ports(listeners: Iterable[Listener]) -> dict[str, int]:
+    """The port bound for each TLS fault of the plan, in TLS_FAULTS order."""
+    ports: dict[str, int] = {}
+    for listener in listeners:
+        if listener.role is Role.TLS_FAULT and listener.tls_fault is not None:
+            ports.setdefault(listener.tls_fault, listener.port)
+    return {fault: ports[fault] for fault in TLS_FAULTS if fault in ports}
+
+
+def _fault_text(ports: dict[str, int]) -> str:
+    """``25800-25804`` when the five are bound in order, else each one."""
+    numbers = list(ports.values())
+    if len(numbers) == len(TLS_FAULTS) and numbers == list(range(numbers[0], numbers[0] + len(numbers))):
+        return f"{numbers[0]}-{numbers[-1]}"
+    return ", ".join(f"{fault} {port}" for fault, port in ports.items()) or "not bound"
+
+
 def port_fields(config: Config, listeners: Iterable[Listener]) -> dict[str, Any]:
     """The port fields of ``BadSMTP server started`` and of the port file:
     the numbers actually bound (a single port that could not be bound is
@@ -187,6 +230,9 @@ def port_fields(config: Config, listeners: Iterable[Listener]) -> dict[str, Any]
     for name, role in _SINGLES[1:]:
         if role in bound:
             fields[name] = bound[role]
+    faults = _fault_ports(listeners)
+    if faults:
+        fields["tls_fault_ports"] = faults
     return fields
 
 
@@ -198,7 +244,13 @@ def help_reply(config: Config, listeners: Iterable[Listener]) -> Reply:
     configured = {Role.IMMEDIATE_DROP: config.immediate_drop_port, Role.TLS: config.tls_port,
                   Role.STARTTLS: config.starttls_port}  # fmt: skip
     singles = [str(bound.get(role, port)) for role, port in configured.items()]
-    return replies.help_reply(*spans, *singles)
+    faults, span = _fault_ports(listeners), fault_span(config)
+    if faults:
+        text = _fault_text(faults)
+    else:  # none bound: the configured ports
+        text = "ephemeral" if span is None else "{}-{}".format(*span)
+    (greeting, command, drop), (immediate, tls, starttls) = spans, singles
+    return replies.help_reply(greeting, command, drop, immediate, tls, starttls, text)
 
 
 SHOWN = 10  # skipped ports named per reason in the start-up line; the log has them all
@@ -214,6 +266,7 @@ def summary(
     the plan were skipped and why (``skipped 5000 (address already in
     use)``: on macOS the AirPlay receiver holds 5000)."""
     f = port_fields(config, listeners)
+    faults = _fault_text(f.get("tls_fault_ports", {}))
 
     def single(name: str) -> str:
         return str(f.get(name, "not bound"))
@@ -222,7 +275,8 @@ def summary(
         f"badsmtp {version} on {config.listen_address}: SMTP {single('normal_port')}, "
         f"STARTTLS {single('starttls_port')}, implicit TLS {single('tls_port')}, "
         f"greeting delay {f['greeting_delay_ports']}, command delay {f['command_delay_ports']}, "
-        f"drop {f['drop_delay_ports']}, immediate drop {single('immediate_drop_port')}; "
+        f"drop {f['drop_delay_ports']}, immediate drop {single('immediate_drop_port')}, "
+        f"TLS faults {faults}; "
         f"storage {config.mailbox_dir or 'off'}; {len(listeners)} listeners"
     )
     skipped = list(skipped)

@@ -157,9 +157,13 @@ def trigger_reply(code: int, enhanced: str | None) -> Reply:
     return Reply(code, (TRIGGER_TEXTS.get(code, "Unknown error"),), enhanced)
 
 
-def help_reply(greeting: str, command: str, drop: str, immediate: str, tls: str, starttls: str) -> Reply:
+def help_reply(
+    greeting: str, command: str, drop: str, immediate: str, tls: str, starttls: str,
+    faults: str = "25800-25804",
+) -> Reply:  # fmt: skip
     """HELP (RFC 5321 §4.1.1.8): what a person at a telnet prompt needs.  The
-    arguments are the port ranges (``start-end``) and single ports in force."""
+    arguments are the port ranges (``start-end``) and single ports in force,
+    and the TLS fault ports (badsmtp(1), TLS FAULTS)."""
     lines = (
         "BadSMTP - The Reliably Unreliable Mail Server",
         "Errors: MAIL FROM:<mail550@example.com> makes MAIL fail with 550, and",
@@ -170,6 +174,8 @@ def help_reply(greeting: str, command: str, drop: str, immediate: str, tls: str,
         "Capabilities: words in the EHLO name switch them: noauth authplain",
         "authlogin authcram authoauth no8bit nosize size<n> nopipelining",
         "nostarttls nochunking nosmtputf8 noenhancedstatuscodes dlay<seconds> reject",
+        "TLS faults: EHLO certexpired, certfuture, certwronghost, certselfsigned or",
+        f"tlsabort, then STARTTLS; implicit TLS: ports {faults}, in that order",
         f"Ports: {greeting} delay the greeting, {command} every command, and",
         f"{drop} close the connection, by (port - first port) x 10 s;",
         f"{immediate} closes at once; {tls} is implicit TLS; {starttls} is for STARTTLS",

@@ -135,6 +135,7 @@ class Handler(socketserver.BaseRequestHandler):
             greeting_delay=listener.greeting_delay,
             drop_after=listener.drop_after,
             handshake_first=listener.tls,
+            tls_fault=listener.tls_fault,
             stream=self.rt.store is not None,
             challenge=self.rt.challenge(),
             notify=hooks is not None and hooks.ext.notifies,
@@ -259,7 +260,11 @@ class Handler(socketserver.BaseRequestHandler):
     def _start_tls(self, action: actions.StartTLS) -> list[Action]:
         assert self.session is not None
         self._held.clear()  # sent before the 220: discarded (CVE-2011-0411)
-        if not self._handshake():
+        if action.fault == "tlsabort":  # implicit TLS: the ClientHello, then nothing
+            self._read_client_hello()
+            self.session.receive_data(b"")
+            return []
+        if not self._handshake(action.fault):
             self.session.receive_data(b"")
             return []
         return self.session.tls_started()
@@ -305,12 +310,27 @@ class Handler(socketserver.BaseRequestHandler):
             self.hooks.accepted(accepted)
 
     # -- TLS (RFC 3207, RFC 8314) ------------------------------------------------------
-    def _handshake(self) -> bool:
+    def _read_client_hello(self) -> None:
+        """Read the client's first TLS record (RFC 8446 §5.1: five octets of
+        header, the last two its length), within the handshake timeout."""
+        self.sock.settimeout(min(self.rt.idle_timeout or HANDSHAKE_TIMEOUT, HANDSHAKE_TIMEOUT))
+        record = b""
+        try:
+            while len(record) < 5 or len(record) < 5 + int.from_bytes(record[3:5], "big"):
+                data = self.sock.recv(RECV_SIZE)
+                if not data:
+                    return
+                record += data
+        except OSError:
+            return
+
+    def _handshake(self, fault: str | None = None) -> bool:
         if self.rt.tls is None:
             return False
         raw = self.sock
         raw.settimeout(min(self.rt.idle_timeout or HANDSHAKE_TIMEOUT, HANDSHAKE_TIMEOUT))
-        context = self.rt.tls.server_context()
+        tls = self.rt.tls
+        context = tls.server_context() if fault is None else tls.fault_context(fault)
         try:
             wrapped = self.rt.replace_socket(
                 self, lambda: context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)

@@ -39,7 +39,7 @@ from .framing import MAX_AUTH_LINE, MAX_LINE, Framing
 from .protocol import Context, Phase, State
 from .readers import AuthReader, ChunkReader, DataReader
 from .replies import Reply, ReplyError
-from .state import Result, may_fire
+from .state import Result, may_fire, tls_fault_fired
 
 __all__ = ["MAX_AUTH_LINE", "MAX_LINE", "Session"]
 
@@ -63,6 +63,7 @@ class Session(Framing):
         greeting_delay: float = 0.0,
         drop_after: float | None = None,
         handshake_first: bool = False,
+        tls_fault: str | None = None,
         stream: bool = True,
         challenge: str = "<0.0@badsmtp.test>",
         notify: bool = False,
@@ -75,6 +76,7 @@ class Session(Framing):
         self._greeting_delay = greeting_delay
         self._drop_after = drop_after
         self._handshake_first = handshake_first  # implicit TLS (RFC 8314 §3)
+        self._tls_fault = tls_fault  # the listener's (badsmtp(1), TLS FAULTS)
         self._stream = stream  # pass content to the store, or only count it
         self._challenge = challenge  # the connection's CRAM challenge (RFC 2195 §2), as data
         self._exchanges = 0  # SASL exchanges so far: each gets a challenge of its own
@@ -106,8 +108,10 @@ class Session(Framing):
                 opening.append(Wait(self._drop_after))
             opening.append(Close())
         else:
+            if self._handshake_first and self._tls_fault is not None:
+                opening.append(tls_fault_fired(self._tls_fault, "connect"))
             if self._handshake_first:
-                opening.append(StartTLS())
+                opening.append(StartTLS(self._tls_fault))
             if self._greeting_delay:
                 opening.append(Wait(self._greeting_delay))
             opening.append(greeting)

@@ -31,6 +31,7 @@ __all__ = [
     "fired",
     "may_fire",
     "reset",
+    "tls_fault_fired",
     "transaction_over",
 ]
 
@@ -147,6 +148,11 @@ def fired(trigger: str, code: int, stage: str) -> Log:
     """The record of a client-requested error (a WARN; README "Asking for errors")."""
     fields: dict[str, object] = {"error_code": code, "trigger": trigger, "smtp_stage": stage}
     return Log("WARN", "SMTP error simulation triggered", fields)
+
+
+def tls_fault_fired(fault: str, stage: str) -> Log:
+    """The record of a TLS fault a client asked for (badsmtp(1), TLS FAULTS)."""
+    return Log("WARN", "TLS fault triggered", {"tls_fault": fault, "smtp_stage": stage})
 
 
 def transaction_over(state: State, accepted: bool = False) -> State:

@@ -30,6 +30,8 @@ from .config import DEFAULT_ADDRESS, DEFAULT_HOSTNAME
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
+    from .tlsfaults import FaultCertificates
+
 __all__ = ["TLSProvider", "TLSSetupError"]
 
 _log = logging.getLogger("badsmtp.tls")
@@ -116,6 +118,13 @@ def _load_pem(context: ssl.SSLContext, pem: str) -> None:
         os.unlink(path)
 
 
+def _context_for(pem: str) -> ssl.SSLContext:
+    """A server context presenting the certificate + key in ``pem``."""
+    context = _new_server_context()
+    _load_pem(context, pem)
+    return context
+
+
 def _read(path: str, what: str) -> str:
     try:
         with open(path, encoding="ascii", errors="replace") as file:
@@ -189,6 +198,8 @@ class TLSProvider:
         self._pending: dict[str, Future[_Issued]] = {}
         self._context: ssl.SSLContext | None = None
         self._files_pem: str | None = None
+        self._faults: FaultCertificates | None = None  # made on the first TLS fault
+        self._fault_contexts: dict[str, ssl.SSLContext] = {}
         if cert_file or key_file:
             if not (cert_file and key_file):
                 given = f"tls_cert_file {cert_file}" if cert_file else f"tls_key_file {key_file}"
@@ -233,6 +244,50 @@ class TLSProvider:
         context.verify_flags |= ssl.VERIFY_X509_STRICT | ssl.VERIFY_X509_PARTIAL_CHAIN
         context.load_verify_locations(cadata=self.certificate_pem(name))
         return context
+
+    # -- badssl for SMTP (badsmtp(1), TLS FAULTS) ---------------------------------------
+    def _fault_certificates(self) -> FaultCertificates:
+        with self._context_lock:
+            if self._faults is None:
+                from .tlsfaults import FaultCertificates
+
+                self._faults = FaultCertificates(self._alt_names, _context_for, _now)
+            return self._faults
+
+    def ca_pem(self) -> str:
+        """PEM of the test CA that issues the TLS fault certificates (generated on
+        first use, then the same for the provider's life)."""
+        return self._fault_certificates().ca().pem
+
+    def ca_client_context(self) -> ssl.SSLContext:
+        """A verifying client context trusting the test CA and the default
+        certificate: the default certificate passes, each TLS fault fails for its
+        own reason."""
+        context = self.client_context()
+        context.load_verify_locations(cadata=self.ca_pem())
+        return context
+
+    def fault_context(self, fault: str) -> ssl.SSLContext:
+        """The server context for a certificate fault (``certexpired``, ...): like
+        :meth:`server_context`, it picks the certificate per SNI name."""
+        faults = self._fault_certificates()
+        with self._context_lock:
+            context = self._fault_contexts.get(fault)
+            if context is None:
+                context = _new_server_context()
+
+                def select(connection: ssl.SSLObject | ssl.SSLSocket, server_name: str | None,
+                           _context: ssl.SSLContext) -> int | None:  # fmt: skip
+                    try:
+                        connection.context = faults.context(fault, self._name_for(server_name))
+                    except Exception:  # noqa: BLE001  (see _select)
+                        _log.exception("cannot provide a %s certificate for %r", fault, server_name)
+                        return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
+                    return None
+
+                context.sni_callback = select
+                self._fault_contexts[fault] = context
+            return context
 
     def _name_for(self, requested: str | None) -> str:
         """The certificate name for the SNI name a client sent (RFC 6066 §3), or for none."""

@@ -10,6 +10,7 @@ from functools import lru_cache
 
 from . import replies
 from .auth import MECHANISMS
+from .config import TLS_FAULTS
 from .replies import Reply, trigger_reply
 
 __all__ = [
@@ -174,6 +175,7 @@ class Capabilities:
     size_limit: int = DEFAULT_SIZE
     delay: float | None = None  # a dlay keyword; None = the listener's own delay
     ehlo: Reply | None = None  # the capability list to send
+    tls_fault: str | None = None  # what STARTTLS does instead (badsmtp(1), TLS FAULTS)
 
 
 HELO_CAPABILITIES = Capabilities()
@@ -198,6 +200,17 @@ def _auth_mechanisms(name: str) -> tuple[str, ...]:
     return mechs
 
 
+def tls_fault(name: str) -> str | None:
+    """The TLS fault keyword in a lower-case EHLO name; of several, the one
+    starting furthest right wins, as for auth<mech>."""
+    best, chosen = -1, None
+    for keyword in TLS_FAULTS:
+        at = name.rfind(keyword)
+        if at > best:
+            best, chosen = at, keyword
+    return chosen
+
+
 def ehlo_capabilities(name: str, tls: bool, identity: str) -> Capabilities:
     """Capabilities for ``EHLO name``, keywords matched as substrings anywhere in
     the name (badsmtp(1), EHLO KEYWORDS).
@@ -219,6 +232,7 @@ def ehlo_capabilities(name: str, tls: bool, identity: str) -> Capabilities:
         size_limit=size or DEFAULT_SIZE,
         delay=delay,
         ehlo=Reply(250, tuple(lines)),
+        tls_fault=None if tls else tls_fault(name),
     )
 
 

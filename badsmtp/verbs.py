@@ -26,6 +26,7 @@ from .state import (
     fired,
     may_fire,
     reset,
+    tls_fault_fired,
 )
 from .triggers import HELO_CAPABILITIES, Trigger
 
@@ -188,7 +189,13 @@ def _quit(state: State, args: list[str], ctx: Context) -> Result:
 def _starttls(state: State, args: list[str], ctx: Context) -> Result:
     if state.tls:
         raise ReplyError(replies.TLS_ALREADY)
-    return state, [replies.TLS_READY, StartTLS()]
+    fault = state.caps.tls_fault
+    if fault is None:
+        return state, [replies.TLS_READY, StartTLS()]
+    log = tls_fault_fired(fault, "STARTTLS")
+    if fault == "tlsabort":  # the 220, then the connection closes: no handshake
+        return state, [replies.TLS_READY, log, Close()]
+    return state, [replies.TLS_READY, log, StartTLS(fault)]
 
 
 def _vrfy(state: State, args: list[str], ctx: Context) -> Result:

@@ -11,11 +11,11 @@ verification on (the server's own PEM trusted, like a test suite would),
 EHLO, MAIL, RCPT, DATA, QUIT and closes:
   implicit  TLS first (port 465 style), then the SMTP exchange
   starttls  220, EHLO, STARTTLS, handshake, EHLO again, then the exchange
-Then PLAN_CYCLES times, in this process: BadSMTP(...the 304-listener default
+Then PLAN_CYCLES times, in this process: BadSMTP(...the 309-listener default
 plan on free high ports...).serve_in_thread() and stop(), timed apart.
 Prints one JSON object on stdout:
   {"implicit_tps": [...], "starttls_tps": [...], "plan_start_ms": [...],
-   "plan_stop_ms": [...], "plan_listeners": 304, "tls_version": "TLSv1.3"}
+   "plan_stop_ms": [...], "plan_listeners": 309, "tls_version": "TLSv1.3"}
 """
 
 from __future__ import annotations
@@ -160,6 +160,7 @@ def plan_cycles(cycles: int) -> tuple[list[float], list[float], int]:
             tls_port=0,
             starttls_port=0,
             immediate_drop_port=0,
+            tls_fault_port_start=0,
         )
         t0 = time.perf_counter()
         server.serve_in_thread()

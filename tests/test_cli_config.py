@@ -24,6 +24,7 @@ import pytest
 from helpers import posix_signals
 
 from badsmtp import __version__, cli, log, options
+from badsmtp.config import TLS_FAULTS
 from badsmtp.options import CLIError, load_settings
 
 LOG_VARS = ("LOG_LEVEL", "LOG_FORMAT", "LOG_OUTPUT", "LOG_REMOTE_ADDR", "SYSLOG_FACILITY")
@@ -411,6 +412,7 @@ def ephemeral_argv() -> list[str]:
     greeting, command, drop = free_ranges()
     return [
         "--port", "0", "--tls-port", "0", "--starttls-port", "0", "--immediate-drop-port", "0",
+        "--tls-fault-port-start", "0",
         "--greeting-delay-port-start", str(greeting),
         "--command-delay-port-start", str(command),
         "--drop-delay-port-start", str(drop),
@@ -472,8 +474,9 @@ def test_cli_serves_reports_and_exits_on_sigterm(tmp_path: Path) -> None:
         assert f"drop {ports['drop_delay_ports']}" in summary and "storage off" in summary
         assert set(ports) == {
             "normal_port", "tls_port", "starttls_port", "immediate_drop_port",
-            "greeting_delay_ports", "command_delay_ports", "drop_delay_ports",
+            "greeting_delay_ports", "command_delay_ports", "drop_delay_ports", "tls_fault_ports",
         }  # fmt: skip
+        assert list(ports["tls_fault_ports"]) == list(TLS_FAULTS)  # five ephemeral ports
         assert smtp_greeting(ports["normal_port"]).startswith(b"220 ")
         # The certificate was written before the port file: trust it and connect.
         context = ssl.create_default_context(cafile=str(cert_file))
@@ -579,6 +582,7 @@ def test_a_busy_plan_port_is_named_in_the_start_up_line(tmp_path: Path) -> None:
     greeting, command, drop = free_ranges()
     argv = [
         "--port", "0", "--tls-port", "0", "--starttls-port", "0", "--immediate-drop-port", "0",
+        "--tls-fault-port-start", "0",
         "--greeting-delay-port-start", str(greeting), "--command-delay-port-start", str(command),
         "--drop-delay-port-start", str(drop), "--port-file", str(tmp_path / "ports.json"),
     ]  # fmt: skip
@@ -592,7 +596,7 @@ def test_a_busy_plan_port_is_named_in_the_start_up_line(tmp_path: Path) -> None:
             proc.send_signal(signal.SIGTERM)
             status, out, err = finish(proc)
     assert status == 0 and err == b""
-    assert summary.endswith(f"; 303 listeners; skipped {drop} (address already in use)\n")
+    assert summary.endswith(f"; 308 listeners; skipped {drop} (address already in use)\n")
     [warning] = [r for r in map(json.loads, out.decode().splitlines()) if r["level"] == "WARN"]
     assert warning["message"] == "Port already in use; skipping listener"
     assert warning["error"] == "Address already in use"

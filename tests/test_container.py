@@ -198,7 +198,7 @@ def _start_entrypoint(port_file: Path) -> subprocess.Popen[bytes]:
     moved = {IMAGE_PORT_FILE: port_file.as_posix()}
     args = [moved.get(arg, arg) for arg in IMAGE.entrypoint()[1:]]
     greeting, command, drop = free_ranges(3)
-    ports = ["--port", "0", "--tls-port", "0", "--starttls-port", "0",
+    ports = ["--port", "0", "--tls-port", "0", "--starttls-port", "0", "--tls-fault-port-start", "0",
              "--immediate-drop-port", "0", "--greeting-delay-port-start", str(greeting),
              "--command-delay-port-start", str(command),
              "--drop-delay-port-start", str(drop)]  # fmt: skip

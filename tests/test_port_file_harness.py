@@ -35,6 +35,7 @@ def test_ports_come_from_the_port_file(tmp_path: Path) -> None:
         [
             sys.executable, "-m", "badsmtp",
             "--port", "0", "--tls-port", "0", "--starttls-port", "0", "--immediate-drop-port", "0",
+            "--tls-fault-port-start", "0",
             "--greeting-delay-port-start", str(greeting),
             "--command-delay-port-start", str(command),
             "--drop-delay-port-start", str(drop),

@@ -34,7 +34,7 @@ from wire import (
 )
 
 from badsmtp import BadSMTP, Listener
-from badsmtp.config import Role
+from badsmtp.config import TLS_FAULTS, Role
 
 SLACK = 0.02  # timer granularity: a wait of d may be observed as d - a few ms
 MARGIN = 0.5  # how much later than asked a delay may end on a busy machine
@@ -329,6 +329,7 @@ def plan_settings(start: int, **more: int) -> dict[str, int]:
         "tls_port": 0,
         "starttls_port": 0,
         "immediate_drop_port": 0,
+        "tls_fault_port_start": 0,
     }
     settings.update(more)
     return settings
@@ -347,8 +348,8 @@ def test_full_plan_binds_304_listeners_fast_with_one_acceptor_thread() -> None:
     srv.serve_in_thread()
     started = time.monotonic() - t0
     try:
-        assert started < 1.0, f"304 listeners took {started:.3f} s"
-        assert len(srv.listeners) == 304
+        assert started < 1.0, f"309 listeners took {started:.3f} s"
+        assert len(srv.listeners) == 309
         new_threads = [t for t in threading.enumerate() if t.ident not in before_threads]
         assert [t.name for t in new_threads] == ["badsmtp-acceptor"]
         assert acceptor_threads() == before_acceptors + 1
@@ -363,7 +364,9 @@ def test_full_plan_binds_304_listeners_fast_with_one_acceptor_thread() -> None:
             Role.COMMAND_DELAY: 100,
             Role.DROP: 100,
             Role.IMMEDIATE_DROP: 1,
+            Role.TLS_FAULT: 5,
         }
+        assert [listener.tls_fault for listener in by_role[Role.TLS_FAULT]] == list(TLS_FAULTS)
         assert by_role[Role.GREETING_DELAY][7] == Listener(start + 7, Role.GREETING_DELAY, 70.0)
         assert by_role[Role.COMMAND_DELAY][99] == Listener(start + 199, Role.COMMAND_DELAY, 990.0)
         assert by_role[Role.DROP][1] == Listener(start + 201, Role.DROP, 10.0)
@@ -384,7 +387,7 @@ def test_full_plan_binds_304_listeners_fast_with_one_acceptor_thread() -> None:
         t0 = time.monotonic()
         srv.stop()
         stopped = time.monotonic() - t0
-    assert stopped < 1.0, f"stopping 304 listeners took {stopped:.3f} s"
+    assert stopped < 1.0, f"stopping 309 listeners took {stopped:.3f} s"
     assert acceptor_threads() == before_acceptors
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", start + 5), timeout=2).close()
@@ -399,7 +402,7 @@ def test_a_busy_range_port_is_skipped_with_a_warning(caplog: pytest.LogCaptureFi
         busy.listen()
         caplog.set_level(logging.WARNING, logger="badsmtp")
         with BadSMTP(**plan_settings(start)) as srv:
-            assert len(srv.listeners) == 303
+            assert len(srv.listeners) == 308
             assert busy_port not in srv.ports
             assert start + 106 in srv.ports and start + 108 in srv.ports
             with Client(srv.port) as c:
