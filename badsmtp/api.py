@@ -267,7 +267,9 @@ class BadSMTP:
     def _context(self) -> protocol.Context:
         c = self.config
         help_ = portplan.help_reply(c, self.listeners)
-        return protocol.Context(identity=c.tls_hostname, max_recipients=c.max_recipients, help=help_)
+        return protocol.Context(
+            identity=c.tls_hostname, max_recipients=c.max_recipients, help=help_, time_scale=c.time_scale
+        )
 
     def __repr__(self) -> str:
         state = "serving" if self._acceptor else "stopped"

@@ -176,6 +176,12 @@ class Session(Framing):
         self._paused = True
         self._batch.act(action)
 
+    def _wait(self, wait: Wait) -> None:
+        """Every delay badsmtp makes passes here (listener delays, ``dlay``):
+        scaled by the server's ``time_scale`` (README, Time scaling)."""
+        scale = self.ctx.time_scale
+        self._pause(wait if scale == 1.0 else Wait(wait.seconds * scale))
+
     def _reply(self, reply: Reply, enhanced: bool | None = None) -> None:
         if enhanced is None:
             enhanced = self.state.caps.enhanced
@@ -234,7 +240,7 @@ class Session(Framing):
         if not delay or not stripped or len(stripped) > MAX_LINE:
             return False
         self._delayed = True
-        self._pause(Wait(delay))
+        self._wait(Wait(delay))
         return True
 
     def _too_long(self, length: int) -> None:
@@ -399,6 +405,6 @@ _EFFECTS: dict[type, Callable[[Session, Any], None]] = {
     Abort: Session._abort_delivery,
     StartTLS: Session._pause,  # what is pipelined after it goes at tls_started()
     Commit: Session._pause,
-    Wait: Session._pause,
+    Wait: Session._wait,
     Accepted: Session._accepted,
 }

@@ -71,6 +71,7 @@ class Context:
     max_recipients: int = 1000
     help: Reply = DEFAULT_HELP
     policy: Policy | None = None
+    time_scale: float = 1.0  # every Wait's seconds are multiplied by it (README, Time scaling)
 
 
 @dataclass(frozen=True, slots=True)
