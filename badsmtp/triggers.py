@@ -11,6 +11,7 @@ from functools import lru_cache
 from . import replies
 from .auth import MECHANISMS
 from .replies import Reply, trigger_reply
+from .replyfaults import ReplyFaults, reply_faults
 
 __all__ = [
     "ADDRESS_VERBS",
@@ -99,6 +100,7 @@ class Capabilities:
     size_limit: int = DEFAULT_SIZE
     delay: float | None = None  # a dlay keyword; None = the listener's own delay
     ehlo: Reply | None = None  # the capability list to send
+    faults: ReplyFaults | None = None  # reply-framing keywords (badsmtp.replyfaults)
 
 
 HELO_CAPABILITIES = Capabilities()
@@ -144,6 +146,7 @@ def ehlo_capabilities(name: str, tls: bool, identity: str) -> Capabilities:
         size_limit=size or DEFAULT_SIZE,
         delay=delay,
         ehlo=Reply(250, tuple(lines)),
+        faults=reply_faults(name),
     )
 
 

@@ -160,6 +160,7 @@ HELP_LINES = (
     "Capabilities: words in the EHLO name switch them: noauth authplain",
     "authlogin authcram authoauth no8bit nosize size<n> nopipelining",
     "nostarttls nochunking nosmtputf8 noenhancedstatuscodes dlay<seconds> reject",
+    "Broken replies: splitreplies bytereplies lfreplies longreplies mixedreplies",
     "Ports: 3000-3099 delay the greeting, 4000-4099 every command, and",
     "5000-5099 close the connection, by (port - first port) x 10 s;",
     "6000 closes at once; 25465 is implicit TLS; 25587 is for STARTTLS",
