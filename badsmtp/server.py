@@ -120,7 +120,7 @@ class Handler(socketserver.BaseRequestHandler):
     def _serve(self) -> None:
         if self.rt.transcripts is not None:
             self._start_transcript()
-        self.slog.behaviour(self.server.bound)
+        self.slog.behaviour(self.server.bound, self.rt.ctx.time_scale)
         session = self.session = self._new_session()
         sockio.set_timeouts(self.sock, self.rt.idle_timeout)
         self._run(session.greeting())  # the listener's behaviour: drops, delays, TLS first
