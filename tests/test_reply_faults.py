@@ -1,9 +1,9 @@
 """Reply-framing faults (README, Breaking the replies; badsmtp(1), EHLO
 KEYWORDS): splitreplies, bytereplies, lfreplies, longreplies, mixedreplies.
 The pure core gives the exact octets and write boundaries of every reply;
-end to end, smtplib is held to what it does with each (it copes with all
-five), a client that does not cope fails visibly, and the transcript shows
-the writes as sent."""
+end to end, smtplib and swaks are held to what they do with each (both
+cope with all five), a client that does not cope fails visibly, and the
+transcript shows the writes as sent (swaks: Debian package swaks)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import smtplib
 import pytest
 from fakeshell import Wire, greeted
 from helpers import Client, serving
+from test_interop import needs_swaks, swaks
 from wire import EHLO_REPLY, GREETING, OK
 
 import badsmtp
@@ -228,3 +229,19 @@ def test_a_strict_parser_sees_two_codes_in_the_mixed_ehlo_reply() -> None:
         reply = client.command(b"EHLO mixedreplies.example")
     codes = {line[:3] for line in reply.splitlines()}
     assert codes == {b"250", b"251"}  # RFC 5321 §4.2.1: one code for every line
+
+
+@needs_swaks
+@pytest.mark.parametrize("keyword", KEYWORDS)
+def test_swaks_copes_with_every_reply_fault(keyword: str) -> None:
+    """swaks (Net::SMTP-style line reading) delivers under every fault and
+    prints the lines as it read them."""
+    with serving(ports=[0]) as server:
+        result = swaks(server.port, "--from", "alice@example.com", "--helo", f"{keyword}.example")
+        [message] = server.wait_for_messages(1, timeout=5)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert message.helo == f"{keyword}.example"
+    read = [line.rstrip(" ") for line in result.stdout.splitlines() if line.startswith("<-  ")]
+    assert "<-  250 2.0.0 OK Message accepted for delivery" in read
+    second = "251" if keyword == "mixedreplies" else "250"
+    assert f"<-  {second}-AUTH PLAIN LOGIN CRAM-MD5 CRAM-SHA256 XOAUTH2" in read
