@@ -152,8 +152,9 @@ def record_lines(r: Record) -> Iterator[str]:
         for i, text in enumerate(r.lines):
             sep = "-" if i < len(r.lines) - 1 else " "
             yield f"{stamp} S: {r.code:03d}{sep}{esc}{text}"
-        if r.faults:
-            yield f"{stamp} S! {r.faults}: {len(r.writes)} write(s) of {r.wire!r}"
+        if r.faults:  # the octets as sent: each write when there are few
+            shown = " + ".join(map(repr, r.writes)) if len(r.writes) <= 4 else repr(r.wire)
+            yield f"{stamp} S! {r.faults}: {len(r.writes)} write(s): {shown}"
     elif isinstance(r, ContentRecord):
         yield f"{stamp} C: <{r.size} octets of message content>"
     else:
