@@ -11,6 +11,7 @@ socket, clock or file is touched to build one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ __all__ = [
     "Log",
     "PAUSES",
     "Send",
+    "SplitSend",
     "StartTLS",
     "Verify",
     "Wait",
@@ -59,6 +61,25 @@ class Send(Action):
     """Write these octets (the replies of one batch, in one write)."""
 
     data: bytes
+
+    @property
+    def writes(self) -> tuple[bytes, ...]:
+        """The octets of each write, in order."""
+        return (self.data,)
+
+
+@dataclass(frozen=True, slots=True)
+class SplitSend(Send):
+    """Write these octets in several writes, each offset in ``cuts``
+    starting a new one: a reply-framing fault (:mod:`badsmtp.replyfaults`).
+    A type of its own, so that a plain Send stays as cheap as it was."""
+
+    cuts: tuple[int, ...]
+
+    @property
+    def writes(self) -> tuple[bytes, ...]:
+        bounds = (0, *self.cuts, len(self.data))
+        return tuple(self.data[a:b] for a, b in pairwise(bounds))
 
 
 @dataclass(frozen=True, slots=True)

@@ -286,7 +286,7 @@ class BadSMTP:
         help_ = portplan.help_reply(c, self.listeners)
         return protocol.Context(
             identity=c.tls_hostname, max_recipients=c.max_recipients, help=help_,
-            uses=self._uses.take,
+            uses=self._uses.take, time_scale=c.time_scale,
         )  # fmt: skip
 
     def __repr__(self) -> str:

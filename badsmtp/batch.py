@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from .actions import Action, Log, Send
+from .actions import Action, Log, Send, SplitSend
 from .replies import Reply
 
 __all__ = ["Batch", "Recorder", "Transaction"]
@@ -32,18 +32,27 @@ class Recorder(Protocol):
     def content_end(self, size: int) -> None: ...
     def discarded(self, data: bytes) -> None: ...
     def tls_started(self, discarded: bytes) -> None: ...
+    def framed(self, faults: str, writes: tuple[bytes, ...]) -> None: ...
 
 
 class Batch:
-    __slots__ = ("_actions", "_notes", "_out")
+    __slots__ = ("_actions", "_cuts", "_notes", "_out")
 
     def __init__(self) -> None:
         self._out: list[bytes] = []
         self._actions: list[Action] = []
         self._notes: list[Action] = []
+        self._cuts: list[int] = []  # write boundaries in the joined replies (SplitSend.cuts)
 
     def send(self, data: bytes) -> None:
         """A reply's octets, joined with the replies next to it."""
+        self._out.append(data)
+
+    def send_cut(self, data: bytes, cuts: tuple[int, ...]) -> None:
+        """A reply's octets that leave in several writes: a new one starts
+        at each offset in ``cuts`` (a reply-framing fault): the batch leaves as a SplitSend."""
+        at = sum(map(len, self._out))
+        self._cuts.extend(at + cut for cut in cuts)
         self._out.append(data)
 
     def note(self, action: Action) -> None:
@@ -60,7 +69,11 @@ class Batch:
 
     def flush(self) -> None:
         if self._out:
-            self._actions.append(Send(b"".join(self._out)))
+            if self._cuts:
+                self._actions.append(SplitSend(b"".join(self._out), tuple(self._cuts)))
+                self._cuts = []
+            else:
+                self._actions.append(Send(b"".join(self._out)))
             self._out = []
         if self._notes:
             self._actions.extend(self._notes)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from . import commands, triggers
+from . import commands, replyfaults, triggers
 from .config import TLS_FAULTS
 from .replies import ReplyError
 
@@ -183,6 +183,7 @@ def ehlo_name(
     reject: bool = False,
     enhanced: bool = True,
     tls: str | None = None,
+    replies: Iterable[str] = (),
     domain: str = "example.com",
 ) -> str:
     """An EHLO name whose keywords switch capabilities for the session
@@ -196,7 +197,9 @@ def ehlo_name(
     (1-605); ``reject``: answer EHLO with 502; ``enhanced=False``: no
     enhanced status codes; ``tls``: a TLS fault for the STARTTLS that follows
     (``certexpired``, ``certfuture``, ``certwronghost``, ``certselfsigned``,
-    ``tlsabort``; badsmtp(1), TLS FAULTS).  ``ehlo_name(no=["pipelining", "auth"],
+    ``tlsabort``; badsmtp(1), TLS FAULTS).  ``replies``: reply-framing faults (``split``,
+    ``byte``, ``lf``, ``long``, ``mixed``: ``replies="split"`` →
+    ``"splitreplies.example.com"``).  ``ehlo_name(no=["pipelining", "auth"],
     size=100_000)`` → ``"nopipelining-noauth-size100000.example.com"``."""
     # ehlo_name(no="auth") means what it says.
     tokens = _withdrawn([no] if isinstance(no, str) else no, enhanced)
@@ -210,8 +213,22 @@ def ehlo_name(
         tokens.append("reject")
     if tls is not None:
         tokens.append(_tls_keyword(tls))
+    tokens += _replies_keywords([replies] if isinstance(replies, str) else replies)
     domain = _neutral_domain(domain)
     return f"{'-'.join(tokens)}.{domain}" if tokens else domain
+
+
+def _replies_keywords(names: Iterable[str]) -> list[str]:
+    """The reply-framing keywords asked for (``split`` or ``splitreplies``), each once."""
+    tokens: list[str] = []
+    for name in names:
+        keyword = str(name).lower().removesuffix("replies") + "replies"
+        if keyword not in replyfaults.KEYWORDS:
+            known = ", ".join(k.removesuffix("replies") for k in replyfaults.KEYWORDS)
+            raise ValueError(f"unknown reply fault {name!r}; expected one of {known}")
+        if keyword not in tokens:
+            tokens.append(keyword)
+    return tokens
 
 
 def _withdrawn(names: Iterable[str], enhanced: bool) -> list[str]:

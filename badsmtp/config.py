@@ -161,6 +161,7 @@ class Config:
     idle_timeout: float = 300.0
     max_recipients: int = 1000
     shutdown_timeout: float = 10.0
+    time_scale: float = 1.0  # multiplies every delay badsmtp makes (README, Time scaling)
     extra: dict[str, object] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -168,6 +169,8 @@ class Config:
             raise ConfigError(f"max_recipients must be at least 1, not {self.max_recipients}")
         if self.idle_timeout < 0:
             raise ConfigError(f"idle_timeout must not be negative, not {self.idle_timeout}")
+        if not self.time_scale > 0:  # NaN too
+            raise ConfigError(f"time_scale must be greater than 0, not {self.time_scale:g}")
 
     @classmethod
     def keys(cls) -> list[str]:

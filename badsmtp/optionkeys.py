@@ -81,6 +81,7 @@ KEYS: tuple[Key, ...] = (
     _key("idle_timeout", LIMITS, float, "SECONDS", "silence before 421; 0 = never"),
     _key("max_recipients", LIMITS, int, "N", "recipients per transaction; more get 452"),
     _key("shutdown_timeout", LIMITS, float, "SECONDS", "wait for sessions on shutdown"),
+    _key("time_scale", LIMITS, float, "FACTOR", "multiplies every delay badsmtp makes; > 0"),
 )
 KEY_BY_NAME = {key.name: key for key in KEYS}
 

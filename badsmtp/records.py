@@ -44,13 +44,23 @@ class CommandRecord:
 @dataclass(frozen=True, slots=True)
 class ReplyRecord:
     """A reply the server sent: ``code``, its text lines joined by ``\\n``,
-    and the RFC 3463 code it carried (None when it carried none)."""
+    and the RFC 3463 code it carried (None when it carried none).  Under a
+    reply-framing fault (README, Breaking the replies), ``faults`` names
+    its keywords and ``writes`` holds the octets of each write exactly as
+    sent; otherwise they are empty and the reply left as rendered."""
 
     code: int
     text: str
     enhanced: str | None
     batch: int
     at: float
+    faults: str = ""
+    writes: tuple[bytes, ...] = ()
+
+    @property
+    def wire(self) -> bytes:
+        """The octets sent, when a reply-framing fault changed them."""
+        return b"".join(self.writes)
 
     @property
     def lines(self) -> list[str]:
@@ -142,6 +152,9 @@ def record_lines(r: Record) -> Iterator[str]:
         for i, text in enumerate(r.lines):
             sep = "-" if i < len(r.lines) - 1 else " "
             yield f"{stamp} S: {r.code:03d}{sep}{esc}{text}"
+        if r.faults:  # the octets as sent: each write when there are few
+            shown = " + ".join(map(repr, r.writes)) if len(r.writes) <= 4 else repr(r.wire)
+            yield f"{stamp} S! {r.faults}: {len(r.writes)} write(s): {shown}"
     elif isinstance(r, ContentRecord):
         yield f"{stamp} C: <{r.size} octets of message content>"
     else:

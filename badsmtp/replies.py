@@ -176,6 +176,7 @@ def help_reply(
         "nostarttls nochunking nosmtputf8 noenhancedstatuscodes dlay<seconds> reject",
         "TLS faults: EHLO certexpired, certfuture, certwronghost, certselfsigned or",
         f"tlsabort, then STARTTLS; implicit TLS: ports {faults}, in that order",
+        "Broken replies: splitreplies bytereplies lfreplies longreplies mixedreplies",
         f"Ports: {greeting} delay the greeting, {command} every command, and",
         f"{drop} close the connection, by (port - first port) x 10 s;",
         f"{immediate} closes at once; {tls} is implicit TLS; {starttls} is for STARTTLS",

@@ -120,7 +120,7 @@ class Handler(socketserver.BaseRequestHandler):
     def _serve(self) -> None:
         if self.rt.transcripts is not None:
             self._start_transcript()
-        self.slog.behaviour(self.server.bound)
+        self.slog.behaviour(self.server.bound, self.rt.ctx.time_scale)
         session = self.session = self._new_session()
         sockio.set_timeouts(self.sock, self.rt.idle_timeout)
         self._run(session.greeting())  # the listener's behaviour: drops, delays, TLS first
@@ -243,6 +243,12 @@ class Handler(socketserver.BaseRequestHandler):
     def _send(self, action: actions.Send) -> None:
         sockio.send(self.sock, action.data, self.rt.idle_timeout)
 
+    def _send_split(self, action: actions.SplitSend) -> None:
+        """A reply-framing fault: one write per piece (TCP_NODELAY is on, so
+        each leaves as it is written)."""
+        for piece in action.writes:
+            sockio.send(self.sock, piece, self.rt.idle_timeout)
+
     def _waited(self, action: actions.Wait) -> list[Action]:
         assert self.session is not None
         waited = self._wait(action.seconds)
@@ -353,6 +359,7 @@ class Handler(socketserver.BaseRequestHandler):
 # The one place the shell maps what the core asks for to what it does.
 _DO: dict[type, Callable[[Handler, Any], list[Action] | None]] = {
     actions.Send: Handler._send,
+    actions.SplitSend: Handler._send_split,
     actions.Write: Handler._write,
     actions.Wait: Handler._waited,
     actions.Close: Handler._close,

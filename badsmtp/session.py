@@ -29,6 +29,7 @@ from .actions import (
     Commit,
     ErrorSent,
     Log,
+    SplitSend,
     StartTLS,
     Verify,
     Wait,
@@ -39,6 +40,7 @@ from .framing import MAX_AUTH_LINE, MAX_LINE, Framing
 from .protocol import Context, Phase, State
 from .readers import AuthReader, ChunkReader, DataReader
 from .replies import Reply, ReplyError
+from .replyfaults import ReplyFaults, frame
 from .state import Result, may_fire, tls_fault_fired
 
 __all__ = ["MAX_AUTH_LINE", "MAX_LINE", "Session"]
@@ -92,6 +94,9 @@ class Session(Framing):
         # messages (ErrorSent, Accepted) only when someone listens.
         self._notify = notify
         self._verb = ""  # the command being answered (ErrorSent)
+        # state.caps.faults, copied where caps change (HELO/EHLO, STARTTLS):
+        # one test per reply while no reply-framing fault is in force.
+        self._faults: ReplyFaults | None = None
 
     # -- what the shell calls ------------------------------------------------------
     def greeting(self) -> list[Action]:
@@ -167,6 +172,7 @@ class Session(Framing):
         elif self._recorder is not None:
             self._recorder.tls_started(self._buf)
         self.state = State(tls=True, messages=self.state.messages)
+        self._faults = None
         self._buf = b""
         self._paused = False
         self._reader = self._lines
@@ -183,18 +189,37 @@ class Session(Framing):
         self._paused = True
         self._batch.act(action)
 
+    def _wait(self, wait: Wait) -> None:
+        """Every delay badsmtp makes passes here (listener delays, ``dlay``):
+        scaled by the server's ``time_scale`` (README, Time scaling)."""
+        scale = self.ctx.time_scale
+        self._pause(wait if scale == 1.0 else Wait(wait.seconds * scale))
+
     def _reply(self, reply: Reply, enhanced: bool | None = None) -> None:
         if enhanced is None:
             enhanced = self.state.caps.enhanced
         data = reply.render(enhanced)
-        self._batch.send(data)
-        if self._recorder is not None:
-            self._recorder.reply(reply, enhanced)
+        faults = self._faults
+        if faults is None:
+            self._batch.send(data)
+            if self._recorder is not None:
+                self._recorder.reply(reply, enhanced)
+        else:
+            self._framed(reply, enhanced, data, faults)
         if self._notify and reply.code >= 400:
             self._batch.note(ErrorSent(data.decode("utf-8", "replace").rstrip("\r\n"), self._verb))
         if reply.code == 421:  # a 421 always closes (RFC 5321 §3.8)
             self._abort_delivery()
             self._close()
+
+    def _framed(self, reply: Reply, enhanced: bool, data: bytes, faults: ReplyFaults) -> None:
+        """A reply under the session's reply-framing faults (README,
+        Breaking the replies); the transcript gets the writes as sent."""
+        wire, cuts = frame(data, faults, reply is self.state.caps.ehlo)
+        self._batch.send_cut(wire, cuts)
+        if self._recorder is not None:
+            self._recorder.reply(reply, enhanced)
+            self._recorder.framed(str(faults), SplitSend(wire, cuts).writes)
 
     def _close(self, _: object = None) -> None:
         if not self._closed:
@@ -241,7 +266,7 @@ class Session(Framing):
         if not delay or not stripped or len(stripped) > MAX_LINE:
             return False
         self._delayed = True
-        self._pause(Wait(delay))
+        self._wait(Wait(delay))
         return True
 
     def _too_long(self, length: int) -> None:
@@ -333,6 +358,8 @@ class Session(Framing):
         """A command's (or a verdict's) new state and outputs.  Replies to
         HELO and EHLO never carry enhanced codes (RFC 2034 §3)."""
         self.state, outputs = result
+        if plain:  # only HELO and EHLO change the capabilities
+            self._faults = self.state.caps.faults
         self._outputs(outputs, not plain and self.state.caps.enhanced)
 
     def _outputs(self, outputs: Sequence[protocol.Output], enhanced: bool) -> None:
@@ -439,6 +466,6 @@ _EFFECTS: dict[type, Callable[[Session, Any], None]] = {
     Abort: Session._abort_delivery,
     StartTLS: Session._pause,  # what is pipelined after it goes at tls_started()
     Commit: Session._pause,
-    Wait: Session._pause,
+    Wait: Session._wait,
     Accepted: Session._accepted,
 }

@@ -182,14 +182,17 @@ class SessionLog:
         if self.info:
             self.event(INFO, "SMTP connection closed", {"duration_ms": _ms(started)})
 
-    def behaviour(self, listener: Listener) -> None:
-        """A delay or drop port's behaviour starts."""
+    def behaviour(self, listener: Listener, time_scale: float = 1.0) -> None:
+        """A delay or drop port's behaviour starts; its delay as waited
+        (multiplied by ``time_scale``: README, Time scaling)."""
         if self.info and listener.role.value in (
             "greeting_delay", "command_delay", "drop_delay", "immediate_drop",
         ):  # fmt: skip
             fields: dict[str, Any] = {"behaviour": listener.role.value, "port": listener.port}
             if listener.delay:
-                fields["delay_seconds"] = listener.delay
+                fields["delay_seconds"] = listener.delay * time_scale
+            if time_scale != 1.0:
+                fields["time_scale"] = time_scale
             self.event(INFO, "SMTP behaviour triggered", fields)
 
     def tls_ok(self, sock: ssl.SSLSocket) -> None:

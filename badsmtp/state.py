@@ -77,6 +77,7 @@ class Context:
     # ``uses(key, times)`` takes one use of the server-wide count and says
     # whether there was one left.  None: counted triggers fire every time.
     uses: Callable[[str, int], bool] | None = None
+    time_scale: float = 1.0  # every Wait's seconds are multiplied by it (README, Time scaling)
 
 
 @dataclass(frozen=True, slots=True)

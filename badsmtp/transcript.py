@@ -276,6 +276,11 @@ class Recorder:
         esc = reply.enhanced if enhanced else None
         self._add((_REPLY, reply.code, reply.lines, esc, self.batch, self._now()))
 
+    def framed(self, faults: str, writes: tuple[bytes, ...]) -> None:
+        """The reply just recorded left under reply-framing ``faults``, in
+        these ``writes`` (README, Breaking the replies)."""
+        self.transcript._raw[-1] += (faults, writes)
+
     def content_read(self) -> None:
         if self._content_at is None:
             self._content_at = (self.batch, self._now())
@@ -321,8 +326,8 @@ def _record(raw: tuple[Any, ...]) -> Record:
         words, batch, at, discarded = raw[1:]
         return CommandRecord(words[0].upper(), " ".join(words), batch, at, discarded)
     if kind == _REPLY:
-        code, lines, esc, batch, at = raw[1:]
-        return ReplyRecord(code, "\n".join(lines), esc, batch, at)
+        code, lines, esc, batch, at, *framed = raw[1:]
+        return ReplyRecord(code, "\n".join(lines), esc, batch, at, *framed)
     if kind == _CONTENT:
         return ContentRecord(*raw[1:])
     if kind == _TOO_LONG:

@@ -12,6 +12,7 @@ from . import replies
 from .auth import MECHANISMS
 from .config import TLS_FAULTS
 from .replies import Reply, trigger_reply
+from .replyfaults import ReplyFaults, reply_faults
 
 __all__ = [
     "ADDRESS_VERBS",
@@ -176,6 +177,7 @@ class Capabilities:
     delay: float | None = None  # a dlay keyword; None = the listener's own delay
     ehlo: Reply | None = None  # the capability list to send
     tls_fault: str | None = None  # what STARTTLS does instead (badsmtp(1), TLS FAULTS)
+    faults: ReplyFaults | None = None  # reply-framing keywords (badsmtp.replyfaults)
 
 
 HELO_CAPABILITIES = Capabilities()
@@ -233,6 +235,7 @@ def ehlo_capabilities(name: str, tls: bool, identity: str) -> Capabilities:
         delay=delay,
         ehlo=Reply(250, tuple(lines)),
         tls_fault=None if tls else tls_fault(name),
+        faults=reply_faults(name),
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from wire import MAIL_OK, OK, RCPT_OK
@@ -28,6 +29,7 @@ from badsmtp.actions import (
     ErrorSent,
     Log,
     Send,
+    SplitSend,
     StartTLS,
     Verify,
     Wait,
@@ -170,6 +172,11 @@ class Wire:
         assert not self.closed, f"a send after Close: {action!r}"
         self.sent += action.data
 
+    def _send_split(self, action: SplitSend) -> None:
+        bounds = (0, *action.cuts, len(action.data))
+        assert all(a < b for a, b in pairwise(bounds)), f"cuts out of order or empty writes: {action!r}"
+        self._send(action)
+
     def _close(self, action: Close) -> list[Action]:
         self.closed = True
         return []
@@ -236,6 +243,7 @@ class Wire:
 # batch there (tests/test_fakeshell.py checks both).
 DO: dict[type, Callable[[Wire, Any], list[Action] | None]] = {
     Send: Wire._send,
+    SplitSend: Wire._send_split,
     Write: Wire._write,
     Wait: Wire._waited,
     Close: Wire._close,

@@ -459,6 +459,16 @@ def test_warn_events_carry_the_session(records: Callable[[str], list[dict[str, A
     assert (failed["username"], failed["success"]) == ("badauth", False)
 
 
+def test_a_scaled_delay_is_logged_as_waited(records: Callable[[str], list[dict[str, Any]]]) -> None:
+    records("INFO")
+    with serving(ports=[Listener(0, "greeting_delay", 2.0)], time_scale=0.05) as server:
+        with Client(server.port) as client:
+            assert client.reply().startswith(b"220 ")
+    [fields] = [r["fields"] for r in session_records(records("INFO"))
+                if r["message"] == "SMTP behaviour triggered"]  # fmt: skip
+    assert (fields["delay_seconds"], fields["time_scale"]) == (pytest.approx(0.1), 0.05)
+
+
 def test_behaviour_and_tls_events(records: Callable[[str], list[dict[str, Any]]]) -> None:
     records("INFO")
     listeners = [Listener(0, "greeting_delay", 0.01), Listener(0, "drop_delay"), Listener(0, "tls")]

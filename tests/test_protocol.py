@@ -1138,6 +1138,7 @@ HELP_PLAIN = (
     b"214-nostarttls nochunking nosmtputf8 noenhancedstatuscodes dlay<seconds> reject\r\n"
     b"214-TLS faults: EHLO certexpired, certfuture, certwronghost, certselfsigned or\r\n"
     b"214-tlsabort, then STARTTLS; implicit TLS: ports 25800-25804, in that order\r\n"
+    b"214-Broken replies: splitreplies bytereplies lfreplies longreplies mixedreplies\r\n"
     b"214-Ports: 3000-3099 delay the greeting, 4000-4099 every command, and\r\n"
     b"214-5000-5099 close the connection, by (port - first port) x 10 s;\r\n"
     b"214-6000 closes at once; 25465 is implicit TLS; 25587 is for STARTTLS\r\n"

@@ -681,6 +681,7 @@ HELP_LINES = [
     b"nostarttls nochunking nosmtputf8 noenhancedstatuscodes dlay<seconds> reject",
     b"TLS faults: EHLO certexpired, certfuture, certwronghost, certselfsigned or",
     b"tlsabort, then STARTTLS; implicit TLS: ports 25800-25804, in that order",
+    b"Broken replies: splitreplies bytereplies lfreplies longreplies mixedreplies",
     b"Ports: 3000-3099 delay the greeting, 4000-4099 every command, and",
     b"5000-5099 close the connection, by (port - first port) x 10 s;",
     b"6000 closes at once; 25465 is implicit TLS; 25587 is for STARTTLS",

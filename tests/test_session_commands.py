@@ -162,6 +162,7 @@ HELP_LINES = (
     "nostarttls nochunking nosmtputf8 noenhancedstatuscodes dlay<seconds> reject",
     "TLS faults: EHLO certexpired, certfuture, certwronghost, certselfsigned or",
     "tlsabort, then STARTTLS; implicit TLS: ports 25800-25804, in that order",
+    "Broken replies: splitreplies bytereplies lfreplies longreplies mixedreplies",
     "Ports: 3000-3099 delay the greeting, 4000-4099 every command, and",
     "5000-5099 close the connection, by (port - first port) x 10 s;",
     "6000 closes at once; 25465 is implicit TLS; 25587 is for STARTTLS",
