@@ -171,6 +171,8 @@ def help_reply(
         "rset, noop, quit, starttls and auth in MAIL FROM fail that later command;",
         "RCPT TO:<rcpt550@example.com> fails that recipient alone.",
         "EHLO helo500.example.com fails the EHLO itself.",
+        "Retries: rcpt451x2+tag@example.com fails twice on this server, then passes.",
+        "Transfer faults in MAIL FROM: dropafter<octets>@, noack@, slowack<seconds>@",
         "Capabilities: words in the EHLO name switch them: noauth authplain",
         "authlogin authcram authoauth no8bit nosize size<n> nopipelining",
         "nostarttls nochunking nosmtputf8 noenhancedstatuscodes dlay<seconds> reject",

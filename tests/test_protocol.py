@@ -1133,6 +1133,8 @@ HELP_PLAIN = (
     b"214-rset, noop, quit, starttls and auth in MAIL FROM fail that later command;\r\n"
     b"214-RCPT TO:<rcpt550@example.com> fails that recipient alone.\r\n"
     b"214-EHLO helo500.example.com fails the EHLO itself.\r\n"
+    b"214-Retries: rcpt451x2+tag@example.com fails twice on this server, then passes.\r\n"
+    b"214-Transfer faults in MAIL FROM: dropafter<octets>@, noack@, slowack<seconds>@\r\n"
     b"214-Capabilities: words in the EHLO name switch them: noauth authplain\r\n"
     b"214-authlogin authcram authoauth no8bit nosize size<n> nopipelining\r\n"
     b"214-nostarttls nochunking nosmtputf8 noenhancedstatuscodes dlay<seconds> reject\r\n"

@@ -409,3 +409,15 @@ def test_the_fault_builder_refuses_what_the_server_would_not_read(
 ) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         badsmtp.fault_address(*args)
+
+
+def test_slowack_is_scaled_by_time_scale() -> None:
+    with serving(ports=[0], time_scale=0.01) as server, Client(server.port) as c:
+        c.reply()
+        c.command(b"EHLO client.example")
+        c.command(b"MAIL FROM:<slowack100@example.com>")
+        c.command(b"RCPT TO:<bob@example.com>")
+        c.command(b"DATA")
+        t0 = time.monotonic()
+        assert c.command(b"hi\r\n.") == b"250 2.0.0 OK Message accepted for delivery\r\n"
+        assert 1.0 <= time.monotonic() - t0 < 3.0  # 100 s x 0.01

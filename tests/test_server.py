@@ -676,6 +676,8 @@ HELP_LINES = [
     b"rset, noop, quit, starttls and auth in MAIL FROM fail that later command;",
     b"RCPT TO:<rcpt550@example.com> fails that recipient alone.",
     b"EHLO helo500.example.com fails the EHLO itself.",
+    b"Retries: rcpt451x2+tag@example.com fails twice on this server, then passes.",
+    b"Transfer faults in MAIL FROM: dropafter<octets>@, noack@, slowack<seconds>@",
     b"Capabilities: words in the EHLO name switch them: noauth authplain",
     b"authlogin authcram authoauth no8bit nosize size<n> nopipelining",
     b"nostarttls nochunking nosmtputf8 noenhancedstatuscodes dlay<seconds> reject",
