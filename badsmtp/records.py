@@ -13,6 +13,7 @@ from dataclasses import dataclass
 __all__ = [
     "CommandRecord",
     "ContentRecord",
+    "FaultRecord",
     "Exchange",
     "Record",
     "ReplyRecord",
@@ -85,6 +86,25 @@ class ContentRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class FaultRecord:
+    """A fault the client asked for fired here: ``what`` is the log
+    message ("SMTP error simulation triggered", "SMTP transfer fault
+    triggered", "TLS fault triggered") and ``fields`` its fields: the
+    trigger, the code or the fault's name (README, Asking for errors)."""
+
+    what: str
+    fields: tuple[tuple[str, object], ...]
+    batch: int
+    at: float
+
+    @property
+    def trigger(self) -> str:
+        """The address, name or keyword that asked for it."""
+        found = dict(self.fields)
+        return str(found.get("trigger") or found.get("tls_fault") or "")
+
+
+@dataclass(frozen=True, slots=True)
 class TLSRecord:
     """The STARTTLS handshake completed."""
 
@@ -92,7 +112,7 @@ class TLSRecord:
     at: float
 
 
-Record = CommandRecord | ReplyRecord | ContentRecord | TLSRecord
+Record = CommandRecord | ReplyRecord | ContentRecord | TLSRecord | FaultRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,5 +177,7 @@ def record_lines(r: Record) -> Iterator[str]:
             yield f"{stamp} S! {r.faults}: {len(r.writes)} write(s): {shown}"
     elif isinstance(r, ContentRecord):
         yield f"{stamp} C: <{r.size} octets of message content>"
+    elif isinstance(r, FaultRecord):
+        yield f"{stamp} !! {r.what}: " + ", ".join(f"{k}={v}" for k, v in r.fields)
     else:
         yield f"{stamp} -- TLS handshake completed"

@@ -366,6 +366,8 @@ class Session(Framing):
         for out in outputs:  # a fired trigger is logged even when its 421 closes
             if type(out) is Log:
                 self._batch.log(out)
+                if self._recorder is not None and out.message.endswith(" triggered"):
+                    self._recorder.fault(out.message, out.fields)  # a fault the client asked for
         for i, out in enumerate(outputs):
             kind = type(out)
             if kind is Reply:

@@ -27,6 +27,7 @@ from .records import (
     CommandRecord,
     ContentRecord,
     Exchange,
+    FaultRecord,
     Record,
     ReplyRecord,
     TLSRecord,
@@ -39,6 +40,7 @@ __all__ = [
     "CommandRecord",
     "ContentRecord",
     "Exchange",
+    "FaultRecord",
     "Recorder",
     "ReplyRecord",
     "TLSRecord",
@@ -83,7 +85,8 @@ class Transcript:
     # -- raw records ------------------------------------------------------------
     @property
     def events(self) -> tuple[Record, ...]:
-        """Every record in order: commands, replies, content, TLS."""
+        """Every record in order: commands, replies, content, TLS, and the
+        faults the client asked for, where they fired."""
         return tuple(_record(raw) for raw in tuple(self._raw))
 
     def _of(self, kind: type) -> list:  # type: ignore[type-arg]
@@ -281,6 +284,10 @@ class Recorder:
         these ``writes`` (README, Breaking the replies)."""
         self.transcript._raw[-1] += (faults, writes)
 
+    def fault(self, what: str, fields: dict[str, object]) -> None:
+        """A fault the client asked for fired (a :class:`FaultRecord`)."""
+        self._add((_FAULT, what, tuple(fields.items()), self.batch, self._now()))
+
     def content_read(self) -> None:
         if self._content_at is None:
             self._content_at = (self.batch, self._now())
@@ -317,7 +324,7 @@ class Recorder:
         self._add((_TLS, self.batch, self._now()))
 
 
-_COMMAND, _TOO_LONG, _REPLY, _CONTENT, _TLS = range(5)
+_COMMAND, _TOO_LONG, _REPLY, _CONTENT, _TLS, _FAULT = range(6)
 
 
 def _record(raw: tuple[Any, ...]) -> Record:
@@ -330,6 +337,8 @@ def _record(raw: tuple[Any, ...]) -> Record:
         return ReplyRecord(code, "\n".join(lines), esc, batch, at, *framed)
     if kind == _CONTENT:
         return ContentRecord(*raw[1:])
+    if kind == _FAULT:
+        return FaultRecord(*raw[1:])
     if kind == _TOO_LONG:
         length, batch, at = raw[1:]
         return CommandRecord("", f"<{length} octets: line too long>", batch, at)

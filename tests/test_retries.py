@@ -421,3 +421,30 @@ def test_slowack_is_scaled_by_time_scale() -> None:
         t0 = time.monotonic()
         assert c.command(b"hi\r\n.") == b"250 2.0.0 OK Message accepted for delivery\r\n"
         assert 1.0 <= time.monotonic() - t0 < 3.0  # 100 s x 0.01
+
+
+# -- the transcript says which fault fired -------------------------------------------------
+def test_the_transcript_records_each_fault_that_fired() -> None:
+    from badsmtp.transcript import FaultRecord
+
+    with serving(ports=[0]) as server:
+        with Client(server.port) as c:
+            c.reply()
+            c.command(b"EHLO client.example")
+            assert c.command(b"MAIL FROM:<rcpt451x1+tr@example.com>")[:3] == b"250"
+            assert c.command(b"RCPT TO:<bob@example.com>")[:3] == b"451"
+            assert c.command(b"RCPT TO:<carol@example.com>")[:3] == b"451"
+            c.command(b"RSET")
+            assert c.command(b"MAIL FROM:<dropafter0@example.com>")[:3] == b"250"
+            assert c.command(b"RCPT TO:<bob@example.com>")[:3] == b"250"
+            assert c.command(b"DATA")[:3] == b"354"
+            assert c.read_to_eof() == b""
+        [transcript] = server.wait_for_sessions(1)
+        faults = [r for r in transcript.events if isinstance(r, FaultRecord)]
+        assert [(f.what, f.trigger) for f in faults] == [
+            ("SMTP error simulation triggered", "rcpt451x1+tr@example.com"),
+            ("SMTP error simulation triggered", "rcpt451x1+tr@example.com"),
+            ("SMTP transfer fault triggered", "dropafter0@example.com"),
+        ]
+        assert dict(faults[0].fields)["smtp_stage"] == "RCPT"
+        assert "!! SMTP transfer fault triggered: fault=dropafter" in str(transcript)
