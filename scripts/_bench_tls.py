@@ -15,7 +15,7 @@ Then PLAN_CYCLES times, in this process: BadSMTP(...the 309-listener default
 plan on free high ports...).serve_in_thread() and stop(), timed apart.
 Prints one JSON object on stdout:
   {"implicit_tps": [...], "starttls_tps": [...], "plan_start_ms": [...],
-   "plan_stop_ms": [...], "plan_listeners": 309, "tls_version": "TLSv1.3"}
+   "plan_stop_ms": [...], "plan_listeners": 309, "plan_planned": 309, "tls_version": "TLSv1.3"}
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def _free_block(size: int = 300) -> int:
 def plan_cycles(cycles: int) -> tuple[list[float], list[float], int]:
     from badsmtp import BadSMTP
 
-    starts, stops, bound = [], [], 0
+    starts, stops, bound, planned = [], [], 0, 0
     for _ in range(cycles):
         first = _free_block()
         server = BadSMTP(
@@ -166,11 +166,12 @@ def plan_cycles(cycles: int) -> tuple[list[float], list[float], int]:
         server.serve_in_thread()
         t1 = time.perf_counter()
         bound = len(server.listeners)
+        planned = len(server._requested)  # the whole plan: every listener must bind
         server.stop()
         t2 = time.perf_counter()
         starts.append((t1 - t0) * 1e3)
         stops.append((t2 - t1) * 1e3)
-    return starts, stops, bound
+    return starts, stops, bound, planned
 
 
 # --------------------------------------------------------------------------- main
@@ -207,7 +208,8 @@ def main() -> int:
         if child.poll() is None:
             child.kill()
             child.wait()
-    result["plan_start_ms"], result["plan_stop_ms"], result["plan_listeners"] = plan_cycles(cycles)
+    (result["plan_start_ms"], result["plan_stop_ms"], result["plan_listeners"],
+     result["plan_planned"]) = plan_cycles(cycles)
     json.dump(result, sys.stdout)
     return 0
 
