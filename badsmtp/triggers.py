@@ -79,6 +79,12 @@ _SIZE = re.compile(r"size(\d+)", re.ASCII)
 _DLAY = re.compile(r"(?:^|[._-])dlay(\d+)(?=$|[._-])", re.ASCII)
 
 
+def _key_from_source(counted: Trigger | TransferFault) -> None:
+    """A count's default key: the whole text that asked, lower-cased."""
+    if not counted.key:
+        object.__setattr__(counted, "key", counted.source.lower())
+
+
 @dataclass(frozen=True, slots=True)
 class Trigger:
     """An error a client asked for: the verb it answers, the reply, and the
@@ -93,8 +99,7 @@ class Trigger:
     key: str = ""
 
     def __post_init__(self) -> None:
-        if not self.key:
-            object.__setattr__(self, "key", self.source.lower())
+        _key_from_source(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +117,7 @@ class TransferFault:
     key: str = ""
 
     def __post_init__(self) -> None:
-        if not self.key:
-            object.__setattr__(self, "key", self.source.lower())
+        _key_from_source(self)
 
 
 @lru_cache(maxsize=1024)
