@@ -300,8 +300,10 @@ class Session(Framing):
         """At the start of a transaction's content, a ``dropafter<N>`` from
         MAIL FROM starts counting; N = 0 closes right after the 354 (DATA)
         or at the first chunk octet (BDAT)."""
-        fault = self.state.fault
-        if not opening or fault is None or fault.kind != "dropafter":
+        if not opening:
+            return
+        fault, self._content_left = self.state.fault, None  # a new transaction: its own count
+        if fault is None or fault.kind != "dropafter":
             return
         self._content_left = fault.amount
         if fault.amount == 0 and self._message.open and type(self._reader) is DataReader:
