@@ -40,11 +40,17 @@ NAMES = st.sampled_from([
     "client.example", "size1000.example", "nochunking-nopipelining.example",
     "noenhancedstatuscodes.example", "helo421.example", "helo550.example", "reject.example",
     "dlay1.example", "authplain.example", "nosmtputf8.example",
+    # Not lfreplies, longreplies or mixedreplies: they break the reply shape
+    # on purpose, which the checks below would report (test_reply_faults.py).
+    "helo421x1.example", "splitreplies.example", "bytereplies.example",
+    "certexpired.example", "tlsabort.example",
 ])  # fmt: skip
 LOCALS = st.sampled_from([
     "alice", "bob", "mail452", "rcpt550", "rcpt550_5.1.1", "data554", "data451",
     "rset421", "noop451", "quit250", "starttls454", "auth535", "exists", "unknown",
     '"quoted"', '"a\\"b"', '"x\rX-Injected:yes"', "a\x00b", "jösé", "", "a..b",
+    "rcpt451x2+t", "mail421x1", "data452x1+a", "noack", "noackx1", "slowack1",
+    "dropafter0", "dropafter5", "dropafter3x1+z", "rcpt550x0", "noop451x999+q-_",
 ])  # fmt: skip
 DOMAINS = st.sampled_from(["example.com", "Example.ORG", "[192.0.2.1]", "exämple.com", "", "x..y"])
 
