@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from _bench_clients import median, percentile
 
-PEERS = ("smtp-sink", "aiosmtpd", "baseline")
+PEERS = ("smtp-sink", "aiosmtpd", "go-badsmtp", "baseline")
 
 # (key, label, unit, better)
 ROWS = (
