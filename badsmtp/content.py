@@ -16,15 +16,22 @@ from typing import TYPE_CHECKING
 
 from . import replies
 from .actions import Abort, Accepted, Close, Commit, Envelope, Log, Wait
-from .state import Context, Phase, Result, State, fired, may_fire, transaction_over
+from .state import (
+    Context,
+    Phase,
+    Result,
+    State,
+    fault_fired,
+    fired,
+    may_fire,
+    transaction_over,
+)
 
 if TYPE_CHECKING:
     from .batch import Transaction
     from .replies import Reply
 
 __all__ = ["chunk_read", "committed", "end_of_message", "envelope"]
-
-_NO_CONTEXT = Context()
 
 
 def envelope(state: State, message: Transaction) -> Envelope:
@@ -60,17 +67,16 @@ def chunk_read(state: State, message: Transaction, last: bool, ctx: Context) -> 
     return end_of_message(state, message, ctx)
 
 
-def committed(state: State, error: Reply | None, ctx: Context = _NO_CONTEXT) -> Result:
+def committed(state: State, error: Reply | None, ctx: Context) -> Result:
     """The store's answer to the Commit: stored and acknowledged, or the
     failure's reply (a failure of any step of this delivery).  A ``slowack``
     waits before that reply; a ``noack`` closes instead of the 250, the
     message stored: the lost acknowledgement behind duplicate sends."""
     fault = state.fault
     if fault is not None and fault.kind in ("noack", "slowack") and may_fire(fault, ctx):
-        fields: dict[str, object] = {"fault": fault.kind, "trigger": fault.source}
-        logged = Log("WARN", "SMTP transfer fault triggered", fields)
+        logged = fault_fired(fault)
         if fault.kind == "slowack":
-            done, outputs = committed(replace(state, fault=None), error)
+            done, outputs = committed(replace(state, fault=None), error, ctx)
             return done, [logged, Wait(float(fault.amount)), *outputs]
         if error is None:
             return transaction_over(state, accepted=True), [logged, Accepted(), Close()]

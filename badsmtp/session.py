@@ -41,7 +41,7 @@ from .protocol import Context, Phase, State
 from .readers import AuthReader, ChunkReader, DataReader
 from .replies import Reply, ReplyError
 from .replyfaults import ReplyFaults, frame
-from .state import Result, may_fire, tls_fault_fired
+from .state import Result, fault_fired, may_fire, tls_fault_fired
 
 __all__ = ["MAX_AUTH_LINE", "MAX_LINE", "Session"]
 
@@ -314,10 +314,7 @@ class Session(Framing):
         fault, self._content_left = self.state.fault, None
         if fault is None or not may_fire(fault, self.ctx):
             return
-        fields: dict[str, object] = {"fault": fault.kind, "trigger": fault.source,
-                                     "octets": self._message.size}
-        logged = Log("WARN", "SMTP transfer fault triggered", fields)
-        self._outputs([logged, Abort(), Close()], False)
+        self._outputs([fault_fired(fault, octets=self._message.size), Abort(), Close()], False)
 
     def _end_of_data(self) -> None:
         self._content_left = None

@@ -28,6 +28,7 @@ __all__ = [
     "ReadData",
     "Result",
     "State",
+    "fault_fired",
     "fired",
     "may_fire",
     "reset",
@@ -143,6 +144,12 @@ def may_fire(trigger: Trigger | TransferFault, ctx: Context) -> bool:
     """Whether ``trigger`` fires now: always, unless it is counted
     (``x<N>``) and the server's count for it is used up; firing takes a use."""
     return trigger.times is None or ctx.uses is None or ctx.uses(trigger.key, trigger.times)
+
+
+def fault_fired(fault: TransferFault, **extra: object) -> Log:
+    """The record of a transfer fault that fired (a WARN; README "Asking for errors")."""
+    fields: dict[str, object] = {"fault": fault.kind, "trigger": fault.source, **extra}
+    return Log("WARN", "SMTP transfer fault triggered", fields)
 
 
 def fired(trigger: str, code: int, stage: str) -> Log:
