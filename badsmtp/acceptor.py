@@ -227,11 +227,11 @@ class Acceptor:
         self._wake_r.close()
         self._wake_w.close()
         for server in self.servers:
-            self._refuse_backlog(server)
+            self.refuse_backlog(server)
             server.server_close()
 
     @staticmethod
-    def _refuse_backlog(server: ListenerServer) -> None:
+    def refuse_backlog(server: ListenerServer) -> None:
         """Connections the kernel completed but nobody accepted yet are live
         sessions to their clients: tell them too (a 421, RFC 5321 §3.8), not just RST."""
         goodbye = replies.SHUTTING_DOWN.render(False)

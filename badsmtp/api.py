@@ -84,6 +84,7 @@ class BadSMTP:
         # (the OS's words): the start-up line names them (badsmtp(1), PORT MAP).
         self.skipped: list[tuple[Listener, str]] = []
         self._uses = TriggerUses()  # counted triggers (x<N>): kept across restarts
+        self._bound = False  # listeners bound by _open() and not yet accepting
 
     # -- lifecycle --------------------------------------------------------------------
     def serve_in_thread(self) -> BadSMTP:
@@ -92,20 +93,28 @@ class BadSMTP:
         with self._state_lock:
             if self._acceptor is not None:
                 return self
-            self._runtime = Runtime(
-                self._context(), self._store, self.config.idle_timeout, self._tls_provider(),
-                self._extensions.authenticate,
-                extensions=self._extensions,
-                transcripts=self._transcripts,
-            )
-            servers = self._bind_all(self._runtime)
-            self._servers = servers
-            self.listeners = [s.bound for s in servers]
-            self._runtime.ctx = self._context()  # HELP shows the ports actually bound
-            self._acceptor = Acceptor(servers)
+            if not self._bound:
+                self._open()
+            self._bound = False  # the acceptor's stop() closes them
+            self._acceptor = Acceptor(self._servers)
             self._acceptor.start()
             self._stopped.clear()
         return self
+
+    def _open(self) -> None:
+        """Bind every listener and make the runtime, without accepting yet:
+        ``badsmtp --workers`` binds once, then each worker process accepts
+        (:mod:`badsmtp.supervisor`)."""
+        self._runtime = Runtime(
+            self._context(), self._store, self.config.idle_timeout, self._tls_provider(),
+            self._extensions.authenticate,
+            extensions=self._extensions,
+            transcripts=self._transcripts,
+        )  # fmt: skip
+        self._servers = self._bind_all(self._runtime)
+        self.listeners = [s.bound for s in self._servers]
+        self._runtime.ctx = self._context()  # HELP shows the ports actually bound
+        self._bound = True
 
     def _bind_all(self, runtime: Runtime) -> list[ListenerServer]:
         """A bound server for each listener requested.  One that must bind

@@ -64,11 +64,16 @@ def _describe(listener: Listener) -> str:
     return f"{listener.role.value} {listener.delay:g}s" if listener.delay else listener.role.value
 
 
-def _start(settings: Settings) -> BadSMTP:
+def _start(settings: Settings, accept: bool = True) -> BadSMTP:
+    """The server of ``settings``, bound, and accepting unless ``accept`` is
+    False (``--workers``: the workers accept)."""
     try:
         # A load-test sink keeps nothing: no captured bodies, no transcripts.
         server = BadSMTP(ports=None, capture=False, record=False, **settings.server_kwargs())
-        server.serve_in_thread()
+        if accept:
+            server.serve_in_thread()
+        else:
+            _open_shared(server)
     except ConfigError as exc:
         raise CLIError(f"configuration error: {exc}") from None
     except (StorageError, TLSSetupError) as exc:
@@ -163,8 +168,25 @@ def raise_open_files_limit(resource: Any = None) -> int | None:
     return int(soft)
 
 
+def _open_shared(server: BadSMTP) -> None:
+    """Bind, and make what every worker must share before the first fork."""
+    from .supervisor import SharedUses
+
+    server._uses = SharedUses()
+    server._open()
+    server.certificate_pem()  # one certificate for every worker
+    if any(listener.tls_fault for listener in server.listeners):
+        server.ca_pem()  # and one test CA
+
+
 def run(settings: Settings) -> int:
     raise_open_files_limit()
+    if settings.workers > 1:
+        return _run_workers(settings)
+    if settings.cpu_affinity == "pin":
+        from .supervisor import pin_to_cpu
+
+        pin_to_cpu(os.getpid())  # instances started together spread out
     stop = threading.Event()
     with stop_signals(stop) as signals:
         try:
@@ -183,6 +205,26 @@ def run(settings: Settings) -> int:
         finally:
             setup.close()
     return 0
+
+
+def _run_workers(settings: Settings) -> int:
+    """``--workers N``: N processes serve the listeners bound here (badsmtp(1), WORKERS)."""
+    from .supervisor import ProcessLock, Supervisor
+
+    log_lock = ProcessLock()
+    try:
+        setup = configure(settings.log_settings(), threaded=False, guard=log_lock)
+    except LogSetupError as exc:
+        raise CLIError(str(exc), 2 if isinstance(exc, LogConfigError) else 1) from None
+    try:
+        server = _start(settings, accept=False)
+        supervisor = Supervisor(
+            server, settings, settings.workers, setup, log_lock, lambda: _announce(server, settings)
+        )
+        return supervisor.run()
+    finally:
+        setup.close()
+        log_lock.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,7 @@ import os
 import socket
 import sys
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
 from typing import IO, Any
 
@@ -206,8 +207,8 @@ class LogSetup:
     def __init__(
         self,
         logger: logging.Logger,
-        handler: BufferHandler,
-        listener: BufferListener,
+        handler: logging.Handler,
+        listener: BufferListener | None,
         owned: list[logging.Handler],
     ) -> None:
         self.logger = logger
@@ -236,12 +237,14 @@ class LogSetup:
     @property
     def dropped(self) -> int:
         """Records dropped because the buffer to a slow output was full."""
-        return self.handler.buffer.dropped
+        return self.handler.buffer.dropped if isinstance(self.handler, BufferHandler) else 0
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every record logged so far has been written."""
+        if self._listener is None:  # written as logged
+            return True
         marker = Flushed()
-        self.handler.buffer.items.append(marker)
+        self._listener.buffer.items.append(marker)
         self._listener.wake.set()
         return marker.done.wait(timeout)
 
@@ -252,10 +255,12 @@ class LogSetup:
         if self._direct:
             sessionlog.set_direct_writer(None)
         self.logger.removeHandler(self.handler)
-        self._listener.stop()
+        if self._listener is not None:
+            self._listener.stop()
         for handler in self._owned:
             handler.close()
-        self.handler.close()
+        if self.handler not in self._owned:
+            self.handler.close()
         self.logger.setLevel(self._saved[0])
         self.logger.propagate = self._saved[1]
         for name, value in self._switches.items():
@@ -319,30 +324,42 @@ def configure(
     stream: IO[str] | None = None,
     syslog_address: str | None = None,
     logger_name: str = "badsmtp",
+    threaded: bool = True,
+    guard: AbstractContextManager[Any] | None = None,
 ) -> LogSetup:
     """Install handlers on the ``badsmtp`` logger as ``settings`` say.
 
     ``stream`` is where stdout output (and the fallback of the other
     outputs) goes, ``sys.stdout`` by default; ``syslog_address`` is the
     local syslog socket, :func:`local_syslog_address` of :data:`PLATFORM` by default.  Raises
-    :class:`LogSetupError` with a one-line text (badsmtp(1), EXIT STATUS)."""
+    :class:`LogSetupError` with a one-line text (badsmtp(1), EXIT STATUS).
+
+    ``threaded=False``: records are written by the thread that logs them,
+    and no thread is started, so the process may fork (the ``--workers``
+    supervisor, :mod:`badsmtp.supervisor`).  ``guard`` is held around each
+    write to standard output (a lock shared by the processes writing there)."""
     if settings.log_output in ("tcp", "udp") and not settings.log_remote_addr:
         raise LogConfigError(f"remote address required for {settings.log_output} logging")
     formatter: JsonFormatter | TextFormatter = (
         TextFormatter() if settings.log_format == "text" else JsonFormatter()
     )
     pending = Buffer(QUEUE_SIZE)
-    out = BurstStreamHandler(stream if stream is not None else sys.stdout, pending)
+    out = BurstStreamHandler(stream if stream is not None else sys.stdout, pending, guard)
     out.setFormatter(formatter)
     target = _output(settings, out, syslog_address or local_syslog_address(PLATFORM))
     target.setFormatter(formatter)
+    owned: list[logging.Handler] = [target] if target is out else [target, out]
+    logger = logging.getLogger(logger_name)
+    if not threaded:
+        setup = LogSetup(logger, target, None, owned)
+        setup.install(settings.levelno, None)
+        return setup
 
     handler = BufferHandler(pending)
     handler.setFormatter(formatter)
     listener = BufferListener(pending, target)
     listener.start()
-    logger = logging.getLogger(logger_name)
-    setup = LogSetup(logger, handler, listener, [target] if target is out else [target, out])
+    setup = LogSetup(logger, handler, listener, owned)
     direct = DirectWriter(formatter, pending) if logger_name == "badsmtp" else None
     setup.install(settings.levelno, direct)
     return setup

@@ -20,6 +20,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import IO, Any
 
 from .logformat import FORMATTED, JsonFormatter, TextFormatter
@@ -172,10 +173,15 @@ class BurstStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     per burst, not one per record, even when the stream is unbuffered
     (``PYTHONUNBUFFERED``)."""
 
-    def __init__(self, stream: IO[str], pending: Buffer) -> None:
+    def __init__(
+        self, stream: IO[str], pending: Buffer, guard: AbstractContextManager[Any] | None = None
+    ) -> None:
         super().__init__(stream)
         self._pending = pending
         self._lines: list[str] = []
+        # Held around each write: processes sharing the stream (``badsmtp
+        # --workers``) take turns, so their lines never interleave.
+        self._guard = guard if guard is not None else nullcontext()
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -205,9 +211,10 @@ class BurstStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self.acquire()
         try:
             lines, self._lines = self._lines, []
-            if self.stream is not None:
-                self.stream.write("".join(lines))
-            super().flush()
+            with self._guard:
+                if self.stream is not None:
+                    self.stream.write("".join(lines))
+                super().flush()
         except OSError:
             pass  # stdout went away: nothing better to do with a log line
         finally:

@@ -11,7 +11,7 @@ from typing import Any
 from .config import Config
 from .log import FORMATS, LEVELS, LOG_KEYS, OUTPUTS, LogSettings
 
-__all__ = ["GROUPS", "KEYS", "KEY_BY_NAME", "Key", "defaults"]
+__all__ = ["GROUPS", "KEYS", "KEY_BY_NAME", "RUN_DEFAULTS", "Key", "defaults"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +63,8 @@ KEYS: tuple[Key, ...] = (
         "DIR",
     ),
     _key("listen_address", SERVER, str, "ADDR", "address of every listener"),
+    _key("workers", SERVER, str, "N", "processes serving the listeners: N, or auto (one per CPU)"),
+    _key("cpu_affinity", SERVER, str, "MODE", "none, or pin: each process (worker) to one CPU"),
     _key("tls_port", PORTS, int, "PORT", "implicit TLS port; 0 = ephemeral"),
     _key("starttls_port", PORTS, int, "PORT", "STARTTLS port; 0 = ephemeral"),
     _key("greeting_delay_port_start", PORTS, int, "PORT", "first of 100 greeting delay ports"),
@@ -86,9 +88,17 @@ KEYS: tuple[Key, ...] = (
 KEY_BY_NAME = {key.name: key for key in KEYS}
 
 
+# Keys of the command alone, neither the server's (Config) nor the log's.
+RUN_DEFAULTS: dict[str, Any] = {"workers": "1", "cpu_affinity": "none"}
+AFFINITIES = ("none", "pin")
+
+
 def defaults() -> dict[str, Any]:
     # An instance, not the class: slotted dataclass fields are descriptors.
     config, logging_ = Config(), LogSettings()
     return {
-        key.name: getattr(logging_ if key.name in LOG_KEYS else config, key.name) for key in KEYS
+        key.name: RUN_DEFAULTS[key.name]
+        if key.name in RUN_DEFAULTS
+        else getattr(logging_ if key.name in LOG_KEYS else config, key.name)
+        for key in KEYS
     }

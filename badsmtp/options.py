@@ -22,7 +22,7 @@ import configargparse  # type: ignore[import-untyped]
 from . import __version__
 from .config import Config, ConfigError, PortConfigError
 from .log import LOG_KEYS, LogSettings
-from .optionkeys import KEY_BY_NAME, KEYS, Key, defaults
+from .optionkeys import AFFINITIES, KEY_BY_NAME, KEYS, RUN_DEFAULTS, Key, defaults
 from .optionparser import CLIError, ParserExit, build_parser
 from .portplan import validate_ports
 
@@ -134,7 +134,23 @@ class Settings:
     write_tls_ca: str | None = None
 
     def server_kwargs(self) -> dict[str, Any]:
-        return {k: v for k, v in self.values.items() if k not in LOG_KEYS}
+        return {
+            k: v for k, v in self.values.items() if k not in LOG_KEYS and k not in RUN_DEFAULTS
+        }
+
+    @property
+    def cpu_affinity(self) -> str:
+        return str(self.values["cpu_affinity"]).strip().lower()
+
+    @property
+    def workers(self) -> int:
+        """How many processes serve (``--workers``), ``auto`` counted."""
+        text = str(self.values["workers"]).strip()
+        if text == "1":
+            return 1  # one process: nothing of the supervisor is imported
+        from .supervisor import worker_count
+
+        return worker_count(text)
 
     def log_settings(self) -> LogSettings:
         return LogSettings(**{k: v for k, v in self.values.items() if k in LOG_KEYS})
@@ -299,6 +315,14 @@ def check(settings: Settings) -> Config:
         validate_ports(config)
     except PortConfigError as exc:
         raise CLIError(f"port configuration error: {exc}") from None
+    try:
+        settings.workers
+    except ValueError as exc:
+        raise CLIError(f"configuration error: {exc}") from None
+    if settings.cpu_affinity not in AFFINITIES:
+        raise CLIError(
+            f"configuration error: cpu_affinity must be none or pin, not {settings.cpu_affinity!r}"
+        )
     logging_ = settings.log_settings()
     if logging_.log_output in ("tcp", "udp") and not logging_.log_remote_addr:
         raise CLIError(f"remote address required for {logging_.log_output} logging")

@@ -80,10 +80,14 @@ class Runtime:
         self._lock = threading.Lock()
         self.connections: dict[Handler, socket.socket] = {}
         self.pool = WorkerPool()
-        self._pid = os.getpid()
-        self._nonce = secrets.randbelow(10**9)
-        self._stamp = f"{int(time.time())}.{self._pid}"
         self.transcripts = transcripts  # None: nothing recorded, nothing paid
+        self.stamp()
+
+    def stamp(self) -> None:
+        """Draw the challenges' random part and take this process's id and
+        the time; a worker process (``badsmtp --workers``) draws its own."""
+        self._nonce = secrets.randbelow(10**9)
+        self._stamp = f"{int(time.time())}.{os.getpid()}"
 
     def challenge(self) -> str:
         """A connection's CRAM challenge.  RFC 2195 §2: it must be unique;
