@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -64,16 +65,16 @@ def _describe(listener: Listener) -> str:
     return f"{listener.role.value} {listener.delay:g}s" if listener.delay else listener.role.value
 
 
-def _start(settings: Settings, accept: bool = True) -> BadSMTP:
-    """The server of ``settings``, bound, and accepting unless ``accept`` is
-    False (``--workers``: the workers accept)."""
+def _start(settings: Settings, prepare: Callable[[BadSMTP], None] | None = None) -> BadSMTP:
+    """The server of ``settings``, bound and accepting; or, with ``prepare``,
+    bound by that and not accepting (``--workers``: the workers accept)."""
     try:
         # A load-test sink keeps nothing: no captured bodies, no transcripts.
         server = BadSMTP(ports=None, capture=False, record=False, **settings.server_kwargs())
-        if accept:
+        if prepare is None:
             server.serve_in_thread()
         else:
-            _open_shared(server)
+            prepare(server)
     except ConfigError as exc:
         raise CLIError(f"configuration error: {exc}") from None
     except (StorageError, TLSSetupError) as exc:
@@ -168,15 +169,18 @@ def raise_open_files_limit(resource: Any = None) -> int | None:
     return int(soft)
 
 
-def _open_shared(server: BadSMTP) -> None:
-    """Bind, and make what every worker must share before the first fork."""
-    from .supervisor import SharedUses
+def _open_shared(server: BadSMTP, directory: str) -> None:
+    """Bind, and make what every worker must share before the first fork:
+    the counts of counted triggers, the certificates and the test CA."""
+    from .certstore import SharedCertificates
+    from .processes import ProcessLock, SharedUses
 
     server._uses = SharedUses()
     server._open()
-    server.certificate_pem()  # one certificate for every worker
+    server._tls_provider().share(SharedCertificates(directory, ProcessLock()))
+    server.certificate_pem()  # made here, before the fork: every worker has it
     if any(listener.tls_fault for listener in server.listeners):
-        server.ca_pem()  # and one test CA
+        server.ca_pem()
 
 
 def run(settings: Settings) -> int:
@@ -184,7 +188,7 @@ def run(settings: Settings) -> int:
     if settings.workers > 1:
         return _run_workers(settings)
     if settings.cpu_affinity == "pin":
-        from .supervisor import pin_to_cpu
+        from .processes import pin_to_cpu
 
         pin_to_cpu(os.getpid())  # instances started together spread out
     stop = threading.Event()
@@ -209,15 +213,17 @@ def run(settings: Settings) -> int:
 
 def _run_workers(settings: Settings) -> int:
     """``--workers N``: N processes serve the listeners bound here (badsmtp(1), WORKERS)."""
-    from .supervisor import ProcessLock, Supervisor
+    from .processes import ProcessLock
+    from .supervisor import Supervisor
 
     log_lock = ProcessLock()
     try:
         setup = configure(settings.log_settings(), threaded=False, guard=log_lock)
     except LogSetupError as exc:
         raise CLIError(str(exc), 2 if isinstance(exc, LogConfigError) else 1) from None
+    certificates = tempfile.mkdtemp(prefix="badsmtp-certificates-")  # private: mode 0700
     try:
-        server = _start(settings, accept=False)
+        server = _start(settings, lambda server: _open_shared(server, certificates))
         supervisor = Supervisor(
             server, settings, settings.workers, setup, log_lock, lambda: _announce(server, settings)
         )
@@ -225,6 +231,7 @@ def _run_workers(settings: Settings) -> int:
     finally:
         setup.close()
         log_lock.close()
+        shutil.rmtree(certificates, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:

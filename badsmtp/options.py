@@ -148,7 +148,7 @@ class Settings:
         text = str(self.values["workers"]).strip()
         if text == "1":
             return 1  # one process: nothing of the supervisor is imported
-        from .supervisor import worker_count
+        from .processes import worker_count
 
         return worker_count(text)
 

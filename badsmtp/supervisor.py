@@ -23,15 +23,11 @@ POSIX only: Windows has no ``fork()``, and ``--workers`` says so.
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
-import mmap
 import os
 import select
 import signal
-import struct
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -39,145 +35,21 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .runtime import TriggerUses
+from .processes import ProcessLock, pin_to_cpu
 
 if TYPE_CHECKING:
     from .api import BadSMTP
     from .log import LogSetup
     from .options import Settings
 
-__all__ = ["ProcessLock", "SharedUses", "Supervisor", "pin_to_cpu", "usable_cpus", "worker_count"]
+__all__ = ["Supervisor"]
 
 log = logging.getLogger("badsmtp.server")
 
-MAX_WORKERS = 256
 START_TIMEOUT = 30.0  # seconds for every worker to be ready
 RESTART_BACKOFF = (0.0, 0.1, 0.5, 1.0, 5.0)  # after 0, 1, 2... quick deaths in a row
 QUICK_DEATH = 1.0  # seconds: a worker that dies sooner did not really start
 KILL_GRACE = 5.0  # seconds past --shutdown-timeout before stuck workers are killed
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity mask where there is one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
-def pin_to_cpu(index: int) -> bool:
-    """Keep this process (the calling thread and every thread it starts
-    from now on) on the ``index``-th usable CPU, round robin: threads that
-    hand each connection's work to one another then never wait for a wake-up
-    on another CPU (``--cpu-affinity pin``).  False where the platform cannot."""
-    if not hasattr(os, "sched_setaffinity"):
-        return False
-    cpus = sorted(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, {cpus[index % len(cpus)]})
-    return True
-
-
-def worker_count(text: str, can_fork: bool | None = None) -> int:
-    """The number of worker processes ``--workers TEXT`` asks for: a whole
-    number from 1 to :data:`MAX_WORKERS`, or ``auto`` (one per usable CPU).
-    ValueError, with a line fit for the user, for anything else, and for
-    more than one where there is no ``fork()`` (Windows)."""
-    text = text.strip().lower()
-    if text == "auto":
-        count = usable_cpus()
-    else:
-        try:
-            count = int(text)
-        except ValueError:
-            count = 0
-        if not 1 <= count <= MAX_WORKERS:
-            raise ValueError(f"workers must be auto or a number from 1 to {MAX_WORKERS}, not {text!r}")
-    if can_fork is None:
-        can_fork = hasattr(os, "fork")
-    if count > 1 and not can_fork:
-        raise ValueError(
-            f"--workers {text} needs fork(), which this platform ({sys.platform}) does not have; "
-            "run one badsmtp per CPU on ports of its own instead"
-        )
-    return count
-
-
-class ProcessLock:
-    """A lock between threads and processes: a threading lock (within a
-    process) and ``lockf()`` on an unlinked temporary file (between them;
-    the kernel releases it when its holder dies, so a killed worker cannot
-    leave the others waiting).  Made before the fork, shared by the children."""
-
-    def __init__(self) -> None:
-        import fcntl
-
-        self._lockf = fcntl.lockf
-        self._exclusive, self._unlock = fcntl.LOCK_EX, fcntl.LOCK_UN
-        self._file = tempfile.TemporaryFile()  # noqa: SIM115 - kept open for the lock's life
-        self._threads = threading.Lock()
-
-    def __enter__(self) -> None:
-        self._threads.acquire()
-        try:
-            self._lockf(self._file.fileno(), self._exclusive)
-        except BaseException:
-            self._threads.release()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self._lockf(self._file.fileno(), self._unlock)
-        finally:
-            self._threads.release()
-
-    def close(self) -> None:
-        self._file.close()
-
-
-_SLOT = struct.Struct("<QQ")  # a key's hash (0: free) and how often it fired
-
-
-class SharedUses(TriggerUses):
-    """How often each counted trigger (``x<N>``) fired, across every worker:
-    an open-addressing table of 64-bit key hashes in an anonymous shared
-    mapping, which forked workers all see.  Should its 65,536 slots ever be
-    full, the keys that find none are counted per process."""
-
-    SLOTS = 1 << 16
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._table = mmap.mmap(-1, self.SLOTS * _SLOT.size)  # MAP_SHARED | MAP_ANONYMOUS
-        self._guard = ProcessLock()
-
-    @staticmethod
-    def _hash(key: str) -> int:
-        digest = hashlib.blake2b(key.encode("utf-8", "surrogateescape"), digest_size=8).digest()
-        return int.from_bytes(digest, "little") or 1
-
-    def take(self, key: str, times: int) -> bool:
-        wanted = self._hash(key)
-        with self._guard:
-            slot = wanted % self.SLOTS
-            for _ in range(self.SLOTS):
-                offset = slot * _SLOT.size
-                stored, fired = _SLOT.unpack_from(self._table, offset)
-                if stored in (wanted, 0):
-                    if fired >= times:
-                        return False
-                    _SLOT.pack_into(self._table, offset, wanted, fired + 1)
-                    return True
-                slot = (slot + 1) % self.SLOTS
-        return super().take(key, times)
-
-    def close(self) -> None:
-        self._guard.close()
-        self._table.close()
-
-    def clear(self) -> None:
-        with self._guard:
-            self._table[:] = bytes(len(self._table))
-        super().clear()
 
 
 def _nothing(signum: int, frame: FrameType | None) -> None:

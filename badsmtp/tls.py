@@ -30,6 +30,7 @@ from .config import DEFAULT_ADDRESS, DEFAULT_HOSTNAME
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
+    from .certstore import SharedCertificates
     from .tlsfaults import FaultCertificates
 
 __all__ = ["TLSProvider", "TLSSetupError"]
@@ -368,12 +369,26 @@ class TLSProvider:
         pending.set_result(issued)
         return issued
 
+    def share(self, store: SharedCertificates) -> None:
+        """Take generated certificates from ``store``, which processes share
+        (``badsmtp --workers``): every worker presents the same one per name."""
+        self._shared = store
+
+    _shared: SharedCertificates | None = None
+
     def _make(self, name: str, now: datetime.datetime) -> _Issued:
-        cert_pem, key_pem = generate(name, *self._alt_names(name), now)
+        if self._shared is not None:
+            cert_pem, key_pem, now = self._shared.get(name, now, self._generate)
+        else:
+            cert_pem, key_pem = self._generate(name, now)
         context = _new_server_context()
         _load_pem(context, cert_pem + key_pem)
-        _log.debug("generated TLS certificate for %s", name)
         return _Issued(cert_pem, context, now + VALIDITY)
+
+    def _generate(self, name: str, now: datetime.datetime) -> tuple[str, str]:
+        pems = generate(name, *self._alt_names(name), now)
+        _log.debug("generated TLS certificate for %s", name)
+        return pems
 
     @staticmethod
     def own_fault(exc: BaseException) -> bool:
@@ -396,4 +411,3 @@ class TLSProvider:
             _log.exception("cannot provide a TLS certificate for %r", server_name)
             return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
         return None
-

@@ -12,6 +12,8 @@ import os
 import re
 import selectors
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -22,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from badsmtp import cli
-from badsmtp.supervisor import SharedUses, usable_cpus, worker_count
+from badsmtp.processes import SharedUses, usable_cpus, worker_count
 from helpers import Client, free_ranges, linux_only, posix_signals, wait_until
 
 pytestmark = posix_signals  # fork() and POSIX signals
@@ -84,7 +86,9 @@ def workers(tmp_path: Path, *extra: str, count: int = 2, **popen: object) -> Ite
         "--port-file", str(port_file), "--log-format", "json", "--shutdown-timeout", "5", *extra,
     ]  # fmt: skip
     with open(log, "wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE, **popen)  # type: ignore[call-overload]
+        # TMPDIR: what a killed supervisor leaves stays in tmp_path
+        env = {**os.environ, "TMPDIR": str(tmp_path)}
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE, env=env, **popen)  # type: ignore[call-overload]
     try:
         line = _first_stderr_line(proc, timeout=60)
         assert line.startswith(b"badsmtp "), line
@@ -275,3 +279,24 @@ def test_second_signal_during_the_shutdown_exits_at_once(tmp_path: Path) -> None
         assert server.stop(signal.SIGINT) == 128 + signal.SIGINT
         assert time.monotonic() - start < 5
         wait_until(lambda: not Path(f"/proc/{stuck}").exists(), what="the stuck worker killed")
+
+
+def _certificate(port: int, name: str) -> bytes:
+    """The certificate an implicit TLS port presents for SNI ``name``."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname=name) as tls:
+            der = tls.getpeercert(binary_form=True)
+            assert der is not None
+            return der
+
+
+def test_every_worker_presents_the_same_certificates(tmp_path: Path) -> None:
+    written = tmp_path / "cert.pem"
+    with workers(tmp_path, "--write-tls-cert", str(written)) as server:
+        port = int(server.ports["tls_port"])  # type: ignore[call-overload]
+        default = {_certificate(port, "localhost") for _ in range(8)}
+        assert default == {ssl.PEM_cert_to_DER_cert(written.read_text())}
+        assert len({_certificate(port, "mx.example.org") for _ in range(8)}) == 1
+        assert server.stop() == 0
