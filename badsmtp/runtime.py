@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import secrets
 import socket
 import threading
 import time
@@ -81,7 +80,7 @@ class Runtime:
         self.connections: dict[Handler, socket.socket] = {}
         self.pool = WorkerPool()
         self._pid = os.getpid()
-        self._nonce = secrets.randbelow(10**9)
+        self._nonce = int.from_bytes(os.urandom(8), "big") % 10**9  # random (os.urandom)
         self._stamp = f"{int(time.time())}.{self._pid}"
         self.transcripts = transcripts  # None: nothing recorded, nothing paid
 

@@ -18,7 +18,6 @@ import logging
 import os
 import re
 import ssl
-import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -109,6 +108,8 @@ def _load_pem(context: ssl.SSLContext, pem: str) -> None:
     ``load_cert_chain`` only takes paths, so the PEM passes through a private temporary
     file (mkstemp creates it 0600) that is deleted as soon as it is loaded.
     """
+    import tempfile  # only with a certificate: a plain start loads none
+
     fd, path = tempfile.mkstemp(prefix="badsmtp-", suffix=".pem")
     try:
         with os.fdopen(fd, "w", encoding="ascii") as file:
