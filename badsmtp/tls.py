@@ -23,11 +23,12 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .certificate import VALIDITY, IPAddress, generate
 from .config import DEFAULT_ADDRESS, DEFAULT_HOSTNAME
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
+
+    from .certificate import IPAddress
 
     from .tlsfaults import FaultCertificates
 
@@ -80,6 +81,16 @@ def _dns_name(text: str) -> str | None:
     if all(_LABEL.match(label) for label in name.split(".")):
         return name
     return None
+
+
+def generate(
+    name: str, dns_names: list[str], ips: list[IPAddress], now: datetime.datetime
+) -> tuple[str, str]:
+    """:func:`badsmtp.certificate.generate`, loaded on the first call (the
+    first handshake), not with the server: a plain start never needs it."""
+    from . import certificate
+
+    return certificate.generate(name, dns_names, ips, now)
 
 
 def _now() -> datetime.datetime:
@@ -370,6 +381,8 @@ class TLSProvider:
         return issued
 
     def _make(self, name: str, now: datetime.datetime) -> _Issued:
+        from .certificate import VALIDITY
+
         cert_pem, key_pem = generate(name, *self._alt_names(name), now)
         context = _new_server_context()
         _load_pem(context, cert_pem + key_pem)
