@@ -7,7 +7,9 @@ certificates that work as their own trust anchor (RFC 5280 §6.1), pass OpenSSL 
 ``-x509_strict`` checks and carry every name a test client is likely to dial; a client not
 given the PEM still sees the classic "self-signed certificate" error.
 ``cryptography`` is imported on the first generation, never at import or construction: a
-plain-SMTP server must start in milliseconds.
+plain-SMTP server must start in milliseconds.  So is ``ssl`` (imported by the functions that
+build or inspect contexts): a provider without certificate files is built without it, and
+the first TLS handshake loads it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import ipaddress
 import logging
 import os
 import re
-import ssl
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING
 from .config import DEFAULT_ADDRESS, DEFAULT_HOSTNAME
 
 if TYPE_CHECKING:
+    import ssl
     from concurrent.futures import Future
 
     from .certificate import IPAddress
@@ -99,6 +101,8 @@ def _now() -> datetime.datetime:
 
 
 def _new_server_context() -> ssl.SSLContext:
+    import ssl
+
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2  # RFC 8996 retires 1.0 and 1.1
     # Shutdown wakes a reader by shutting the socket's read side (badsmtp(1), SIGNALS).  Without
@@ -148,6 +152,8 @@ def _read(path: str, what: str) -> str:
 def _load_files(cert_file: str, key_file: str) -> tuple[str, ssl.SSLContext]:
     """Load user-supplied PEM files at start-up (badsmtp(1), --tls-cert-file): (leaf PEM,
     server context)."""
+    import ssl
+
     leaf = _PEM_CERT.search(_read(cert_file, "certificate"))
     _read(key_file, "key")
     if leaf is None:
@@ -247,6 +253,8 @@ class TLSProvider:
 
     def client_context(self, name: str | None = None) -> ssl.SSLContext:
         """A client context trusting exactly :meth:`certificate_pem` for ``name``."""
+        import ssl
+
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.check_hostname = True
@@ -282,6 +290,8 @@ class TLSProvider:
     def fault_context(self, fault: str) -> ssl.SSLContext:
         """The server context for a certificate fault (``certexpired``, ...): like
         :meth:`server_context`, it picks the certificate per SNI name."""
+        import ssl
+
         faults = self._fault_certificates()
         with self._context_lock:
             context = self._fault_contexts.get(fault)
@@ -395,6 +405,8 @@ class TLSProvider:
         than the client's: the certificate callback (:meth:`_select`) refused it
         and has logged why.  ``reason`` is OpenSSL's reason code, not message
         text; the only callback on these contexts is the SNI one."""
+        import ssl
+
         return isinstance(exc, ssl.SSLError) and exc.reason == "CALLBACK_FAILED"
 
     def _select(
@@ -407,6 +419,8 @@ class TLSProvider:
             connection.context = self._issue(self._name_for(server_name)).context
         # Anything raised here would only be printed by ssl; fail the handshake cleanly.
         except Exception:  # noqa: BLE001
+            import ssl
+
             _log.exception("cannot provide a TLS certificate for %r", server_name)
             return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
         return None
