@@ -20,7 +20,7 @@ import socket
 import sys
 import time
 from dataclasses import dataclass, fields
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from . import sessionlog
 from .logbuffer import (
@@ -32,7 +32,10 @@ from .logbuffer import (
     DirectWriter,
     Flushed,
 )
-from .logformat import JsonFormatter, TextFormatter, level_name
+from .logformat import TextFormatter, level_name
+
+if TYPE_CHECKING:
+    from .logjson import JsonFormatter
 
 __all__ = [
     "LEVELS",
@@ -328,9 +331,13 @@ def configure(
     :class:`LogSetupError` with a one-line text (badsmtp(1), EXIT STATUS)."""
     if settings.log_output in ("tcp", "udp") and not settings.log_remote_addr:
         raise LogConfigError(f"remote address required for {settings.log_output} logging")
-    formatter: JsonFormatter | TextFormatter = (
-        TextFormatter() if settings.log_format == "text" else JsonFormatter()
-    )
+    formatter: JsonFormatter | TextFormatter
+    if settings.log_format == "text":
+        formatter = TextFormatter()
+    else:
+        from .logjson import JsonFormatter  # python-json-logger: only for JSON records
+
+        formatter = JsonFormatter()
     pending = Buffer(QUEUE_SIZE)
     out = BurstStreamHandler(stream if stream is not None else sys.stdout, pending)
     out.setFormatter(formatter)
@@ -358,3 +365,11 @@ def _output(
     if settings.log_output == "syslog":
         return _syslog_handler(settings, syslog_address, out)
     return RemoteHandler(settings.log_output, settings.log_remote_addr, out)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "JsonFormatter":  # loaded with python-json-logger on first use (PEP 562)
+        from .logjson import JsonFormatter
+
+        return JsonFormatter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

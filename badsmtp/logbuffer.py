@@ -20,9 +20,12 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from .logformat import FORMATTED, JsonFormatter, TextFormatter
+from .logformat import FORMATTED, TextFormatter
+
+if TYPE_CHECKING:
+    from .logjson import JsonFormatter
 
 __all__ = [
     "BATCH_INTERVAL",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,8 @@ NOT_AT_START = frozenset(
         *LAZY,
         "badsmtp.certificate",  # generating a certificate: the first TLS handshake
         "badsmtp.tlsfaults",  # the first TLS fault port connection
+        "ssl",  # the first TLS handshake (badsmtp.sockio, badsmtp.tls)
+        "_ssl",
         "badsmtp.transcript",
         "email",
         "tempfile",  # --port-file, --write-tls-cert, a user's key file
@@ -47,7 +50,7 @@ BADSMTP_AT_START = frozenset(
     f"badsmtp.{name}"
     for name in (
         "accepting acceptor actions api auth batch builders cli commands config content "
-        "deliveries extensions framing hooks log logbuffer logformat optionkeys optionparser "
+        "deliveries extensions framing hooks log logbuffer logformat logjson optionkeys optionparser "
         "options portplan protocol readers replies replyfaults runtime server session "
         "sessionlog sockio state stopsignals storage tls triggers verbs workers"
     ).split()
@@ -137,12 +140,15 @@ def _over_budget(modules: set[str]) -> set[str]:
 def test_a_plain_start_greets_within_its_import_budget(tmp_path: Path) -> None:
     modules = _modules_at_first_greeting(tmp_path)  # the default: JSON records at INFO
     assert _over_budget(modules) == set()
-    assert "pythonjsonlogger" in modules  # the JSON records' formatter
+    assert {"pythonjsonlogger", "badsmtp.logjson"} <= modules  # the JSON records' formatter
 
 
 def test_a_plain_start_with_the_text_log_stays_within_the_budget(tmp_path: Path) -> None:
     modules = _modules_at_first_greeting(tmp_path, "--log-format", "text", "--log-level", "DEBUG")
     assert _over_budget(modules) == set()
+    # Text records need no JSON formatter: python-json-logger (and the uuid
+    # and platform modules it brings) stay unloaded.
+    assert not {"pythonjsonlogger", "badsmtp.logjson", "uuid", "platform"} & modules
 
 
 def test_the_budget_catches_an_eager_import(tmp_path: Path) -> None:
@@ -152,3 +158,22 @@ def test_the_budget_catches_an_eager_import(tmp_path: Path) -> None:
     over = _over_budget(_modules_at_first_greeting(tmp_path, probe=eager))
     assert {"badsmtp.transcript", "badsmtp.records", "email", "email.utils"} <= over
     assert {m.split(".")[0] for m in over} == {"badsmtp", "email"}
+
+
+def test_the_tls_checks_work_before_and_after_ssl_is_loaded() -> None:
+    # Before: nothing can be TLS, no ssl error can arrive.  After: as ssl says.
+    code = (
+        "import socket, sys; from badsmtp import sockio\n"
+        "with socket.socket() as sock: before = (sockio.is_tls(sock), sockio.ssl_errors('SSLError'))\n"
+        "print('ssl' in sys.modules, before)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (out.returncode, out.stdout) == (0, "False (False, ())\n"), out.stderr
+    import ssl
+
+    from badsmtp import sockio
+
+    assert sockio.ssl_errors("SSLWantReadError", "SSLError") == (ssl.SSLWantReadError, ssl.SSLError)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with socket.socket() as raw, context.wrap_socket(raw, server_side=True) as wrapped:
+        assert sockio.is_tls(wrapped) and not sockio.is_tls(raw)
