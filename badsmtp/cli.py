@@ -17,7 +17,6 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -46,6 +45,8 @@ def write_atomically(path: str, text: str) -> None:
     """Write under a temporary name in the same directory, then rename:
     a reader sees no file or the whole file, never a partial one
     (badsmtp(1), --port-file)."""
+    import tempfile  # only for these files: a plain start writes none
+
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".badsmtp-", suffix=".tmp")
     try:
@@ -98,12 +99,16 @@ def _announce(server: BadSMTP, settings: Settings) -> None:
                 write_atomically(path, produce())
             except OSError as exc:
                 raise CLIError(f"cannot write {what} {path}: {exc.strerror or exc}", 1) from None
-    addr = server.config.listen_address
-    for listener in server.listeners:
-        _log.info(
-            "Listening on TLS port" if listener.tls else "Listening on port",
-            extra={"fields": {"port": listener.port, "desc": _describe(listener), "addr": addr}},
-        )
+    # One record per listener only at DEBUG (badsmtp(1), LOGGING): the
+    # start-up record below names every port, and the default plan's 309
+    # records would hold up the first greeting.
+    if _log.isEnabledFor(logging.DEBUG):
+        addr = server.config.listen_address
+        for listener in server.listeners:
+            _log.debug(
+                "Listening on TLS port" if listener.tls else "Listening on port",
+                extra={"fields": {"port": listener.port, "desc": _describe(listener), "addr": addr}},
+            )
     logging_ = settings.log_settings()
     _log.info(
         "BadSMTP server started",
@@ -221,6 +226,8 @@ def _run_workers(settings: Settings) -> int:
         setup = configure(settings.log_settings(), threaded=False, guard=log_lock)
     except LogSetupError as exc:
         raise CLIError(str(exc), 2 if isinstance(exc, LogConfigError) else 1) from None
+    import tempfile
+
     certificates = tempfile.mkdtemp(prefix="badsmtp-certificates-")  # private: mode 0700
     try:
         server = _start(settings, lambda server: _open_shared(server, certificates))

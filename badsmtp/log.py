@@ -21,7 +21,7 @@ import sys
 import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from . import sessionlog
 from .logbuffer import (
@@ -33,7 +33,10 @@ from .logbuffer import (
     DirectWriter,
     Flushed,
 )
-from .logformat import JsonFormatter, TextFormatter, level_name
+from .logformat import TextFormatter, level_name
+
+if TYPE_CHECKING:
+    from .logjson import JsonFormatter
 
 __all__ = [
     "LEVELS",
@@ -340,9 +343,13 @@ def configure(
     write to standard output (a lock shared by the processes writing there)."""
     if settings.log_output in ("tcp", "udp") and not settings.log_remote_addr:
         raise LogConfigError(f"remote address required for {settings.log_output} logging")
-    formatter: JsonFormatter | TextFormatter = (
-        TextFormatter() if settings.log_format == "text" else JsonFormatter()
-    )
+    formatter: JsonFormatter | TextFormatter
+    if settings.log_format == "text":
+        formatter = TextFormatter()
+    else:
+        from .logjson import JsonFormatter  # python-json-logger: only for JSON records
+
+        formatter = JsonFormatter()
     pending = Buffer(QUEUE_SIZE)
     out = BurstStreamHandler(stream if stream is not None else sys.stdout, pending, guard)
     out.setFormatter(formatter)
@@ -375,3 +382,11 @@ def _output(
     if settings.log_output == "syslog":
         return _syslog_handler(settings, syslog_address, out)
     return RemoteHandler(settings.log_output, settings.log_remote_addr, out)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "JsonFormatter":  # loaded with python-json-logger on first use (PEP 562)
+        from .logjson import JsonFormatter
+
+        return JsonFormatter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

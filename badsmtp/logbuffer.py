@@ -21,9 +21,12 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from .logformat import FORMATTED, JsonFormatter, TextFormatter
+from .logformat import FORMATTED, TextFormatter
+
+if TYPE_CHECKING:
+    from .logjson import JsonFormatter
 
 __all__ = [
     "BATCH_INTERVAL",

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import secrets
 import socket
 import threading
 import time
@@ -86,7 +85,7 @@ class Runtime:
     def stamp(self) -> None:
         """Draw the challenges' random part and take this process's id and
         the time; a worker process (``badsmtp --workers``) draws its own."""
-        self._nonce = secrets.randbelow(10**9)
+        self._nonce = int.from_bytes(os.urandom(8), "big") % 10**9  # random (os.urandom)
         self._stamp = f"{int(time.time())}.{os.getpid()}"
 
     def challenge(self) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import socket
 import socketserver
-import ssl
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable
@@ -70,7 +69,7 @@ class Handler(socketserver.BaseRequestHandler):
         try:
             if self.hooks is None or self._admitted(self.hooks):
                 self._serve()
-        except (OSError, ssl.SSLError):
+        except OSError:  # ssl.SSLError included
             # the client went away or the network failed: nothing to answer
             if self.recorder is not None:
                 self.recorder.finish("client")
@@ -102,7 +101,7 @@ class Handler(socketserver.BaseRequestHandler):
         return True
 
     def finish(self) -> None:
-        if isinstance(self.sock, ssl.SSLSocket):
+        if sockio.is_tls(self.sock):
             # RFC 8446 §6.1: send close_notify before closing, or OpenSSL 3
             # clients report "unexpected eof" after a clean QUIT.  Non-blocking:
             # never wait for the client's own close_notify.
@@ -176,7 +175,7 @@ class Handler(socketserver.BaseRequestHandler):
             return data
         try:
             data = self.sock.recv(RECV_SIZE)  # not cached: STARTTLS replaces the socket
-        except (TimeoutError, BlockingIOError, ssl.SSLWantReadError):
+        except (TimeoutError, BlockingIOError) + sockio.ssl_errors("SSLWantReadError"):
             self._end_with(session.timeout)
             return None
         except ConnectionError:
@@ -348,7 +347,7 @@ class Handler(socketserver.BaseRequestHandler):
             return False
         try:
             wrapped.do_handshake()
-        except (OSError, ssl.SSLError, ValueError) as exc:
+        except (OSError, ValueError) as exc:  # ssl.SSLError included
             self.slog.tls_failed(exc, own_fault=self.rt.tls.own_fault(exc))
             return False
         wrapped.settimeout(self.rt.idle_timeout)

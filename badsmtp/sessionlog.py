@@ -16,7 +16,7 @@ come from the session itself as ``Log`` actions.
 from __future__ import annotations
 
 import logging
-import secrets
+import os
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -75,8 +75,10 @@ def _direct_writer(base: dict[str, Any]) -> RecordWriter | None:
 
 
 def new_session_id() -> str:
-    """``sess_`` and 24 lower-case hex digits (12 random bytes)."""
-    return "sess_" + secrets.token_hex(12)
+    """``sess_`` and 24 lower-case hex digits (12 random bytes).  From
+    ``os.urandom``, as ``secrets.token_hex`` makes them, without loading
+    ``secrets`` (and ``random``, ``hashlib``) at start-up."""
+    return "sess_" + os.urandom(12).hex()
 
 
 def storage_type(store: MessageStore | None) -> str:

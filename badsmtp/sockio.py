@@ -5,6 +5,12 @@ A plain socket's idle timeout is the kernel's (``SO_RCVTIMEO``/``SO_SNDTIMEO``):
 a Python-level timeout would cost a ``poll()`` before every ``recv`` and
 ``send`` on the hot path.  A TLS socket keeps Python's own timeout, which
 ``ssl`` needs to see.  Nothing here knows SMTP.
+
+``ssl`` is not imported here: loading it costs every start milliseconds,
+and a plain connection never needs it.  Until something has loaded it (the
+first TLS handshake, :mod:`badsmtp.tls`) no socket can be an ``SSLSocket``
+and no ``ssl`` error can be raised, so :func:`is_tls` and
+:func:`ssl_errors` look it up in ``sys.modules``.
 """
 
 from __future__ import annotations
@@ -12,14 +18,27 @@ from __future__ import annotations
 import math
 import select
 import socket
-import ssl
 import struct
 import sys
 import threading
 import time
 from enum import Enum
+from typing import TYPE_CHECKING, TypeGuard
 
-__all__ = ["HOLD_LIMIT", "Waited", "read_timeout", "send", "set_timeouts", "timeout_bytes", "wait"]
+if TYPE_CHECKING:
+    import ssl
+
+__all__ = [
+    "HOLD_LIMIT",
+    "Waited",
+    "is_tls",
+    "read_timeout",
+    "send",
+    "set_timeouts",
+    "ssl_errors",
+    "timeout_bytes",
+    "wait",
+]
 
 # What a client may send during a server-side wait before the wait stops
 # reading (it then ends only by time or stop): a pipelined burst, not a flood.
@@ -34,6 +53,20 @@ class Waited(Enum):
 
 
 _DWORD_MAX = 0xFFFF_FFFF
+
+
+def is_tls(sock: socket.socket) -> TypeGuard[ssl.SSLSocket]:
+    """Whether ``sock`` is an ``ssl.SSLSocket`` (without loading ``ssl``)."""
+    ssl = sys.modules.get("ssl")
+    return ssl is not None and isinstance(sock, ssl.SSLSocket)
+
+
+def ssl_errors(*names: str) -> tuple[type[OSError], ...]:
+    """The ``ssl`` exception classes named, none while ``ssl`` is not loaded.
+    For except clauses, which evaluate them only when an exception arrives:
+    ``except (BlockingIOError,) + ssl_errors("SSLWantReadError"):``."""
+    ssl = sys.modules.get("ssl")
+    return tuple(getattr(ssl, name) for name in names) if ssl is not None else ()
 
 
 def timeout_bytes(seconds: float, platform: str) -> bytes:
@@ -66,7 +99,7 @@ def _kernel_timeout(sock: socket.socket, option: int, seconds: float) -> None:
 
 def set_timeouts(sock: socket.socket, seconds: float | None) -> None:
     """Bound each ``recv`` and ``send`` on ``sock`` by ``seconds`` (None: never)."""
-    if isinstance(sock, ssl.SSLSocket) or not seconds:
+    if is_tls(sock) or not seconds:
         sock.settimeout(seconds)
         return
     sock.settimeout(None)
@@ -77,7 +110,7 @@ def set_timeouts(sock: socket.socket, seconds: float | None) -> None:
 def read_timeout(sock: socket.socket, seconds: float) -> None:
     """Bound the next ``recv`` by ``seconds``: what is left of a deadline."""
     seconds = max(seconds, 0.001)
-    if isinstance(sock, ssl.SSLSocket):
+    if is_tls(sock):
         sock.settimeout(seconds)
     else:
         _kernel_timeout(sock, socket.SO_RCVTIMEO, seconds)
@@ -141,7 +174,7 @@ def wait(sock: socket.socket, seconds: float, stopping: threading.Event, held: b
 
 
 def _readable(sock: socket.socket, timeout: float) -> bool:
-    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+    if is_tls(sock) and sock.pending():
         return True
     if hasattr(select, "poll"):  # select() cannot watch descriptors past FD_SETSIZE
         poller = select.poll()
@@ -157,9 +190,9 @@ def _recv_now(sock: socket.socket) -> bytes | None:
     sock.setblocking(False)
     try:
         return sock.recv(_RECV)
-    except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+    except (BlockingIOError,) + ssl_errors("SSLWantReadError", "SSLWantWriteError"):
         return None
-    except (ConnectionError, ssl.SSLError):
+    except (ConnectionError,) + ssl_errors("SSLError"):
         return b""
     finally:
         sock.settimeout(previous)

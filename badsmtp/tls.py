@@ -7,7 +7,9 @@ certificates that work as their own trust anchor (RFC 5280 §6.1), pass OpenSSL 
 ``-x509_strict`` checks and carry every name a test client is likely to dial; a client not
 given the PEM still sees the classic "self-signed certificate" error.
 ``cryptography`` is imported on the first generation, never at import or construction: a
-plain-SMTP server must start in milliseconds.
+plain-SMTP server must start in milliseconds.  So is ``ssl`` (imported by the functions that
+build or inspect contexts): a provider without certificate files is built without it, and
+the first TLS handshake loads it.
 """
 
 from __future__ import annotations
@@ -17,19 +19,18 @@ import ipaddress
 import logging
 import os
 import re
-import ssl
-import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .certificate import VALIDITY, IPAddress, generate
 from .config import DEFAULT_ADDRESS, DEFAULT_HOSTNAME
 
 if TYPE_CHECKING:
+    import ssl
     from concurrent.futures import Future
 
+    from .certificate import IPAddress
     from .certstore import SharedCertificates
     from .tlsfaults import FaultCertificates
 
@@ -84,12 +85,24 @@ def _dns_name(text: str) -> str | None:
     return None
 
 
+def generate(
+    name: str, dns_names: list[str], ips: list[IPAddress], now: datetime.datetime
+) -> tuple[str, str]:
+    """:func:`badsmtp.certificate.generate`, loaded on the first call (the
+    first handshake), not with the server: a plain start never needs it."""
+    from . import certificate
+
+    return certificate.generate(name, dns_names, ips, now)
+
+
 def _now() -> datetime.datetime:
     # X.509 times have one-second resolution (RFC 5280 §4.1.2.5).
     return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
 
 
 def _new_server_context() -> ssl.SSLContext:
+    import ssl
+
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2  # RFC 8996 retires 1.0 and 1.1
     # Shutdown wakes a reader by shutting the socket's read side (badsmtp(1), SIGNALS).  Without
@@ -110,6 +123,8 @@ def _load_pem(context: ssl.SSLContext, pem: str) -> None:
     ``load_cert_chain`` only takes paths, so the PEM passes through a private temporary
     file (mkstemp creates it 0600) that is deleted as soon as it is loaded.
     """
+    import tempfile  # only with a certificate: a plain start loads none
+
     fd, path = tempfile.mkstemp(prefix="badsmtp-", suffix=".pem")
     try:
         with os.fdopen(fd, "w", encoding="ascii") as file:
@@ -137,6 +152,8 @@ def _read(path: str, what: str) -> str:
 def _load_files(cert_file: str, key_file: str) -> tuple[str, ssl.SSLContext]:
     """Load user-supplied PEM files at start-up (badsmtp(1), --tls-cert-file): (leaf PEM,
     server context)."""
+    import ssl
+
     leaf = _PEM_CERT.search(_read(cert_file, "certificate"))
     _read(key_file, "key")
     if leaf is None:
@@ -236,6 +253,8 @@ class TLSProvider:
 
     def client_context(self, name: str | None = None) -> ssl.SSLContext:
         """A client context trusting exactly :meth:`certificate_pem` for ``name``."""
+        import ssl
+
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.check_hostname = True
@@ -271,6 +290,8 @@ class TLSProvider:
     def fault_context(self, fault: str) -> ssl.SSLContext:
         """The server context for a certificate fault (``certexpired``, ...): like
         :meth:`server_context`, it picks the certificate per SNI name."""
+        import ssl
+
         faults = self._fault_certificates()
         with self._context_lock:
             context = self._fault_contexts.get(fault)
@@ -377,6 +398,8 @@ class TLSProvider:
     _shared: SharedCertificates | None = None
 
     def _make(self, name: str, now: datetime.datetime) -> _Issued:
+        from .certificate import VALIDITY
+
         if self._shared is not None:
             cert_pem, key_pem, now = self._shared.get(name, now, self._generate)
         else:
@@ -396,6 +419,8 @@ class TLSProvider:
         than the client's: the certificate callback (:meth:`_select`) refused it
         and has logged why.  ``reason`` is OpenSSL's reason code, not message
         text; the only callback on these contexts is the SNI one."""
+        import ssl
+
         return isinstance(exc, ssl.SSLError) and exc.reason == "CALLBACK_FAILED"
 
     def _select(
@@ -408,6 +433,8 @@ class TLSProvider:
             connection.context = self._issue(self._name_for(server_name)).context
         # Anything raised here would only be printed by ssl; fail the handshake cleanly.
         except Exception:  # noqa: BLE001
+            import ssl
+
             _log.exception("cannot provide a TLS certificate for %r", server_name)
             return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
         return None

@@ -496,8 +496,8 @@ def test_cli_serves_reports_and_exits_on_sigterm(tmp_path: Path) -> None:
     messages = [r["message"] for r in records]
     started = next(r for r in records if r["message"] == "BadSMTP server started")
     assert started["fields"] == {**ports, "log_level": "INFO", "log_output": "stdout"}
-    assert messages.index("BadSMTP server started") > messages.index("Listening on port")
-    assert "Listening on TLS port" in messages
+    # One start-up record at INFO; a record per listener only at DEBUG.
+    assert not {"Listening on port", "Listening on TLS port"} & set(messages)
     assert messages[-1] == "All sessions closed; shutdown complete"
     shutdown = messages.index("Shutdown signal received, initiating graceful shutdown")
     assert shutdown > messages.index("BadSMTP server started")
@@ -525,6 +525,27 @@ def test_cli_text_logs_and_sigint(tmp_path: Path) -> None:
     assert status == 0
     assert b"Traceback" not in err
     assert b"[INFO]" not in out  # WARN level: the start-up records are INFO
+
+
+@posix_signals
+def test_cli_debug_logs_a_record_per_listener_before_the_start_up_record(tmp_path: Path) -> None:
+    port_file = tmp_path / "ports.json"
+    argv = [*ephemeral_argv(), "--log-format", "text", "--log-level", "debug"]
+    proc = start([*argv, "--port-file", str(port_file)], tmp_path)
+    try:
+        assert first_line(proc.stderr, timeout=30).startswith(b"badsmtp ")
+        ports = json.loads(port_file.read_text(encoding="utf-8"))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        status, out, _ = finish(proc)
+    assert status == 0
+    lines = out.decode().splitlines()
+    listening = [line for line in lines if "[DEBUG] Listening on" in line]
+    assert len(listening) == 309  # the whole plan (badsmtp(1), PORT MAP)
+    (tls,) = [line for line in listening if line.endswith(f" port={ports['tls_port']}")]
+    assert "[DEBUG] Listening on TLS port addr=127.0.0.1 desc=tls port=" in tls
+    started = next(i for i, line in enumerate(lines) if "[INFO] BadSMTP server started" in line)
+    assert started > lines.index(listening[-1])
 
 
 def test_cli_port_in_use_is_one_line_and_status_1(tmp_path: Path) -> None:
