@@ -175,28 +175,27 @@ def samples_block(res: Results, targets: list[str]) -> str:
     return "\n".join(lines)
 
 
-# Load 7, badsmtp only: (key, label, unit, better)
+# Load 7: (key, label, unit, better); the plan rows are badsmtp's alone.
 TLS_ROWS = (
     ("tls_implicit", "7 implicit TLS: handshake + transaction + QUIT", "trans/s", "higher"),
     ("tls_starttls", "7 STARTTLS: EHLO, STARTTLS, handshake, transaction", "trans/s", "higher"),
     ("plan_start", "7 full 309-listener plan: serve_in_thread()", "ms", "lower"),
     ("plan_stop", "7 full 309-listener plan: stop()", "ms", "lower"),
 )
+TLS_PEER = "aiosmtpd"
 
 
 def tls_table(res: Results) -> str:
-    """Load 7 (badsmtp only): medians, with min and max of the samples."""
-    rows = [["load (badsmtp only)", "unit", "better", "median", "min", "max"]]
+    """Load 7: badsmtp's medians with min and max of its samples, and aiosmtpd's TLS."""
+    rows = [["load 7", "unit", "better", "badsmtp", "min", "max", TLS_PEER, f"badsmtp/{TLS_PEER}"]]
     for key, label, unit, better in TLS_ROWS:
         samples = res.values.get("badsmtp", {}).get(key) or []
-        cells = ["-", "-", "-"]
-        if key in res.failed.get("badsmtp", {}):
-            cells = [f"failed[{res.failed['badsmtp'][key]}]", "-", "-"]
-        elif samples:
-            cells = [
-                _num(median(samples), unit),
-                _num(min(samples), unit),
-                _num(max(samples), unit),
-            ]
+        cells = [_cell(res, "badsmtp", key, unit), "-", "-"]
+        if samples and key not in res.failed.get("badsmtp", {}):
+            cells[1:] = [_num(min(samples), unit), _num(max(samples), unit)]
+        if key.startswith("plan"):
+            cells += ["n/a", "-"]
+        else:
+            cells += [_cell(res, TLS_PEER, key, unit), _ratio(res, key, TLS_PEER)]
         rows.append([label, unit, better, *cells])
     return _table(rows, right_from=3)
