@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from _bench_clients import median, percentile
 
 PEERS = ("smtp-sink", "aiosmtpd", "go-badsmtp", "baseline")
+WORKERS = "badsmtp-workers"  # badsmtp --workers (multi-process), when it has that option
+# Whose ratios against the peers get columns, and the short name in their headers.
+OURS = {"badsmtp": "badsmtp", WORKERS: "workers"}
 
 # (key, label, unit, better)
 ROWS = (
@@ -22,6 +26,10 @@ ROWS = (
     ("spawn", "5 spawn to first 220", "ms", "lower"),
     ("inproc", "6 serve_in_thread()+stop()", "ms", "lower"),
     ("inproc_total", "6 BadSMTP()+serve_in_thread()+stop()", "ms", "lower"),
+    ("burst_greeted", "9 burst: greeted of {burst}", "conn", "higher"),
+    ("burst_greet_s", "9 burst: time to greet all", "s", "lower"),
+    ("burst_rss", "9 burst: RSS per held connection", "KiB", "lower"),
+    ("burst_close", "9 burst: close rate", "conn/s", "higher"),
 )
 
 
@@ -54,6 +62,10 @@ class Results:
 def _num(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
+    if math.isinf(value):
+        return "not all"  # load 9: some clients were not greeted before the deadline
+    if unit in ("s", "KiB"):
+        return f"{value:.2f}" if unit == "s" else f"{value:.1f}"
     if unit == "ms":
         return f"{value:.3f}" if value < 1 else f"{value:.2f}" if value < 10 else f"{value:.1f}"
     return f"{value:,.0f}"
@@ -79,24 +91,40 @@ def _cell(res: Results, target: str, key: str, unit: str) -> str:
     return _num(res.median(target, key), unit)
 
 
-def _ratio(res: Results, key: str, peer: str) -> str:
-    ours, theirs = res.median("badsmtp", key), res.median(peer, key)
-    return f"{ours / theirs:.2f}x" if ours is not None and theirs else "-"
+def ratio(res: Results, key: str, peer: str, ours: str = "badsmtp") -> float | None:
+    mine, theirs = res.median(ours, key), res.median(peer, key)
+    if mine is None or not theirs or math.isinf(mine) or math.isinf(theirs):
+        return None
+    return mine / theirs
 
 
-def main_table(res: Results, targets: list[str]) -> str:
+def _ratio(res: Results, key: str, peer: str, ours: str = "badsmtp") -> str:
+    value = ratio(res, key, peer, ours)
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _ratio_columns(targets: list[str]) -> list[tuple[str, str]]:
+    """(ours, peer) for every ratio column: each of OURS against every peer in the run."""
+    columns = []
+    for ours in (t for t in OURS if t in targets):
+        peers = [p for p in (*PEERS, "badsmtp") if p in targets and p != ours]
+        columns += [(ours, peer) for peer in peers]
+    return columns
+
+
+def main_table(res: Results, targets: list[str], burst: int = 0) -> str:
     header = ["load", "unit", "better", *targets]
-    ratio_peers = [p for p in PEERS if p in targets] if "badsmtp" in targets else []
-    header += [f"badsmtp/{p}" for p in ratio_peers]
+    columns = _ratio_columns(targets)
+    header += [f"{OURS[ours]}/{peer}" for ours, peer in columns]
     rows = [header]
     for key, label, unit, better in ROWS:
-        if key.startswith("inproc") and "badsmtp" not in targets:
+        inproc = key.startswith("inproc")
+        if (inproc and "badsmtp" not in targets) or (key.startswith("burst") and not burst):
             continue
-        row = [label, unit, better]
+        row = [label.format(burst=burst), unit, better]
         for target in targets:
-            inproc_row = key.startswith("inproc") and target != "badsmtp"
-            row.append("n/a" if inproc_row else _cell(res, target, key, unit))
-        row += ["-" if key.startswith("inproc") else _ratio(res, key, p) for p in ratio_peers]
+            row.append("n/a" if inproc and target != "badsmtp" else _cell(res, target, key, unit))
+        row += ["-" if inproc else _ratio(res, key, peer, ours) for ours, peer in columns]
         rows.append(row)
     return _table(rows, right_from=3)
 
