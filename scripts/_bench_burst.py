@@ -27,6 +27,7 @@ import importlib.machinery
 import importlib.util
 import math
 import os
+import resource
 import selectors
 import socket
 import sys
@@ -94,6 +95,9 @@ class BurstResult:
 def run(pid: int, port: int, count: int, deadline: float) -> BurstResult:
     """One burst of `count` connections against the server process `pid` on `port`."""
     burst = _burst_script()
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft != resource.RLIM_INFINITY and soft < count + 64:
+        raise BenchError(f"descriptor limit {soft} is too low for a burst of {count}")
     try:
         rss0 = rss_kib(process_tree(pid))
     except OSError as exc:
