@@ -135,12 +135,15 @@ def _close_rate(held: list[socket.socket], deadline: float) -> tuple[float, bool
     """Shut down our side of every held connection; per second, how many the server closes."""
     sel = selectors.DefaultSelector()
     try:
-        t0 = time.perf_counter()
-        for sock in held:
-            sock.shutdown(socket.SHUT_WR)
-            sel.register(sock, selectors.EVENT_READ)
+        t0 = last = time.perf_counter()
         open_ = len(held)
-        last = t0
+        for sock in held:
+            try:
+                sock.shutdown(socket.SHUT_WR)
+            except OSError:  # the server has closed (reset) this one already
+                open_ -= 1
+                continue
+            sel.register(sock, selectors.EVENT_READ)
         while open_ and (left := t0 + deadline - time.perf_counter()) > 0:
             for key, _ in sel.select(min(left, 0.5)):
                 sock = key.fileobj
@@ -157,7 +160,7 @@ def _close_rate(held: list[socket.socket], deadline: float) -> tuple[float, bool
                     last = time.perf_counter()
         if open_:
             return (len(held) - open_) / deadline, False
-        return len(held) / (last - t0), True
+        return len(held) / max(last - t0, 1e-6), True
     finally:
         sel.close()
 
