@@ -1,11 +1,14 @@
-"""TLS and full-plan timing for badsmtp, run by scripts/bench (load 7).
+"""TLS and full-plan timing for badsmtp and its TLS peer, run by scripts/bench (load 7).
 
-Usage: python scripts/_bench_tls.py TRANSACTIONS CLIENTS ROUNDS PLAN_CYCLES
-       python scripts/_bench_tls.py serve        (internal: the server process)
+Usage: python scripts/_bench_tls.py TRANSACTIONS CLIENTS ROUNDS PLAN_CYCLES [SERVERS]
+       python scripts/_bench_tls.py serve        (internal: the badsmtp server process)
 
-The server runs in a child process of its own (BadSMTP(ports=[0, Listener(0,
-"tls")], capture=False)) so that the Python client pool here does not share
-a GIL with it.  Each round, CLIENTS threads share TRANSACTIONS connections per
+SERVERS is a comma-separated list of "badsmtp" (the default) and "aiosmtpd"
+(scripts/_bench_aiosmtpd.py tls: aiosmtpd's implicit TLS and STARTTLS, with
+the same kind of certificate).  Each server runs in a child process of its
+own (badsmtp: BadSMTP(ports=[0, Listener(0, "tls")], capture=False)) so that
+the Python client pool here does not share a GIL with it.  Each round, for
+each server in turn, CLIENTS threads share TRANSACTIONS connections per
 mode; every connection does the handshake with certificate and host-name
 verification on (the server's own PEM trusted, like a test suite would),
 EHLO, MAIL, RCPT, DATA, QUIT and closes:
@@ -14,12 +17,15 @@ EHLO, MAIL, RCPT, DATA, QUIT and closes:
 Then PLAN_CYCLES times, in this process: BadSMTP(...the 309-listener default
 plan on free high ports...).serve_in_thread() and stop(), timed apart.
 Prints one JSON object on stdout:
-  {"implicit_tps": [...], "starttls_tps": [...], "plan_start_ms": [...],
-   "plan_stop_ms": [...], "plan_listeners": 309, "plan_planned": 309, "tls_version": "TLSv1.3"}
+  {"servers": {"badsmtp": {"implicit_tps": [...], "starttls_tps": [...]},
+               "aiosmtpd": {..., or "error": "why not"}},
+   "plan_start_ms": [...], "plan_stop_ms": [...], "plan_listeners": 309,
+   "plan_planned": 309, "tls_version": "TLSv1.3"}
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import random
@@ -29,6 +35,8 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
+from typing import Any
 
 from _bench_clients import HOST, BenchError, Wire
 
@@ -177,39 +185,77 @@ def plan_cycles(cycles: int) -> tuple[list[float], list[float], int]:
 # --------------------------------------------------------------------------- main
 
 
+_SERVERS = {
+    "badsmtp": [__file__, "serve"],
+    "aiosmtpd": [str(Path(__file__).with_name("_bench_aiosmtpd.py")), "tls"],
+}
+
+
+def start(name: str, stack: contextlib.ExitStack) -> tuple[dict[str, Any], ssl.SSLContext]:
+    """Start one server process (stopped when `stack` closes); its ports and a client context."""
+    child = subprocess.Popen(
+        [sys.executable, *_SERVERS[name]], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    stack.callback(_stop, child)
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    if not line:
+        raise BenchError(f"{name} TLS server process exited (rc={child.wait()})")
+    info = json.loads(line)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verification on
+    context.load_verify_locations(cadata=info["pem"])
+    _one("implicit", info["tls"], context)  # warm-up: badsmtp generates its first certificate
+    return info, context
+
+
+def _stop(child: subprocess.Popen[str]) -> None:
+    assert child.stdin is not None and child.stdout is not None
+    child.stdin.close()
+    try:
+        child.wait(30)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+    child.stdout.close()
+
+
+def measure(names: list[str], total: int, clients: int, rounds: int) -> dict[str, Any]:
+    """Every round, every server in turn, both modes; a server that fails gets an "error"."""
+    result: dict[str, Any] = {
+        "servers": {n: {"implicit_tps": [], "starttls_tps": []} for n in names}
+    }
+    with contextlib.ExitStack() as stack:
+        live: dict[str, tuple[dict[str, Any], ssl.SSLContext]] = {}
+        for name in names:
+            try:
+                live[name] = start(name, stack)
+            except (BenchError, OSError, ValueError) as exc:
+                result["servers"][name] = {"error": f"did not start: {exc}"}
+        for _ in range(rounds):
+            for name, (info, context) in list(live.items()):
+                try:
+                    for mode, port in (("implicit", info["tls"]), ("starttls", info["plain"])):
+                        tps, version = pool(mode, port, context, total, clients)
+                        result["servers"][name][f"{mode}_tps"].append(tps)
+                        result["tls_version"] = version
+                except BenchError as exc:
+                    result["servers"][name] = {"error": str(exc)}
+                    del live[name]
+    return result
+
+
 def main() -> int:
     if sys.argv[1:] == ["serve"]:
         return serve()
     total, clients, rounds, cycles = (int(a) for a in sys.argv[1:5])
-    child = subprocess.Popen(
-        [sys.executable, __file__, "serve"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None and child.stdin is not None
-        line = child.stdout.readline()
-        if not line:
-            raise BenchError(f"TLS server process exited (rc={child.wait()})")
-        info = json.loads(line)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verification on
-        context.load_verify_locations(cadata=info["pem"])
-        result: dict[str, object] = {"implicit_tps": [], "starttls_tps": []}
-        _one("implicit", info["tls"], context)  # warm-up: the first certificate is generated
-        for _ in range(rounds):
-            for mode, port in (("implicit", info["tls"]), ("starttls", info["plain"])):
-                tps, version = pool(mode, port, context, total, clients)
-                result[f"{mode}_tps"].append(tps)  # type: ignore[union-attr]
-                result["tls_version"] = version
-        child.stdin.close()
-        child.wait(30)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    (result["plan_start_ms"], result["plan_stop_ms"], result["plan_listeners"],
-     result["plan_planned"]) = plan_cycles(cycles)
+    names = sys.argv[5].split(",") if len(sys.argv) > 5 else ["badsmtp"]
+    result = measure(names, total, clients, rounds)
+    (
+        result["plan_start_ms"],
+        result["plan_stop_ms"],
+        result["plan_listeners"],
+        result["plan_planned"],
+    ) = plan_cycles(cycles)
     json.dump(result, sys.stdout)
     return 0
 
