@@ -28,6 +28,7 @@ from .log import LogConfigError, LogSetupError, configure
 from .options import CLIError, ParserExit, Settings, check, format_config, load_settings
 from .stopsignals import stop_signals
 from .storage import StorageError
+from .threadsettings import serving_threads
 from .tls import TLSSetupError
 
 __all__ = ["main", "port_fields", "raise_open_files_limit", "write_atomically"]
@@ -166,7 +167,7 @@ def raise_open_files_limit(resource: Any = None) -> int | None:
 def run(settings: Settings) -> int:
     raise_open_files_limit()
     stop = threading.Event()
-    with stop_signals(stop) as signals:
+    with stop_signals(stop) as signals, serving_threads():
         try:
             setup = configure(settings.log_settings())
         except LogSetupError as exc:
