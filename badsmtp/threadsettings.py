@@ -23,9 +23,13 @@ starts would not do: another thread of the host may start one in between.
   interval to ask for it (5 ms by default), so when 10,000 clients close
   at once, 10,000 woken handler threads wake 2,000,000 times a second
   between them, and the few that hold the GIL in turn barely get a CPU:
-  closes were processed at ~200 per second.  :data:`SWITCH_INTERVAL` cuts
-  those wake-ups tenfold.  Handler threads give the GIL up at every system
-  call anyway, long before any interval passes, so serving is not slowed.
+  closes were processed at 100 to 700 per second, and with other busy
+  processes on the machine the server stalled for minutes.  Measured with
+  scripts/burst on 2 CPUs with other loads running: 0.05 s still stalled
+  now and then (77 and 515 closes per second), 0.2 s did not (8,500 and
+  10,000 per second).  Handler threads give the GIL up at every system
+  call anyway, long before an interval passes; what may hold it longer is
+  the log writer formatting a burst of lines (up to 4,096 at a time).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from contextlib import contextmanager
 __all__ = ["STACK_SIZE", "SWITCH_INTERVAL", "serving_threads"]
 
 STACK_SIZE = 256 * 1024  # bytes, for every thread started while serving
-SWITCH_INTERVAL = 0.05  # seconds (sys.setswitchinterval)
+SWITCH_INTERVAL = 0.2  # seconds (sys.setswitchinterval)
 
 
 @contextmanager
