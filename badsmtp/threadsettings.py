@@ -23,13 +23,15 @@ starts would not do: another thread of the host may start one in between.
   interval to ask for it (5 ms by default), so when 10,000 clients close
   at once, 10,000 woken handler threads wake 2,000,000 times a second
   between them, and the few that hold the GIL in turn barely get a CPU:
-  closes were processed at 100 to 700 per second, and with other busy
-  processes on the machine the server stalled for minutes.  Measured with
-  scripts/burst on 2 CPUs with other loads running: 0.05 s still stalled
-  now and then (77 and 515 closes per second), 0.2 s did not (8,500 and
-  10,000 per second).  Handler threads give the GIL up at every system
-  call anyway, long before an interval passes; what may hold it longer is
-  the log writer formatting a burst of lines (up to 4,096 at a time).
+  closes were processed at 90 to 700 per second in most runs, and with
+  other busy processes on the machine the server could stall for minutes.
+  Measured with scripts/burst on 2 CPUs shared with other loads: at 0.05 s
+  it still stalled now and then (77 and 515 closes per second next to
+  6,800); at 0.2 s the median of 14 runs was ~6,500 per second, with two
+  stalls, both while another server's benchmark took both CPUs.  Handler
+  threads give the GIL up at every system call anyway, long before an
+  interval passes; what may hold it longer is the log writer formatting a
+  burst of lines (up to 4,096 at a time).
 """
 
 from __future__ import annotations
