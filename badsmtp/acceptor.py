@@ -84,6 +84,15 @@ class ListenerServer(socketserver.ThreadingTCPServer):
 
         self.runtime.pool.submit(serve, name)
 
+    def shutdown_request(self, request: Any) -> None:
+        """Close the accepted socket, if the handler has not.  Its ``finish``
+        closes the connection (a TLS one after its close_notify), so
+        socketserver's ``shutdown(SHUT_WR)`` here was a system call on a
+        closed descriptor: an EBADF and one more GIL hand-off per closed
+        connection, which all the handler threads woken by a mass close
+        queue for.  ``close()`` of a closed socket makes no system call."""
+        request.close()
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.exception("error handling a connection from %s", client_address)
 

@@ -28,6 +28,7 @@ from .log import LogConfigError, LogSetupError, configure
 from .options import CLIError, ParserExit, Settings, check, format_config, load_settings
 from .stopsignals import stop_signals
 from .storage import StorageError
+from .threadsettings import serving_threads
 from .tls import TLSSetupError
 
 __all__ = ["main", "port_fields", "raise_open_files_limit", "write_atomically"]
@@ -190,8 +191,14 @@ def _open_shared(server: BadSMTP, directory: str) -> None:
 
 def run(settings: Settings) -> int:
     raise_open_files_limit()
-    if settings.workers > 1:
-        return _run_workers(settings)
+    with serving_threads():  # forked workers inherit them
+        if settings.workers > 1:
+            return _run_workers(settings)
+        return _serve(settings)
+
+
+def _serve(settings: Settings) -> int:
+    """One process serves (the default)."""
     if settings.cpu_affinity == "pin":
         from .processes import pin_to_cpu
 

@@ -105,7 +105,7 @@ def run(pid: int, port: int, count: int, deadline: float) -> BurstResult:
     tally = burst.Tally()
     held: list[socket.socket] = []
     try:
-        burst.burst(port, count, deadline, tally, True, keep=held)
+        burst.burst(port, count, deadline, tally, held)
         greeted = sorted(tally.greeted)
         if not greeted:
             raise BenchError(f"burst: no greeting ({tally.closed} closed, {tally.refused} refused)")

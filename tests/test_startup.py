@@ -52,7 +52,7 @@ BADSMTP_AT_START = frozenset(
         "accepting acceptor actions api auth batch builders cli commands config content "
         "deliveries extensions framing hooks log logbuffer logformat logjson optionkeys optionparser "
         "options portplan protocol readers replies replyfaults runtime server session "
-        "sessionlog sockio state stopsignals storage tls triggers verbs workers"
+        "sessionlog sockio state stopsignals storage threadsettings tls triggers verbs workers"
     ).split()
 ) | {"badsmtp"}
 
