@@ -28,7 +28,7 @@ from .log import LogConfigError, LogSetupError, configure
 from .options import CLIError, ParserExit, Settings, check, format_config, load_settings
 from .stopsignals import stop_signals
 from .storage import StorageError
-from .threadsettings import serving_threads
+from .threadsettings import pinned, serving_threads
 from .tls import TLSSetupError
 
 __all__ = ["main", "port_fields", "raise_open_files_limit", "write_atomically"]
@@ -199,12 +199,10 @@ def run(settings: Settings) -> int:
 
 def _serve(settings: Settings) -> int:
     """One process serves (the default)."""
-    if settings.cpu_affinity == "pin":
-        from .processes import pin_to_cpu
-
-        pin_to_cpu(os.getpid())  # instances started together spread out
+    # By process id: instances started together spread over the CPUs.
+    cpu = os.getpid() if settings.cpu_affinity == "pin" else None
     stop = threading.Event()
-    with stop_signals(stop) as signals:
+    with stop_signals(stop) as signals, pinned(cpu):
         try:
             setup = configure(settings.log_settings())
         except LogSetupError as exc:

@@ -64,7 +64,7 @@ KEYS: tuple[Key, ...] = (
     ),
     _key("listen_address", SERVER, str, "ADDR", "address of every listener"),
     _key("workers", SERVER, str, "N", "processes serving the listeners: N, or auto (one per CPU)"),
-    _key("cpu_affinity", SERVER, str, "MODE", "none, or pin: each process (worker) to one CPU"),
+    _key("cpu_affinity", SERVER, str, "MODE", "pin: each process (each worker) on one CPU; none: anywhere"),
     _key("tls_port", PORTS, int, "PORT", "implicit TLS port; 0 = ephemeral"),
     _key("starttls_port", PORTS, int, "PORT", "STARTTLS port; 0 = ephemeral"),
     _key("greeting_delay_port_start", PORTS, int, "PORT", "first of 100 greeting delay ports"),
@@ -89,7 +89,7 @@ KEY_BY_NAME = {key.name: key for key in KEYS}
 
 
 # Keys of the command alone, neither the server's (Config) nor the log's.
-RUN_DEFAULTS: dict[str, Any] = {"workers": "1", "cpu_affinity": "none"}
+RUN_DEFAULTS: dict[str, Any] = {"workers": "1", "cpu_affinity": "pin"}
 AFFINITIES = ("none", "pin")
 
 

@@ -14,7 +14,7 @@ import threading
 
 from .runtime import TriggerUses
 
-__all__ = ["MAX_WORKERS", "ProcessLock", "SharedUses", "pin_to_cpu", "usable_cpus", "worker_count"]
+__all__ = ["MAX_WORKERS", "ProcessLock", "SharedUses", "usable_cpus", "worker_count"]
 
 MAX_WORKERS = 256
 
@@ -25,18 +25,6 @@ def usable_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         return os.cpu_count() or 1
-
-
-def pin_to_cpu(index: int) -> bool:
-    """Keep this process (the calling thread and every thread it starts
-    from now on) on the ``index``-th usable CPU, round robin: threads that
-    hand each connection's work to one another then never wait for a wake-up
-    on another CPU (``--cpu-affinity pin``).  False where the platform cannot."""
-    if not hasattr(os, "sched_setaffinity"):
-        return False
-    cpus = sorted(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, {cpus[index % len(cpus)]})
-    return True
 
 
 def worker_count(text: str, can_fork: bool | None = None) -> int:

@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .processes import ProcessLock, pin_to_cpu
+from .processes import ProcessLock
+from .threadsettings import pinned
 
 if TYPE_CHECKING:
     from .api import BadSMTP
@@ -324,13 +325,15 @@ class Supervisor:
         for fd in (pipes.wake_r, pipes.wake_w, pipes.ready_r, pipes.life_w):
             os.close(fd)
         self.log_setup.close()
-        if self.settings.cpu_affinity == "pin":
-            pin_to_cpu(index)
 
     def _work(self, index: int) -> int:
         from .log import configure
 
-        setup = configure(self.settings.log_settings(), guard=self.log_lock)
+        cpu = index if self.settings.cpu_affinity == "pin" else None  # a CPU each, in turn
+        with pinned(cpu):  # before any thread starts: they all keep to it
+            return self._serve_here(configure(self.settings.log_settings(), guard=self.log_lock))
+
+    def _serve_here(self, setup: LogSetup) -> int:
         try:
             server = self.server
             assert server._runtime is not None

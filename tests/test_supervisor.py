@@ -300,3 +300,14 @@ def test_every_worker_presents_the_same_certificates(tmp_path: Path) -> None:
         assert default == {ssl.PEM_cert_to_DER_cert(written.read_text())}
         assert len({_certificate(port, "mx.example.org") for _ in range(8)}) == 1
         assert server.stop() == 0
+
+
+@linux_only
+@pytest.mark.skipif(usable_cpus() < 2, reason="needs two usable CPUs")
+def test_unpinned_workers_may_run_anywhere(tmp_path: Path) -> None:
+    mine = re.search(r"Cpus_allowed_list:\s*(\S+)", Path("/proc/self/status").read_text())
+    with workers(tmp_path, "--cpu-affinity", "none") as server:
+        for pid in server.pids():
+            theirs = re.search(r"Cpus_allowed_list:\s*(\S+)", Path(f"/proc/{pid}/status").read_text())
+            assert theirs and mine and theirs.group(1) == mine.group(1)
+        assert server.stop() == 0

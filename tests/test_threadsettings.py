@@ -3,6 +3,7 @@ back after, and never made by the library."""
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from pathlib import Path
@@ -12,7 +13,7 @@ from helpers import Client, linux_only, serving
 from test_cli import running
 from wire import GREETING
 
-from badsmtp.threadsettings import STACK_SIZE, SWITCH_INTERVAL, serving_threads
+from badsmtp.threadsettings import STACK_SIZE, SWITCH_INTERVAL, pinned, serving_threads
 
 
 def _settings() -> tuple[int, float]:
@@ -54,3 +55,41 @@ def test_the_command_starts_its_threads_with_the_smaller_stack(tmp_path: Path) -
         assert client.reply() == GREETING  # the handler thread runs
         # the acceptor, the log writer and the handler, at least
         assert _stacks_of(proc.pid, STACK_SIZE) >= 3
+
+
+def _allowed(pid: int | str) -> str:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return status.split("Cpus_allowed_list:", 1)[1].split()[0]
+
+
+@linux_only
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two usable CPUs")
+def test_pinned_keeps_the_thread_and_its_new_threads_on_one_cpu_then_gives_them_back() -> None:
+    before = os.sched_getaffinity(0)
+    seen: list[set[int]] = []
+    with pinned(1) as done:
+        assert done and len(os.sched_getaffinity(0)) == 1
+        thread = threading.Thread(target=lambda: seen.append(os.sched_getaffinity(0)))
+        thread.start()
+        thread.join()
+    assert seen == [{sorted(before)[1]}]
+    assert os.sched_getaffinity(0) == before
+    with pinned(None) as done:
+        assert not done and os.sched_getaffinity(0) == before
+
+
+@linux_only
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two usable CPUs")
+def test_the_command_keeps_to_one_cpu_unless_told_not_to(tmp_path: Path) -> None:
+    (tmp_path / "pin").mkdir()
+    (tmp_path / "none").mkdir()
+    with running(tmp_path / "pin", "--port", "0") as (proc, port), Client(port) as client:
+        assert client.reply() == GREETING
+        assert _allowed(proc.pid).isdigit()  # one CPU, every thread of it
+        assert {_allowed(f"{proc.pid}/task/{t}") for t in os.listdir(f"/proc/{proc.pid}/task")} == {
+            _allowed(proc.pid)
+        }
+    with running(tmp_path / "none", "--port", "0", "--cpu-affinity", "none") as (proc, port), \
+            Client(port) as client:
+        assert client.reply() == GREETING
+        assert _allowed(proc.pid) == _allowed("self")
