@@ -9,8 +9,10 @@ from __future__ import annotations
 import base64
 import logging
 import random
+import selectors
 import shutil
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -242,3 +244,15 @@ def log_records(name: str = "badsmtp") -> Iterator[LogRecords]:
         yield handler
     finally:
         logger.removeHandler(handler)
+
+
+def first_stderr_line(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
+    """The first line a ``badsmtp`` subprocess prints on stderr: printed once
+    every listener is bound and the port file is in place; TimeoutError if
+    none comes within ``timeout`` (waited for with a selector, not a sleep)."""
+    assert proc.stderr is not None
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stderr, selectors.EVENT_READ)
+        if not sel.select(timeout):
+            raise TimeoutError(f"badsmtp printed nothing within {timeout} s")
+    return proc.stderr.readline()

@@ -8,23 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
 import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
-from helpers import Client, free_ranges, posix_signals
-
-
-def _first_stderr_line(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
-    assert proc.stderr is not None
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stderr, selectors.EVENT_READ)
-        if not sel.select(timeout):
-            raise TimeoutError(f"badsmtp printed nothing within {timeout} s")
-    return proc.stderr.readline()
+from helpers import Client, first_stderr_line, free_ranges, posix_signals
 
 
 @posix_signals
@@ -46,7 +36,7 @@ def test_ports_come_from_the_port_file(tmp_path: Path) -> None:
         env={**os.environ, "PYTHONWARNINGS": "error::ResourceWarning"},
     )
     try:
-        line = _first_stderr_line(proc, timeout=30)
+        line = first_stderr_line(proc, timeout=30)
         assert line.startswith(b"badsmtp "), line
         ports = json.loads(port_file.read_text(encoding="utf-8"))
         assert ports["greeting_delay_ports"] == f"{greeting}-{greeting + 99}"

@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import re
-import selectors
 import signal
 import socket
 import ssl
@@ -22,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import Client, first_stderr_line, free_ranges, linux_only, posix_signals, wait_until
 
 from badsmtp import cli
 from badsmtp.processes import SharedUses, usable_cpus, worker_count
-from helpers import Client, free_ranges, linux_only, posix_signals, wait_until
 
 pytestmark = posix_signals  # fork() and POSIX signals
 
@@ -63,14 +62,6 @@ class Workers:
         return self.proc.wait(timeout=30)
 
 
-def _first_stderr_line(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
-    assert proc.stderr is not None
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stderr, selectors.EVENT_READ)
-        if not sel.select(timeout):
-            raise TimeoutError(f"badsmtp printed nothing within {timeout} s")
-    return proc.stderr.readline()
-
 
 @contextlib.contextmanager
 def workers(tmp_path: Path, *extra: str, count: int = 2, **popen: object) -> Iterator[Workers]:
@@ -90,7 +81,7 @@ def workers(tmp_path: Path, *extra: str, count: int = 2, **popen: object) -> Ite
         env = {**os.environ, "TMPDIR": str(tmp_path)}
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE, env=env, **popen)  # type: ignore[call-overload]
     try:
-        line = _first_stderr_line(proc, timeout=60)
+        line = first_stderr_line(proc, timeout=60)
         assert line.startswith(b"badsmtp "), line
         yield Workers(proc, json.loads(port_file.read_text(encoding="utf-8")), log)
     finally:
@@ -285,11 +276,11 @@ def _certificate(port: int, name: str) -> bytes:
     """The certificate an implicit TLS port presents for SNI ``name``."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        with context.wrap_socket(raw, server_hostname=name) as tls:
-            der = tls.getpeercert(binary_form=True)
-            assert der is not None
-            return der
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+            context.wrap_socket(raw, server_hostname=name) as tls:
+        der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        return der
 
 
 def test_every_worker_presents_the_same_certificates(tmp_path: Path) -> None:
