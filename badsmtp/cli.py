@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import sys
 import threading
 from collections.abc import Callable
@@ -223,25 +222,28 @@ def _serve(settings: Settings) -> int:
 
 def _run_workers(settings: Settings) -> int:
     """``--workers N``: N processes serve the listeners bound here (badsmtp(1), WORKERS)."""
+    import shutil
+    import tempfile
+
     from .processes import ProcessLock
     from .supervisor import Supervisor
 
     log_lock = ProcessLock()
-    try:
-        setup = configure(settings.log_settings(), threaded=False, guard=log_lock)
-    except LogSetupError as exc:
-        raise CLIError(str(exc), 2 if isinstance(exc, LogConfigError) else 1) from None
-    import tempfile
-
     certificates = tempfile.mkdtemp(prefix="badsmtp-certificates-")  # private: mode 0700
     try:
-        server = _start(settings, lambda server: _open_shared(server, certificates))
-        supervisor = Supervisor(
-            server, settings, settings.workers, setup, log_lock, lambda: _announce(server, settings)
-        )
-        return supervisor.run()
+        try:
+            setup = configure(settings.log_settings(), threaded=False, guard=log_lock)
+        except LogSetupError as exc:
+            raise CLIError(str(exc), 2 if isinstance(exc, LogConfigError) else 1) from None
+        try:
+            server = _start(settings, lambda server: _open_shared(server, certificates))
+            supervisor = Supervisor(
+                server, settings, settings.workers, setup, log_lock, lambda: _announce(server, settings)
+            )
+            return supervisor.run()  # only the supervisor returns: a worker exits in it
+        finally:
+            setup.close()
     finally:
-        setup.close()
         log_lock.close()
         shutil.rmtree(certificates, ignore_errors=True)
 
