@@ -10,6 +10,7 @@ episode once (:mod:`badsmtp.accepting` has the pieces).
 from __future__ import annotations
 
 import logging
+import select
 import selectors
 import socket
 import socketserver
@@ -97,6 +98,21 @@ class ListenerServer(socketserver.ThreadingTCPServer):
         log.exception("error handling a connection from %s", client_address)
 
 
+def _selector() -> selectors.BaseSelector:
+    """The platform's best selector.  On Linux its listening sockets are
+    registered with ``EPOLLEXCLUSIVE``: with ``--workers``, every worker
+    waits on the same listening sockets, and a new connection wakes one of
+    them, not all (each of which but one would find nothing to accept)."""
+    exclusive = getattr(select, "EPOLLEXCLUSIVE", 0)
+    if not exclusive or not hasattr(selectors, "EpollSelector"):  # Linux has both
+        return selectors.DefaultSelector()
+
+    class ExclusiveEpoll(selectors.EpollSelector):
+        _EVENT_READ = select.EPOLLIN | exclusive  # what register() asks epoll for
+
+    return ExclusiveEpoll()
+
+
 class Acceptor:
     """One thread waiting on every listening socket (``selectors``), so
     hundreds of listeners cost one thread; ``stop`` wakes it at once.
@@ -109,7 +125,7 @@ class Acceptor:
 
     def __init__(self, servers: list[ListenerServer]) -> None:
         self.servers = servers
-        self._selector = selectors.DefaultSelector()
+        self._selector = _selector()
         # A byte on the wake socket means "look again": stop() sets _stopped
         # first, a closing connection only nudges a paused acceptor.
         self._wake_r, self._wake_w = socket.socketpair()

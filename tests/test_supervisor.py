@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import re
+import select
 import signal
 import socket
 import ssl
@@ -302,3 +303,25 @@ def test_unpinned_workers_may_run_anywhere(tmp_path: Path) -> None:
             theirs = re.search(r"Cpus_allowed_list:\s*(\S+)", Path(f"/proc/{pid}/status").read_text())
             assert theirs and mine and theirs.group(1) == mine.group(1)
         assert server.stop() == 0
+
+
+@linux_only
+def test_a_new_connection_wakes_one_worker_not_all() -> None:
+    # EPOLLEXCLUSIVE on every listening socket: /proc shows each epoll
+    # registration's event mask (tfd: <fd> events: <hex mask> ...).
+    from badsmtp import BadSMTP
+
+    with BadSMTP(ports=[0, 0]) as server:
+        fds = {s.socket.fileno() for s in server._servers}
+        masks: dict[int, int] = {}
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                info = Path(f"/proc/self/fdinfo/{fd}").read_text()
+            except FileNotFoundError:  # the listing's own descriptor, closed since
+                continue
+            for line in info.splitlines():
+                found = re.match(r"tfd:\s*(\d+)\s+events:\s*([0-9a-f]+)", line)
+                if found and int(found.group(1)) in fds:
+                    masks[int(found.group(1))] = int(found.group(2), 16)
+        assert set(masks) == fds
+        assert all(mask & select.EPOLLEXCLUSIVE and mask & select.EPOLLIN for mask in masks.values())
