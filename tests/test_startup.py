@@ -157,7 +157,9 @@ def test_the_budget_catches_an_eager_import(tmp_path: Path) -> None:
     eager = PROBE.replace("import cli", "import cli, transcript\nimport email.utils")
     over = _over_budget(_modules_at_first_greeting(tmp_path, probe=eager))
     assert {"badsmtp.transcript", "badsmtp.records", "email", "email.utils"} <= over
-    assert {m.split(".")[0] for m in over} == {"badsmtp", "email"}
+    # email.utils brings random along, unless the interpreter had it already
+    # (a site .pth may load it before any test code runs).
+    assert {m.split(".")[0] for m in over} - {"random"} == {"badsmtp", "email"}
 
 
 def test_the_tls_checks_work_before_and_after_ssl_is_loaded() -> None:
