@@ -256,3 +256,12 @@ def first_stderr_line(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
         if not sel.select(timeout):
             raise TimeoutError(f"badsmtp printed nothing within {timeout} s")
     return proc.stderr.readline()
+
+
+def reap(proc: subprocess.Popen[bytes]) -> None:
+    """Kill ``proc`` if it still runs, wait for it and close its stderr pipe."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    if proc.stderr is not None:
+        proc.stderr.close()

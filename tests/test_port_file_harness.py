@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from helpers import Client, first_stderr_line, free_ranges, posix_signals
+from helpers import Client, first_stderr_line, free_ranges, posix_signals, reap
 
 
 @posix_signals
@@ -60,8 +60,4 @@ def test_ports_come_from_the_port_file(tmp_path: Path) -> None:
         try:
             assert proc.wait(timeout=30) == 0
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            assert proc.stderr is not None
-            proc.stderr.close()
+            reap(proc)

@@ -22,7 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import Client, first_stderr_line, free_ranges, linux_only, posix_signals, wait_until
+from helpers import (
+    Client,
+    first_stderr_line,
+    free_ranges,
+    linux_only,
+    posix_signals,
+    reap,
+    wait_until,
+)
 
 from badsmtp import cli
 from badsmtp.processes import SharedUses, usable_cpus, worker_count
@@ -86,11 +94,7 @@ def workers(tmp_path: Path, *extra: str, count: int = 2, **popen: object) -> Ite
         assert line.startswith(b"badsmtp "), line
         yield Workers(proc, json.loads(port_file.read_text(encoding="utf-8")), log)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        assert proc.stderr is not None
-        proc.stderr.close()
+        reap(proc)
 
 
 def _send(port: int, sender: str = "a@example.com") -> list[bytes]:
