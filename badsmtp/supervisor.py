@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -79,18 +79,16 @@ class _Pipes:
     ready_w: int
     life_r: int  # a worker reads EOF here once the supervisor is gone
     life_w: int
-    fds: list[int] = field(default_factory=list)
 
     @classmethod
     def open(cls) -> _Pipes:
         (wake_r, wake_w), (ready_r, ready_w), (life_r, life_w) = os.pipe(), os.pipe(), os.pipe()
         for fd in (wake_r, wake_w, ready_r, ready_w):
             os.set_blocking(fd, False)
-        fds = [wake_r, wake_w, ready_r, ready_w, life_r, life_w]
-        return cls(wake_r, wake_w, ready_r, ready_w, life_r, life_w, fds)
+        return cls(wake_r, wake_w, ready_r, ready_w, life_r, life_w)
 
     def close(self) -> None:
-        for fd in self.fds:
+        for fd in astuple(self):
             try:
                 os.close(fd)
             except OSError:
@@ -116,7 +114,6 @@ class Supervisor:
         self.log_lock = log_lock
         self.announce = announce
         self.pipes = _Pipes.open()
-        self.stopping = False
         self._saved: dict[int, Any] = {}
         self._saved_fd = -1
         self._ready = 0  # ready bytes read so far: one per worker start
@@ -152,7 +149,7 @@ class Supervisor:
         except InterruptedError:  # pragma: no cover - PEP 475 retries select
             readable = []
         if self.pipes.ready_r in readable:
-            self._drain(self.pipes.ready_r)
+            self._ready += len(self._drain(self.pipes.ready_r))  # a byte per worker start
         return set(self._drain(self.pipes.wake_r)) if self.pipes.wake_r in readable else set()
 
     def _drain(self, fd: int) -> bytes:
@@ -165,8 +162,6 @@ class Supervisor:
             if not chunk:
                 return got
             got += chunk
-            if fd == self.pipes.ready_r:
-                self._ready += len(chunk)
 
     def _until_ready(self) -> int | None:
         """None once every worker said it is ready; an exit status otherwise."""
@@ -239,7 +234,6 @@ class Supervisor:
         """SIGTERM to every worker, then wait for all of them; a second
         signal kills them and exits at once (badsmtp(1), SIGNALS)."""
         log.info("Shutdown signal received, initiating graceful shutdown")
-        self.stopping = True
         self._signal_all(signal.SIGTERM)
         deadline = time.monotonic() + self.server.config.shutdown_timeout + KILL_GRACE
         while any(s.pid for s in self.slots):
@@ -260,7 +254,6 @@ class Supervisor:
         return 0
 
     def _abort(self, status: int) -> int:
-        self.stopping = True
         self._signal_all(signal.SIGKILL)
         self._reap_all()
         self._close_listeners()
