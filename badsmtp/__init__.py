@@ -21,6 +21,7 @@ from .extensions import (
     SessionObserver,
     User,
 )
+from .findings import Finding
 from .storage import MailboxUnavailable, Message, QuotaExceeded, StorageError
 
 __version__ = "0.1.0"
@@ -47,6 +48,7 @@ __all__ = [
     "SessionContext",
     "User",
     "Transcript",
+    "Finding",
     "address",
     "ehlo_name",
     "fault_address",

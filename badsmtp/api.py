@@ -20,6 +20,7 @@ from .runtime import Runtime, TriggerUses
 from .storage import MaildirStore, MemoryStore, Message, MessageStore, TeeStore
 
 if TYPE_CHECKING:
+    from .findings import Finding
     from .transcript import Transcript, TranscriptLog
 
 __all__ = ["BadSMTP"]
@@ -245,6 +246,12 @@ class BadSMTP:
         if self._transcripts is None:
             raise RuntimeError("session recording is off (record=False)")
         return self._transcripts.wait_closed(count, timeout)
+
+    @property
+    def findings(self) -> list[Finding]:
+        """What clients did wrong, by the RFCs (README, What your client
+        did wrong): every session's findings, in connection order."""
+        return [f for transcript in self.sessions for f in transcript.findings]
 
     @property
     def errors(self) -> list[BaseException]:

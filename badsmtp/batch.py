@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .actions import Action, Log, Send, SplitSend
+from .findings import Finding
 from .replies import Reply
 
 __all__ = ["Batch", "Recorder", "Transaction"]
@@ -34,6 +35,7 @@ class Recorder(Protocol):
     def tls_started(self, discarded: bytes) -> None: ...
     def framed(self, faults: str, writes: tuple[bytes, ...]) -> None: ...
     def fault(self, what: str, fields: dict[str, object]) -> None: ...
+    def finding(self, finding: Finding) -> None: ...
 
 
 class Batch:

@@ -10,10 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from .findings import Finding
+
 __all__ = [
     "CommandRecord",
     "ContentRecord",
     "FaultRecord",
+    "FindingRecord",
     "Exchange",
     "Record",
     "ReplyRecord",
@@ -112,7 +115,17 @@ class TLSRecord:
     at: float
 
 
-Record = CommandRecord | ReplyRecord | ContentRecord | TLSRecord | FaultRecord
+@dataclass(frozen=True, slots=True)
+class FindingRecord:
+    """A compliance finding (:class:`badsmtp.findings.Finding`), where the
+    session noted it."""
+
+    finding: Finding
+    batch: int
+    at: float
+
+
+Record = CommandRecord | ReplyRecord | ContentRecord | TLSRecord | FaultRecord | FindingRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,5 +192,7 @@ def record_lines(r: Record) -> Iterator[str]:
         yield f"{stamp} C: <{r.size} octets of message content>"
     elif isinstance(r, FaultRecord):
         yield f"{stamp} !! {r.what}: " + ", ".join(f"{k}={v}" for k, v in r.fields)
+    elif isinstance(r, FindingRecord):
+        yield f"{stamp} ?? {r.finding}"
     else:
         yield f"{stamp} -- TLS handshake completed"

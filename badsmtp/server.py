@@ -213,6 +213,7 @@ class Handler(socketserver.BaseRequestHandler):
             self.server.bound.port,
             self.listener.role.value,
             self.listener.role is Role.TLS,
+            self.slog.session_id,
         )
         self.recorder = Recorder(transcript, self.started)
 

@@ -23,11 +23,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .auth import redact_auth_args
+from .findings import Finding
 from .records import (
     CommandRecord,
     ContentRecord,
     Exchange,
     FaultRecord,
+    FindingRecord,
     Record,
     ReplyRecord,
     TLSRecord,
@@ -41,6 +43,8 @@ __all__ = [
     "ContentRecord",
     "Exchange",
     "FaultRecord",
+    "Finding",
+    "FindingRecord",
     "Recorder",
     "ReplyRecord",
     "TLSRecord",
@@ -65,7 +69,9 @@ class Transcript:
         role: str,
         tls: bool = False,
         on_close: Callable[[], None] | None = None,
+        session_id: str = "",
     ) -> None:
+        self.id = session_id  # the session_id of its log records
         self.client_ip = client_ip
         self.client_port = client_port
         self.port = port  # the listener's port
@@ -180,6 +186,12 @@ class Transcript:
         )
 
     @property
+    def findings(self) -> list[Finding]:
+        """What the client did wrong, by the RFCs (README, What your client
+        did wrong), in the order noted."""
+        return [r.finding for r in self._of(FindingRecord)]
+
+    @property
     def pipelined(self) -> list[tuple[str, ...]]:
         """Verbs of each receive batch that held more than one command
         (discarded commands included: they arrived in that batch)."""
@@ -288,6 +300,10 @@ class Recorder:
         """A fault the client asked for fired (a :class:`FaultRecord`)."""
         self._add((_FAULT, what, tuple(fields.items()), self.batch, self._now()))
 
+    def finding(self, finding: Finding) -> None:
+        """The session noted a compliance finding."""
+        self._add((_FINDING, finding, self.batch, self._now()))
+
     def content_read(self) -> None:
         if self._content_at is None:
             self._content_at = (self.batch, self._now())
@@ -324,7 +340,7 @@ class Recorder:
         self._add((_TLS, self.batch, self._now()))
 
 
-_COMMAND, _TOO_LONG, _REPLY, _CONTENT, _TLS, _FAULT = range(6)
+_COMMAND, _TOO_LONG, _REPLY, _CONTENT, _TLS, _FAULT, _FINDING = range(7)
 
 
 def _record(raw: tuple[Any, ...]) -> Record:
@@ -339,6 +355,8 @@ def _record(raw: tuple[Any, ...]) -> Record:
         return ContentRecord(*raw[1:])
     if kind == _FAULT:
         return FaultRecord(*raw[1:])
+    if kind == _FINDING:
+        return FindingRecord(*raw[1:])
     if kind == _TOO_LONG:
         length, batch, at = raw[1:]
         return CommandRecord("", f"<{length} octets: line too long>", batch, at)
@@ -352,8 +370,10 @@ class TranscriptLog:
         self._items: list[Transcript] = []
         self._cond = threading.Condition()
 
-    def new(self, client_ip: str, client_port: int, port: int, role: str, tls: bool) -> Transcript:
-        transcript = Transcript(client_ip, client_port, port, role, tls, self._notify)
+    def new(
+        self, client_ip: str, client_port: int, port: int, role: str, tls: bool, session_id: str = ""
+    ) -> Transcript:
+        transcript = Transcript(client_ip, client_port, port, role, tls, self._notify, session_id)
         with self._cond:
             self._items.append(transcript)
         return transcript

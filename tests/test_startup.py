@@ -50,7 +50,7 @@ BADSMTP_AT_START = frozenset(
     f"badsmtp.{name}"
     for name in (
         "accepting acceptor actions api auth batch builders cli commands config content "
-        "deliveries extensions framing hooks log logbuffer logformat logjson optionkeys optionparser "
+        "deliveries extensions findings framing hooks log logbuffer logformat logjson optionkeys optionparser "
         "options portplan protocol readers replies replyfaults runtime server session "
         "sessionlog sockio state stopsignals storage threadsettings tls triggers verbs workers"
     ).split()
