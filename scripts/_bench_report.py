@@ -140,6 +140,7 @@ def main_table(res: Results, targets: list[str], burst: int = 0) -> str:
 
 
 QUIET = "badsmtp-quiet"  # load 8: badsmtp at --log-level ERROR
+INSPECT = "badsmtp-http"  # load 8: badsmtp with --http-port 0 (the inspection API)
 
 
 def logging_cost(res: Results) -> float | None:
@@ -149,10 +150,23 @@ def logging_cost(res: Results) -> float | None:
     return (1 - info / quiet) * 100 if info is not None and quiet else None
 
 
-def logging_table(res: Results) -> str:
-    """Load 8 (badsmtp only): load 1 at both levels, and the samples."""
+def inspection_cost(res: Results) -> float | None:
+    """Load 8: how much of load 1's throughput --http-port costs, in percent."""
+    plain, http = res.median("badsmtp", "persist"), res.median(INSPECT, "persist")
+    return (1 - http / plain) * 100 if http is not None and plain else None
+
+
+def variants_table(res: Results) -> str:
+    """Load 8 (badsmtp only): load 1 as configured and in each variant, the
+    samples, and what the default level and the inspection API cost."""
     rows = [["load 1 (badsmtp only)", "unit", "median", "samples"]]
-    for target, label in (("badsmtp", "log level INFO (default)"), (QUIET, "log level ERROR")):
+    for target, label in (
+        ("badsmtp", "log level INFO (default)"),
+        (QUIET, "log level ERROR"),
+        (INSPECT, "--http-port 0 (INFO)"),
+    ):
+        if target == INSPECT and target not in res.values and target not in res.failed:
+            continue  # a badsmtp without the inspection API
         samples = res.values.get(target, {}).get("persist") or []
         if "persist" in res.failed.get(target, {}):
             median_cell = f"failed[{res.failed[target]['persist']}]"
@@ -160,8 +174,9 @@ def logging_table(res: Results) -> str:
             median_cell = _num(median(samples), "msg/s") if samples else "-"
         rows.append([f"8 {label}", "msg/s", median_cell,
                      " ".join(_num(v, "msg/s") for v in samples) or "-"])  # fmt: skip
-    cost = logging_cost(res)
-    rows.append(["8 cost of INFO", "%", "-" if cost is None else f"{cost:.1f}", ""])
+    for label, cost in (("INFO", logging_cost(res)), ("--http-port", inspection_cost(res))):
+        if cost is not None or label == "INFO":
+            rows.append([f"8 cost of {label}", "%", "-" if cost is None else f"{cost:.1f}", ""])
     return _table(rows, right_from=2)
 
 

@@ -77,6 +77,28 @@ def test_goals_are_judged_from_the_medians_and_name_what_did_not_run(scripts: No
     res.add("badsmtp", "burst_greet_s", math.inf)  # a round in which not all were greeted
     res.add("badsmtp", "burst_greet_s", math.inf)
     assert goals.goals_table(res, list(medians), 1000).count("not all") == 1
+    assert rows["issue 15: --http-port on costs <= 10% of load 1"] == ["-", "-", "n/a"]
+
+
+def test_load_8_reports_what_the_inspection_api_costs(scripts: None) -> None:
+    report, goals = _import("_bench_report"), _import("_bench_goals")
+    res = report.Results()
+    for target, samples in (("badsmtp", (5000, 5200, 5100)), ("badsmtp-quiet", (5500,)),
+                            ("badsmtp-http", (4700, 4590, 4800))):  # fmt: skip
+        for value in samples:
+            res.add(target, "persist", value)
+    rows = {r[0]: r[1:] for r in (re.split(r"\s{2,}", line.strip()) for line in
+                                  report.variants_table(res).splitlines())}  # fmt: skip
+    assert rows["8 --http-port 0 (INFO)"] == ["msg/s", "4,700", "4,700 4,590 4,800"]
+    assert rows["8 cost of --http-port"] == ["%", "7.8"]  # 1 - 4,700 / 5,100
+    goal = "issue 15: --http-port on costs <= 10% of load 1"
+    assert f"{goal}  7.8%" in re.sub(r"  +", "  ", goals.goals_table(res, ["badsmtp"], 0))
+    for value in (4000, 4100, 4200):  # the median falls to 4,395: 13.8 %
+        res.add("badsmtp-http", "persist", value)
+    judged = [line for line in goals.goals_table(res, ["badsmtp"], 0).splitlines() if goal in line]
+    assert "13.8%" in judged[0] and judged[0].endswith("MISS")
+    del res.values["badsmtp-http"]
+    assert "--http-port" not in report.variants_table(res)  # a badsmtp without the option
 
 
 @linux_only
