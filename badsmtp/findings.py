@@ -13,7 +13,6 @@ unwise).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -105,7 +104,6 @@ MAX_COMMAND = 512  # octets with the CRLF (RFC 5321 §4.5.3.1.4)
 MAX_TEXT_LINE = 1000  # octets with the CRLF (RFC 5321 §4.5.3.1.6)
 # What bytes.translate deletes to leave only a piece's CRs and LFs.
 _NOT_CR_LF = bytes(octet for octet in range(256) if octet not in b"\r\n")
-_LONG_LINE = re.compile(rb"[^\n]{%d}" % MAX_TEXT_LINE)  # with its LF, over the limit
 
 
 def _octets(n: int) -> str:
@@ -187,9 +185,16 @@ class Checker:
                 ))  # fmt: skip
         if following:
             self._followed(verb, following, state.caps, outputs)
-        check = _VERBS.get(verb)
-        if check is not None:
-            check(self, line, args, state)
+        # Tests, not a table of methods: a call costs more than these.
+        if verb == "MAIL":
+            self._mail(line, args)
+        elif verb == "RCPT":
+            if not self._smtputf8 and not line.isascii():
+                self._address(args, "RCPT", "TO:")
+        elif verb == "DATA" or verb == "BDAT":
+            self._content = verb
+        elif verb == "AUTH":
+            self._auth(args, state)
 
     def _line_ends(self, line: bytes, verb: str, cr: int) -> None:
         if line[-1:] != b"\r":
@@ -241,12 +246,12 @@ class Checker:
         rfc = _SYNC_RFC.get(verb, "") if code == "pipelined-past-sync-point" else ""
         self._note(finding(code, verb, said, rfc))
 
-    def _mail(self, line: bytes, args: list[str], state: State) -> None:
+    def _mail(self, line: bytes, args: list[str]) -> None:
         """What MAIL FROM declared for its transaction (RFC 1870 §6, RFC
         6152 §3, RFC 3030 §3, RFC 6531 §3.4)."""
         self._declared, self._eight_bit, self._binary, self._smtputf8 = None, False, False, False
         self._cr, self._partial = False, 0
-        for param in args[1:]:
+        for param in args[1:] if len(args) > 1 else ():
             key, _, value = param.upper().partition("=")
             if key == "SIZE" and value.isdigit() and value.isascii():
                 self._declared = int(value)
@@ -254,14 +259,10 @@ class Checker:
                 self._eight_bit, self._binary = value in _EIGHT_BIT, value == "BINARYMIME"
             elif key == "SMTPUTF8" and not value:
                 self._smtputf8 = True
-        self._address(line, args, "MAIL", "FROM:")
+        if not self._smtputf8 and not line.isascii():
+            self._address(args, "MAIL", "FROM:")
 
-    def _rcpt(self, line: bytes, args: list[str], state: State) -> None:
-        self._address(line, args, "RCPT", "TO:")
-
-    def _address(self, line: bytes, args: list[str], verb: str, prefix: str) -> None:
-        if line.isascii() or self._smtputf8:
-            return
+    def _address(self, args: list[str], verb: str, prefix: str) -> None:
         try:
             path = extract_path(args, prefix)[0]
         except ReplyError:
@@ -270,17 +271,11 @@ class Checker:
             explanation = f"{verb} named {path} without SMTPUTF8 on MAIL FROM"
             self._once("utf8-address-without-smtputf8", False, verb, explanation)
 
-    def _auth(self, line: bytes, args: list[str], state: State) -> None:
+    def _auth(self, args: list[str], state: State) -> None:
         mechanism = args[0].upper() if args else ""
         if mechanism in _CLEARTEXT and not state.tls and self._offered(state.caps).starttls:
             explanation = f"AUTH {mechanism} over plain text while STARTTLS was offered"
             self._note(finding("auth-cleartext-without-tls", "AUTH", explanation))
-
-    def _data(self, line: bytes, args: list[str], state: State) -> None:
-        self._content = "DATA"
-
-    def _bdat(self, line: bytes, args: list[str], state: State) -> None:
-        self._content = "BDAT"
 
     # -- content -------------------------------------------------------------------------
     def content(self, piece: bytes) -> None:
@@ -297,40 +292,44 @@ class Checker:
         self._cr = ends[-1:] == b"\r"
         if self._cr:
             ends = ends[:-1]
-        crlf = ends.count(b"\r\n")
-        if crlf * 2 != len(ends):
-            self._bare(ends, crlf)
+        if ends.count(b"\r\n") * 2 != len(ends):
+            self._bare(ends)
         self._line_lengths(piece)
         if not self._eight_bit and not piece.isascii():
             explanation = "the message content held 8-bit octets without BODY=8BITMIME"
             self._once("8bit-without-8bitmime", True, self._content, explanation)
 
-    def _bare(self, ends: bytes, crlf: int) -> None:
+    def _bare(self, ends: bytes) -> None:
+        crlf = ends.count(b"\r\n")
         if ends.count(b"\n") > crlf:
             self._once("bare-lf", True, self._content, "the message content held a bare LF")
         if ends.count(b"\r") > crlf:
             self._once("bare-cr", True, self._content, "the message content held a bare CR")
 
     def _line_lengths(self, piece: bytes) -> None:
-        """Lines counted up to their LF, their CR included."""
-        first = piece.find(b"\n")
+        """Lines counted up to their LF, their CR included: each window of
+        1,000 octets from a line's start must hold an LF.  One rfind per
+        1,000 octets or so, whatever the lines' lengths."""
+        first, end = piece.find(b"\n"), len(piece)
         if first < 0:
-            self._partial += len(piece)
-            self._long_line(self._partial)
+            self._partial += end
+            if self._partial >= MAX_TEXT_LINE:
+                self._long_line()
             return
-        self._long_line(self._partial + first)
-        last = piece.rfind(b"\n")
-        if last - first > MAX_TEXT_LINE:  # room for a whole line too long between them
-            long = _LONG_LINE.search(piece, first + 1, last)
-            if long is not None:
-                self._long_line(long.end() - long.start())
-        self._partial = len(piece) - last - 1
+        if self._partial + first >= MAX_TEXT_LINE:
+            self._long_line()
+        at = first + 1
+        while end - at >= MAX_TEXT_LINE:  # room for a whole line too long
+            last = piece.rfind(b"\n", at, at + MAX_TEXT_LINE)
+            if last < 0:
+                self._long_line()
+                break
+            at = last + 1
+        self._partial = end - piece.rfind(b"\n", at - 1) - 1
 
-    def _long_line(self, length: int) -> None:
-        """A text line of ``length`` octets before its LF (or so far)."""
-        if length >= MAX_TEXT_LINE:
-            explanation = f"a text line of over {_octets(MAX_TEXT_LINE)} in the message content"
-            self._once("line-too-long", True, self._content, explanation)
+    def _long_line(self) -> None:
+        explanation = f"a text line of over {_octets(MAX_TEXT_LINE)} in the message content"
+        self._once("line-too-long", True, self._content, explanation)
 
     def message_end(self, size: int, caps: Capabilities, following: int) -> None:
         """The content is complete, ``size`` octets (RFC 1870 §5), and
@@ -359,11 +358,3 @@ class Checker:
         """The client closed the connection while the session was open."""
         self._note(finding("no-quit", "", "the client closed the connection without QUIT"))
 
-
-_VERBS: dict[str, Callable[[Checker, bytes, list[str], State], None]] = {
-    "MAIL": Checker._mail,
-    "RCPT": Checker._rcpt,
-    "AUTH": Checker._auth,
-    "DATA": Checker._data,
-    "BDAT": Checker._bdat,
-}

@@ -378,3 +378,15 @@ def test_a_close_during_a_server_wait_is_no_finding() -> None:
     wire.session.receive_data(b"QUIT\r\n")  # the delay's Wait, never answered
     wire.session.receive_data(b"")
     assert wire.session.closed and findings(wire) == []
+
+
+@pytest.mark.parametrize("content, found", [
+    ((b"x" * 70 + b"\r\n") * 50 + b"y" * 1500 + b"\r\n" + (b"x" * 70 + b"\r\n") * 50, ["line-too-long"]),
+    ((b"x" * 70 + b"\r\n") * 50 + b"y" * 999 + b"\r\n" + (b"x" * 70 + b"\r\n") * 50, ["line-too-long"]),
+    ((b"x" * 70 + b"\r\n") * 50 + b"y" * 998 + b"\r\n" + (b"x" * 70 + b"\r\n") * 50, []),
+    (b"x\r\n" * 5000, []), ((b"y" * 998 + b"\r\n") * 30, []),
+])  # fmt: skip
+def test_long_lines_anywhere_in_a_large_read(content: bytes, found: list[str]) -> None:
+    wire = in_data()
+    assert wire.feed(content + b".\r\n") == ACCEPTED
+    assert codes(wire) == found
