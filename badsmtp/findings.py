@@ -13,7 +13,7 @@ unwise).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -119,6 +119,9 @@ class _Offered:
     size: bool
 
 
+_NOTHING = _Offered(False, False, False)
+
+
 def _offered(caps: Capabilities) -> _Offered:
     lines = caps.ehlo.lines if caps.ehlo is not None else ()
     return _Offered(
@@ -128,22 +131,24 @@ def _offered(caps: Capabilities) -> _Offered:
 
 class Checker:
     """The compliance checks of one session (README, What your client did
-    wrong), pure: the session tells it what it read, it calls ``note`` with
-    each finding.  Per command a few C-level tests; per piece of content
-    three counts and a split.  Faults that could repeat on every line or
+    wrong), pure: the session tells it what it read and takes the findings
+    from ``found``.  Per command a few C-level tests; per piece of content a
+    translate, a count and an rfind per 1,000 octets.  Faults that could repeat on every line or
     message (bare LF or CR, over-long lines, 8-bit content, UTF-8 addresses)
     are noted once per session for commands and once for content."""
 
     __slots__ = (
-        "_binary", "_caps", "_content", "_cr", "_declared", "_eight_bit", "_note",
-        "_offers", "_partial", "_seen", "_smtputf8", "_tls_new",
+        "_binary", "_caps", "_content", "_cr", "_declared", "_eight_bit", "_offers",
+        "_partial", "_seen", "_smtputf8", "_tls_new", "found",
     )  # fmt: skip
 
-    def __init__(self, note: Callable[[Finding], None]) -> None:
-        self._note = note
-        self._seen: set[tuple[str, bool]] = set()  # (code, in content) noted once
+    def __init__(self) -> None:
+        # Noted and not yet taken by the session; each check returns it, so
+        # that ``if checker.content(piece):`` is the whole test at the call.
+        self.found: list[Finding] = []
+        self._seen: set[tuple[str, bool]] | None = None  # (code, in content) noted once
         self._caps: Capabilities | None = None
-        self._offers = _Offered(False, False, False)
+        self._offers = _NOTHING
         self._tls_new = False  # STARTTLS's handshake done, no command since
         # Declared on the last MAIL FROM (RFC 1870, RFC 6152, RFC 3030, RFC 6531).
         self._declared: int | None = None
@@ -160,15 +165,17 @@ class Checker:
         return self._offers
 
     def _once(self, code: str, content: bool, command: str, explanation: str) -> None:
+        if self._seen is None:
+            self._seen = set()
         if (code, content) not in self._seen:
             self._seen.add((code, content))
-            self._note(finding(code, command, explanation))
+            self.found.append(finding(code, command, explanation))
 
     # -- commands ----------------------------------------------------------------
     def command(
         self, line: bytes, verb: str, args: list[str], following: int,
         state: State, outputs: Sequence[object],
-    ) -> None:  # fmt: skip
+    ) -> list[Finding]:  # fmt: skip
         """``line`` (before its LF) was read as ``verb`` in ``state``,
         ``following`` octets after it in the buffer, and is answered by
         ``outputs`` (nothing applied yet)."""
@@ -180,7 +187,7 @@ class Checker:
         if self._tls_new:
             self._tls_new = False
             if verb not in _AFTER_TLS:
-                self._note(finding(
+                self.found.append(finding(
                     "no-ehlo-after-starttls", verb, f"{verb} was sent after STARTTLS, before EHLO"
                 ))  # fmt: skip
         if following:
@@ -195,6 +202,7 @@ class Checker:
             self._content = verb
         elif verb == "AUTH":
             self._auth(args, state)
+        return self.found
 
     def _line_ends(self, line: bytes, verb: str, cr: int) -> None:
         if line[-1:] != b"\r":
@@ -202,9 +210,10 @@ class Checker:
         if 0 <= cr < len(line) - 1:
             self._once("bare-cr", False, verb, f"{verb} held a bare CR")
 
-    def too_long(self, length: int) -> None:
+    def too_long(self, length: int) -> list[Finding]:
         """A command line past badsmtp's own limit (refused with a 500)."""
         self._once("command-too-long", False, "", f"a command line of {_octets(length + 1)}")
+        return self.found
 
     def _long_command(self, line: bytes, verb: str) -> None:
         """RFC 5321 §4.5.3.1.4, counted without MAIL and RCPT parameters
@@ -244,7 +253,7 @@ class Checker:
         else:
             return
         rfc = _SYNC_RFC.get(verb, "") if code == "pipelined-past-sync-point" else ""
-        self._note(finding(code, verb, said, rfc))
+        self.found.append(finding(code, verb, said, rfc))
 
     def _mail(self, line: bytes, args: list[str]) -> None:
         """What MAIL FROM declared for its transaction (RFC 1870 §6, RFC
@@ -275,17 +284,17 @@ class Checker:
         mechanism = args[0].upper() if args else ""
         if mechanism in _CLEARTEXT and not state.tls and self._offered(state.caps).starttls:
             explanation = f"AUTH {mechanism} over plain text while STARTTLS was offered"
-            self._note(finding("auth-cleartext-without-tls", "AUTH", explanation))
+            self.found.append(finding("auth-cleartext-without-tls", "AUTH", explanation))
 
     # -- content -------------------------------------------------------------------------
-    def content(self, piece: bytes) -> None:
+    def content(self, piece: bytes) -> list[Finding]:
         """A piece of the message's content (DATA unstuffed, or BDAT
         chunk octets): CR and LF only as CRLF (RFC 5321 §2.3.8), text lines
         up to 1,000 octets (§4.5.3.1.6), 8-bit octets only when declared
         (RFC 6152 §3).  Not for BODY=BINARYMIME (RFC 3030 §3).  C-level
         scans only: this runs for every piece of every message."""
         if self._binary:
-            return
+            return self.found
         ends = piece.translate(None, _NOT_CR_LF)  # its CRs and LFs, in order
         if self._cr:  # the last piece ended with a CR: it may start a CRLF
             ends = b"\r" + ends
@@ -298,6 +307,7 @@ class Checker:
         if not self._eight_bit and not piece.isascii():
             explanation = "the message content held 8-bit octets without BODY=8BITMIME"
             self._once("8bit-without-8bitmime", True, self._content, explanation)
+        return self.found
 
     def _bare(self, ends: bytes) -> None:
         crlf = ends.count(b"\r\n")
@@ -331,30 +341,32 @@ class Checker:
         explanation = f"a text line of over {_octets(MAX_TEXT_LINE)} in the message content"
         self._once("line-too-long", True, self._content, explanation)
 
-    def message_end(self, size: int, caps: Capabilities, following: int) -> None:
+    def message_end(self, size: int, caps: Capabilities, following: int) -> list[Finding]:
         """The content is complete, ``size`` octets (RFC 1870 §5), and
         ``following`` octets came after DATA's final dot before its reply."""
         verb, self._cr, self._partial = self._content, False, 0
         if self._declared is not None and size > self._declared:
             explanation = f"the message was {_octets(size)}, SIZE={self._declared} was declared"
-            self._note(finding("size-exceeds-declared", verb, explanation))
+            self.found.append(finding("size-exceeds-declared", verb, explanation))
         offers = self._offered(caps)
         if offers.size and size > caps.size_limit:
             explanation = f"the message was {_octets(size)}, SIZE {caps.size_limit} was advertised"
-            self._note(finding("size-exceeds-advertised", verb, explanation))
+            self.found.append(finding("size-exceeds-advertised", verb, explanation))
         if following and not offers.pipelining:
             explanation = (
                 f"{_octets(following)} followed the end of the message before its reply"
                 " and PIPELINING was not advertised"
             )
-            self._note(finding("pipelining-not-advertised", verb, explanation))
+            self.found.append(finding("pipelining-not-advertised", verb, explanation))
+        return self.found
 
     # -- the session -----------------------------------------------------------------
     def tls_started(self) -> None:
         """STARTTLS's handshake succeeded: EHLO must come first (RFC 3207 §4.2)."""
         self._tls_new = True
 
-    def client_closed(self) -> None:
+    def client_closed(self) -> list[Finding]:
         """The client closed the connection while the session was open."""
-        self._note(finding("no-quit", "", "the client closed the connection without QUIT"))
+        self.found.append(finding("no-quit", "", "the client closed the connection without QUIT"))
+        return self.found
 

@@ -36,7 +36,7 @@ from .actions import (
     Write,
 )
 from .batch import Batch, Recorder, Transaction
-from .findings import LOG_MESSAGE, Checker, Finding
+from .findings import LOG_MESSAGE, Checker
 from .framing import MAX_AUTH_LINE, MAX_LINE, Framing
 from .protocol import Context, Phase, State
 from .readers import AuthReader, ChunkReader, DataReader
@@ -98,7 +98,7 @@ class Session(Framing):
         # state.caps.faults, copied where caps change (HELO/EHLO, STARTTLS):
         # one test per reply while no reply-framing fault is in force.
         self._faults: ReplyFaults | None = None
-        self._check = Checker(self._found)  # README, What your client did wrong
+        self._check = Checker()  # README, What your client did wrong
 
     # -- what the shell calls ------------------------------------------------------
     def greeting(self) -> list[Action]:
@@ -129,8 +129,9 @@ class Session(Framing):
         if self._closed:
             return []
         if not data:  # the client closed its side: nothing more will come
-            if not self._paused:  # not a failed handshake, nor a close during a wait
-                self._check.client_closed()
+            # Paused: a failed handshake or a close during a wait, not the client's fault.
+            if not self._paused and self._check.client_closed():
+                self._found()
             self._abort_delivery()
             self._close()
             return self._batch.take()
@@ -279,8 +280,8 @@ class Session(Framing):
         if self._recorder is not None:
             self._recorder.too_long(length)
         in_auth = self._reader is not self._lines
-        if not in_auth:
-            self._check.too_long(length)
+        if not in_auth and self._check.too_long(length):
+            self._found()
         fields = {"command_length": length, "max_length": self._reader.limit}  # type: ignore[union-attr]
         self._batch.log(Log("WARN", "Command length limit exceeded", fields))
         if in_auth:
@@ -297,8 +298,8 @@ class Session(Framing):
             self._message, over = self._message.grown(size, self.state.caps.size_limit)
             if over:
                 self._abort_delivery()
-        if piece:
-            self._check.content(piece)
+        if piece and self._check.content(piece):
+            self._found()
         if piece and self._message.open and self._stream and self._refusal is None:
             self._batch.act(Write(piece))
         if piece and self._content_left is not None:
@@ -330,7 +331,8 @@ class Session(Framing):
         self._content_left = None
         if self._recorder is not None:
             self._recorder.content_end(self._message.size)
-        self._check.message_end(self._message.size, self.state.caps, following)
+        if self._check.message_end(self._message.size, self.state.caps, following):
+            self._found()
         self._reader = self._lines
         self._apply(content.end_of_message(self.state, self._message, self.ctx))
 
@@ -343,8 +345,8 @@ class Session(Framing):
             refusal, self._refusal = self._refusal, None
             self._outputs(refusal, self.state.caps.enhanced)
         else:
-            if last:
-                self._check.message_end(self._message.size, self.state.caps, 0)
+            if last and self._check.message_end(self._message.size, self.state.caps, 0):
+                self._found()
             self._apply(content.chunk_read(self.state, self._message, last, self.ctx))
 
     # -- commands --------------------------------------------------------------------
@@ -365,14 +367,17 @@ class Session(Framing):
             self._recorder.command(words)
         self._verb = verb
         result = protocol.dispatch(self.state, verb, args, self.ctx)
-        self._check.command(line, verb, args, following, self.state, result[1])
+        if self._check.command(line, verb, args, following, self.state, result[1]):
+            self._found()
         self._apply(result, verb in ("HELO", "EHLO"))
 
-    def _found(self, finding: Finding) -> None:
-        """A compliance finding: to the transcript, and one WARN record."""
-        if self._recorder is not None:
-            self._recorder.finding(finding)
-        self._batch.log(Log("WARN", LOG_MESSAGE, finding.fields()))
+    def _found(self) -> None:
+        """The checker's findings: to the transcript, and one WARN record each."""
+        found, self._check.found = self._check.found, []
+        for finding in found:
+            if self._recorder is not None:
+                self._recorder.finding(finding)
+            self._batch.log(Log("WARN", LOG_MESSAGE, finding.fields()))
 
     def _apply(self, result: Result, plain: bool = False) -> None:
         """A command's (or a verdict's) new state and outputs.  Replies to
