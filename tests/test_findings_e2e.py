@@ -59,7 +59,8 @@ def test_swaks_has_no_findings(server: BadSMTP, extra: list[str]) -> None:
         check=False, capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    server.wait_for_sessions(1)
+    (t,) = server.wait_for_sessions(1)
+    assert t.pipelined == ([("MAIL", "RCPT", "DATA")] if extra else [])  # as RFC 2920 allows
     assert server.findings == [], result.stdout
 
 
