@@ -324,6 +324,15 @@ def test_more_than_the_declared_size() -> None:
     assert found.explanation == "the message was 22 octets, SIZE=10 was declared"
 
 
+def test_the_last_crlf_may_be_left_out_of_the_declared_size() -> None:
+    wire = in_data(mail=b"MAIL FROM:<a@example.com> SIZE=20")
+    wire.feed(b"x" * 20 + b"\r\n.\r\n")  # smtplib declares its message before adding that CRLF
+    assert findings(wire) == []
+    one_at_a_time(wire, b"MAIL FROM:<a@example.com> SIZE=3\r\n", b"RCPT TO:<b@example.com>\r\n")
+    assert wire.feed(b"BDAT 5 LAST\r\nabc\r\n") == ACCEPTED  # BDAT: exactly what was sent
+    assert codes(wire) == ["size-exceeds-declared"]
+
+
 def test_more_than_the_advertised_size() -> None:
     wire = in_data(b"size1000.example")
     out = wire.feed((b"x" * 98 + b"\r\n") * 20 + b".\r\n")
