@@ -133,9 +133,10 @@ class Checker:
     """The compliance checks of one session (README, What your client did
     wrong), pure: the session tells it what it read and takes the findings
     from ``found``.  Per command a few C-level tests; per piece of content a
-    translate, a count and an rfind per 1,000 octets.  Faults that could repeat on every line or
-    message (bare LF or CR, over-long lines, 8-bit content, UTF-8 addresses)
-    are noted once per session for commands and once for content."""
+    translate, a count and an rfind per 1,000 octets.  Faults that could
+    repeat on every line or message (bare LF or CR, over-long lines, 8-bit
+    content, UTF-8 addresses) are noted once per session for commands and
+    once for content."""
 
     __slots__ = (
         "_binary", "_caps", "_content", "_cr", "_declared", "_eight_bit", "_offers",
