@@ -348,7 +348,9 @@ def test_info_session_events(records: Callable[[str], list[dict[str, Any]]]) -> 
             client.command(b"QUIT")
         with Client(server.port) as other:
             other.reply()
-    got = session_records(records("INFO"))
+    # The second client hangs up without QUIT: a WARN finding, unless the stop
+    # came first (tests/test_findings_e2e.py): not an INFO event.
+    got = [r for r in session_records(records("INFO")) if r["level"] == "INFO"]
     ids = list(dict.fromkeys(r["fields"]["session_id"] for r in got))  # in order of appearance
     assert len(ids) == 2 and all(SESSION_ID.fullmatch(i) for i in ids)
     first = [r for r in got if r["fields"]["session_id"] == ids[0]]
@@ -446,6 +448,7 @@ def test_warn_events_carry_the_session(records: Callable[[str], list[dict[str, A
         "Command length limit exceeded",
         "Message size limit exceeded",
         "SMTP authentication failed",
+        "SMTP client protocol finding",  # this client broke the protocol too
     }
     assert len({r["fields"]["session_id"] for r in got}) == 1
     assert all(r["level"] == "WARN" for r in got)
