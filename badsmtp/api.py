@@ -382,10 +382,15 @@ def _requested(
     return requested, set(range(len(requested)))
 
 
+# Records kept of one session for the inspection API (badsmtp(1), INSPECTION
+# API): some 500 messages of a persistent connection; the rest are counted.
+EVENTS_KEPT = 5000
+
+
 def _transcript_log(limit: int | None) -> TranscriptLog:
     from .transcript import TranscriptLog  # lazy: the CLI records only for the inspection API
 
-    return TranscriptLog(limit)
+    return TranscriptLog(limit, EVENTS_KEPT if limit is not None else None)
 
 
 def _inbox(config: Config) -> Inbox:

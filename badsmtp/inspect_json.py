@@ -94,6 +94,7 @@ def session_detail(transcript: Transcript) -> dict[str, Any]:
         ],
         "MessageIDs": list(transcript.message_ids),
         "DiscardedOctets": transcript.discarded_octets,
+        "EventsDropped": transcript.events_dropped,
     }
 
 

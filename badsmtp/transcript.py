@@ -83,6 +83,10 @@ class Transcript:
         self.duration: float | None = None
         self.discarded_octets = 0
         self.started_at = time.time()  # the wall clock at the connect
+        # Records past this many are counted, not kept (findings are always
+        # kept): the inspection API's bounded memory under a load test.
+        self.event_limit: int | None = None
+        self.events_dropped = 0
         self.message_ids: list[str] = []  # the inspection API's ids of its accepted messages
         # Raw tuples of atoms, turned into records only when read: cheap to
         # append and, holding no containers, untracked by the cyclic GC, so a
@@ -246,7 +250,8 @@ class Recorder:
     """The shell's side of a transcript: implements the session's recorder
     hook and adds the clock and the receive batches."""
 
-    __slots__ = ("_append", "_clock", "_content_at", "_last_verb", "batch", "started", "transcript")
+    __slots__ = ("_append", "_clock", "_content_at", "_full", "_last_verb", "batch", "started",
+                 "transcript")  # fmt: skip
 
     def __init__(
         self, transcript: Transcript, started: float, clock: Callable[[], float] = time.monotonic
@@ -260,19 +265,27 @@ class Recorder:
         # Bound once: the calls below run for every command and reply (the
         # CLI records them for the inspection API, on its load-test path).
         self._append = transcript._raw.append
+        self._full = False  # past the transcript's event limit: records are counted
 
     def _now(self) -> float:
         return self._clock() - self.started
 
     def _add(self, raw: tuple[Any, ...]) -> None:
-        self.transcript._raw.append(raw)
+        self._append(raw)
+
+    def _drop(self, raw: tuple[Any, ...]) -> None:
+        self.transcript.events_dropped += 1
 
     # -- called by the shell --------------------------------------------------------------
     def received(self, data: bytes) -> None:
         """One ``recv`` returned ``data`` (``b""``: the client closed)."""
         self.batch += 1
-        if not data and self.transcript.closed_by is None:
-            self.transcript.closed_by = "client"
+        transcript = self.transcript
+        if not data and transcript.closed_by is None:
+            transcript.closed_by = "client"
+        # Checked once per receive, not per record: a batch may pass the limit by its size.
+        if transcript.event_limit is not None and len(transcript._raw) >= transcript.event_limit:
+            self._append, self._full = self._drop, True
 
     def sent(self, reply: Reply) -> None:
         """The shell sent ``reply`` itself (an internal error's 421)."""
@@ -300,15 +313,16 @@ class Recorder:
     def framed(self, faults: str, writes: tuple[bytes, ...]) -> None:
         """The reply just recorded left under reply-framing ``faults``, in
         these ``writes`` (README, Breaking the replies)."""
-        self.transcript._raw[-1] += (faults, writes)
+        if not self._full:  # else that reply was not kept
+            self.transcript._raw[-1] += (faults, writes)
 
     def fault(self, what: str, fields: dict[str, object]) -> None:
         """A fault the client asked for fired (a :class:`FaultRecord`)."""
         self._add((_FAULT, what, tuple(fields.items()), self.batch, self._now()))
 
     def finding(self, finding: Finding) -> None:
-        """The session noted a compliance finding."""
-        self._add((_FINDING, finding, self.batch, self._now()))
+        """The session noted a compliance finding (kept past the event limit too)."""
+        self.transcript._raw.append((_FINDING, finding, self.batch, self._now()))
 
     def content_read(self) -> None:
         if self._content_at is None:
@@ -371,17 +385,20 @@ def _record(raw: tuple[Any, ...]) -> Record:
 
 class TranscriptLog:
     """Every transcript of one server, in connection order; thread-safe.
-    With a ``limit``, only the newest ``limit`` are kept (the inspection
-    API's bounded memory, badsmtp(1), --http-keep)."""
+    With a ``limit``, only the newest ``limit`` are kept, and with an
+    ``event_limit`` only so many records of each (the inspection API's
+    bounded memory, badsmtp(1), --http-keep)."""
 
-    def __init__(self, limit: int | None = None) -> None:
+    def __init__(self, limit: int | None = None, event_limit: int | None = None) -> None:
         self._items: deque[Transcript] = deque(maxlen=limit)
         self._cond = threading.Condition()
+        self.event_limit = event_limit  # records kept per transcript (None: all)
 
     def new(
         self, client_ip: str, client_port: int, port: int, role: str, tls: bool, session_id: str = ""
     ) -> Transcript:
         transcript = Transcript(client_ip, client_port, port, role, tls, self._notify, session_id)
+        transcript.event_limit = self.event_limit
         with self._cond:
             self._items.append(transcript)
         return transcript

@@ -360,3 +360,23 @@ def test_a_client_that_never_sends_its_request_does_not_hold_up_a_stop() -> None
         server.stop()
         assert time.monotonic() - began < 5
         assert idle.recv(100) == b""
+
+
+def test_a_long_session_keeps_its_first_records_and_counts_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from badsmtp import api
+
+    monkeypatch.setattr(api, "EVENTS_KEPT", 4)
+    with serving([0], http_port=0) as server:
+        with Client(server.port) as c:
+            c.reply()
+            for _ in range(6):
+                assert c.command(b"NOOP")[:3] == b"250"
+            c.command(b"QUIT")
+        (transcript,) = server.wait_for_sessions(1)
+        assert transcript.events_dropped > 0
+        assert len(transcript.events) + transcript.events_dropped == 1 + 7 * 2
+        detail = get(str(server.http_url), f"/api/v1/session/{transcript.id}")
+        assert detail["EventsDropped"] == transcript.events_dropped
+        assert len(detail["Events"]) == len(transcript.events)
