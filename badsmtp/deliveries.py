@@ -33,8 +33,8 @@ class Deliveries:
     ``keep`` asks for the accepted :class:`Message` to be kept in
     :attr:`accepted` (for observers) even when storage is off.  With an
     ``inbox`` (the inspection API), each accepted message gets an entry
-    there (its id in :attr:`accepted_id`): its maildir file, or with storage
-    off its content, collected here as it streams past."""
+    there: its maildir file, or with storage off its content, collected
+    here as it streams past."""
 
     def __init__(
         self,
@@ -55,7 +55,6 @@ class Deliveries:
         self._failed: Reply | None = None  # why the open delivery failed
         self._head = b""  # the start of the content, for Message.headers
         self.inbox = inbox
-        self.accepted_id = ""  # the inbox entry of the last message accepted
         self._chunks: list[bytes] | None = None  # the content, for an inbox without storage
 
     def message(self, env: Envelope) -> Message:
@@ -134,15 +133,12 @@ class Deliveries:
         inbox, chunks, self._chunks = self.inbox, self._chunks, None
         if inbox is None:
             return
-        entry = inbox.entry(env, self.slog.session_id, self.client_ip)
-        if chunks is not None:
-            entry.body = b"".join(chunks)
-        else:
-            for path, offset in getattr(delivery, "stored", ()):
-                entry.path, entry.offset = path, offset
-                break
+        body = b"".join(chunks) if chunks is not None else None
+        entry = inbox.entry(env, self.slog.session_id, self.client_ip, body)
+        for path, offset in getattr(delivery, "stored", ()):
+            entry.path, entry.offset = path, offset
+            break
         inbox.add(entry)
-        self.accepted_id = entry.id
 
     def abort(self) -> None:
         delivery, self._delivery = self._delivery, None

@@ -146,7 +146,7 @@ def get_session(server: Served, params: dict[str, float], session_id: str) -> An
     transcript = server.transcripts.get(session_id)
     if transcript is None:
         raise HTTPError(404, f"no session {session_id}")
-    return _json(session_detail(transcript))
+    return _json(session_detail(transcript, server.inbox))
 
 
 def reset(server: Served, params: dict[str, float]) -> Answer:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -45,21 +45,27 @@ def new_message_id() -> str:
 
 class Entry:
     """One accepted message as the inspection API knows it: its envelope,
-    and its body or where the body is."""
+    and its body or where the body is.  Its id is drawn when the API first
+    shows it (:meth:`Inbox.id_of`): nothing random on the accept path."""
 
-    __slots__ = ("_headers", "body", "client_ip", "created", "env", "id", "offset", "path",
+    __slots__ = ("_headers", "_id", "body", "client_ip", "created", "env", "offset", "path",
                  "session_id")  # fmt: skip
 
-    def __init__(self, env: Envelope, session_id: str, client_ip: str) -> None:
-        self.id = new_message_id()
+    def __init__(self, env: Envelope, session_id: str, client_ip: str, body: bytes | None) -> None:
         self.env = env
         self.session_id = session_id
         self.client_ip = client_ip
         self.created = time.time()
-        self.body: bytes | None = None  # in memory (storage off)
+        self.body = body  # in memory (storage off)
         self.path: str | None = None  # the maildir file (storage on)
         self.offset = 0  # where the content starts in it, after badsmtp's prefix lines
+        self._id: str | None = None  # None: not shown yet; "": forgotten before it was shown
         self._headers: dict[str, list[str]] | None = None
+
+    @property
+    def id(self) -> str:
+        assert self._id, "ids are drawn by Inbox.id_of"
+        return self._id
 
     @property
     def stored(self) -> str:
@@ -74,7 +80,8 @@ class Inbox:
         self.keep = keep
         self.memory = memory  # octets of bodies kept in memory, at most
         self.mailbox = os.path.realpath(mailbox_dir) if mailbox_dir else None
-        self._entries: OrderedDict[str, Entry] = OrderedDict()  # oldest first
+        self._entries: deque[Entry] = deque()  # oldest first
+        self._by_id: dict[str, Entry] = {}  # the kept entries whose id was shown
         self._in_memory = 0
         self._lock = threading.Lock()  # a C-level `with` on the accept path
         self._cond = threading.Condition(self._lock)
@@ -91,15 +98,23 @@ class Inbox:
     def add(self, entry: Entry) -> None:
         with self._lock:
             entries = self._entries
-            entries[entry.id] = entry
-            if entry.body is not None:
-                self._in_memory += len(entry.body)
-            if len(entries) > self.keep:
-                self._forget_body(entries.popitem(last=False)[1])
-            if self._in_memory > self.memory:
-                self._trim_bodies()
+            if len(entries) >= self.keep:
+                self._forget(entries.popleft())
+            entries.append(entry)
+            body = entry.body
+            if body is not None:
+                self._in_memory += len(body)
+                if self._in_memory > self.memory:
+                    self._trim_bodies()
             if self._waiting:
                 self._cond.notify_all()
+
+    def _forget(self, entry: Entry) -> None:
+        self._forget_body(entry)
+        if entry._id:
+            del self._by_id[entry._id]
+        else:
+            entry._id = ""  # never findable by an id
 
     def _forget_body(self, entry: Entry) -> None:
         if entry.body is not None:
@@ -108,26 +123,43 @@ class Inbox:
 
     def _trim_bodies(self) -> None:
         """Drop the oldest bodies until the rest fit in ``memory``."""
-        for entry in self._entries.values():
+        for entry in self._entries:
             if self._in_memory <= self.memory:
                 return
             self._forget_body(entry)
 
+    def _id_of(self, entry: Entry) -> str:
+        if entry._id is None:  # kept, first shown: findable from now on
+            entry._id = new_message_id()
+            self._by_id[entry._id] = entry
+        elif not entry._id:  # forgotten before it was shown: an id nobody can look up
+            entry._id = new_message_id()
+        return entry._id
+
     def get(self, message_id: str) -> Entry | None:
-        with self._cond:
-            return self._entries.get(message_id)
+        with self._lock:
+            return self._by_id.get(message_id)
 
     def newest(self, limit: int | None = None) -> tuple[int, list[Entry]]:
-        """How many are kept, and the newest ``limit`` of them, newest first."""
-        with self._cond:
-            entries = list(reversed(self._entries.values()))
-        return len(entries), entries[:limit] if limit is not None else entries
+        """How many are kept, and the newest ``limit`` of them, newest first
+        (each with its id)."""
+        with self._lock:
+            total = len(self._entries)
+            shown = list(reversed(self._entries))[:limit]
+            for entry in shown:
+                self._id_of(entry)
+        return total, shown
+
+    def session_ids(self, session_id: str) -> list[str]:
+        """The ids of the kept messages of one session, oldest first."""
+        with self._lock:
+            return [self._id_of(e) for e in self._entries if e.session_id == session_id]
 
     def clear(self) -> int:
         with self._cond:
             count = len(self._entries)
-            self._entries.clear()
-            self._in_memory = 0
+            while self._entries:
+                self._forget(self._entries.popleft())
             self._cond.notify_all()
             return count
 

@@ -76,12 +76,12 @@ def session_summary(transcript: Transcript, events: tuple[Record, ...] | None = 
         "ClosedBy": transcript.closed_by if transcript.closed else None,
         "Duration": transcript.duration,
         "Commands": commands,
-        "Messages": len(transcript.message_ids),
+        "Messages": transcript.accepted,
         "Findings": findings,
     }
 
 
-def session_detail(transcript: Transcript) -> dict[str, Any]:
+def session_detail(transcript: Transcript, inbox: Inbox) -> dict[str, Any]:
     events = transcript.events
     return {
         **session_summary(transcript, events),
@@ -92,7 +92,7 @@ def session_detail(transcript: Transcript) -> dict[str, Any]:
             for e in events
             if isinstance(e, FindingRecord)
         ],
-        "MessageIDs": list(transcript.message_ids),
+        "MessageIDs": inbox.session_ids(transcript.id),  # those still kept
         "DiscardedOctets": transcript.discarded_octets,
         "EventsDropped": transcript.events_dropped,
     }

@@ -285,8 +285,8 @@ class Handler(socketserver.BaseRequestHandler):
     def _commit(self, action: actions.Commit) -> list[Action]:
         assert self.session is not None
         failed = self.deliveries.commit(action.envelope)
-        if failed is None and self.recorder is not None and self.deliveries.accepted_id:
-            self.recorder.transcript.message_ids.append(self.deliveries.accepted_id)
+        if failed is None and self.recorder is not None:
+            self.recorder.transcript.accepted += 1
         return self.session.commit_done(failed)
 
     def _abort(self, action: actions.Abort) -> None:

@@ -87,7 +87,7 @@ class Transcript:
         # kept): the inspection API's bounded memory under a load test.
         self.event_limit: int | None = None
         self.events_dropped = 0
-        self.message_ids: list[str] = []  # the inspection API's ids of its accepted messages
+        self.accepted = 0  # messages accepted in it
         # Raw tuples of atoms, turned into records only when read: cheap to
         # append and, holding no containers, untracked by the cyclic GC, so a
         # long session does not slow every collection.
