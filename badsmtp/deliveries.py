@@ -55,7 +55,9 @@ class Deliveries:
         self._failed: Reply | None = None  # why the open delivery failed
         self._head = b""  # the start of the content, for Message.headers
         self.inbox = inbox
-        self._chunks: list[bytes] | None = None  # the content, for an inbox without storage
+        # The content, for an inbox without storage: collected from each
+        # Write (no Begin comes without a store), joined at the commit.
+        self._chunks: list[bytes] | None = [] if inbox is not None and inbox.in_memory else None
 
     def message(self, env: Envelope) -> Message:
         return Message(
@@ -73,13 +75,9 @@ class Deliveries:
         )
 
     def begin(self, env: Envelope) -> None:
-        if self.store is None:  # only the inbox, content in memory: logged as storage off is
-            self._chunks = []
-            return
+        assert self.store is not None
         self.abort()  # the session ends each delivery before the next: never two open
         self.slog.message_started(env)
-        if self.inbox is not None and self.inbox.in_memory:
-            self._chunks = []
         try:
             self._delivery = self.store.begin(self.message(env))
         except Exception as exc:  # noqa: BLE001 - a store's failure is the message's
@@ -130,10 +128,12 @@ class Deliveries:
     def _to_inbox(self, env: Envelope, delivery: Delivery | None) -> None:
         """The accepted message's inbox entry: its content, or the maildir
         file it was stored in and where the content starts there."""
-        inbox, chunks, self._chunks = self.inbox, self._chunks, None
+        inbox, chunks = self.inbox, self._chunks
         if inbox is None:
             return
-        body = b"".join(chunks) if chunks is not None else None
+        body = None
+        if chunks is not None:
+            body, self._chunks = b"".join(chunks), []
         entry = inbox.entry(env, self.slog.session_id, self.client_ip, body)
         for path, offset in getattr(delivery, "stored", ()):
             entry.path, entry.offset = path, offset
@@ -144,7 +144,8 @@ class Deliveries:
         delivery, self._delivery = self._delivery, None
         self._failed = None
         self._head = b""
-        self._chunks = None
+        if self._chunks:
+            self._chunks = []
         if delivery is not None:
             try:
                 delivery.abort()

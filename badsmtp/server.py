@@ -137,6 +137,7 @@ class Handler(socketserver.BaseRequestHandler):
             handshake_first=listener.tls,
             tls_fault=listener.tls_fault,
             stream=self.rt.store is not None or self.rt.inbox is not None,
+            begin=self.rt.store is not None,
             challenge=self.rt.challenge(),
             notify=hooks is not None and hooks.ext.notifies,
             recorder=trace,

@@ -17,6 +17,7 @@ of raw tuples, so they live together in this module.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import deque
@@ -250,8 +251,8 @@ class Recorder:
     """The shell's side of a transcript: implements the session's recorder
     hook and adds the clock and the receive batches."""
 
-    __slots__ = ("_append", "_clock", "_content_at", "_full", "_last_verb", "batch", "started",
-                 "transcript")  # fmt: skip
+    __slots__ = ("_append", "_clock", "_content_at", "_full", "_last_verb", "_limit", "_raw",
+                 "batch", "started", "transcript")  # fmt: skip
 
     def __init__(
         self, transcript: Transcript, started: float, clock: Callable[[], float] = time.monotonic
@@ -264,8 +265,10 @@ class Recorder:
         self._last_verb = ""
         # Bound once: the calls below run for every command and reply (the
         # CLI records them for the inspection API, on its load-test path).
+        self._raw = transcript._raw
         self._append = transcript._raw.append
         self._full = False  # past the transcript's event limit: records are counted
+        self._limit = transcript.event_limit or sys.maxsize
 
     def _now(self) -> float:
         return self._clock() - self.started
@@ -280,11 +283,10 @@ class Recorder:
     def received(self, data: bytes) -> None:
         """One ``recv`` returned ``data`` (``b""``: the client closed)."""
         self.batch += 1
-        transcript = self.transcript
-        if not data and transcript.closed_by is None:
-            transcript.closed_by = "client"
+        if not data and self.transcript.closed_by is None:
+            self.transcript.closed_by = "client"
         # Checked once per receive, not per record: a batch may pass the limit by its size.
-        if transcript.event_limit is not None and len(transcript._raw) >= transcript.event_limit:
+        if len(self._raw) >= self._limit:
             self._append, self._full = self._drop, True
 
     def sent(self, reply: Reply) -> None:

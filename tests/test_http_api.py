@@ -380,3 +380,23 @@ def test_a_long_session_keeps_its_first_records_and_counts_the_rest(
         detail = get(str(server.http_url), f"/api/v1/session/{transcript.id}")
         assert detail["EventsDropped"] == transcript.events_dropped
         assert len(detail["Events"]) == len(transcript.events)
+
+
+def test_a_refused_message_leaves_nothing_in_the_next_one() -> None:
+    with serving([0], http_port=0, capture=False) as server:
+        with Client(server.port) as c:
+            c.reply()
+            c.command(b"EHLO size1000.example.com")
+            too_big = b"x" * 998 + b"\r\n" + b"y" * 998 + b"\r\n"  # over SIZE 1000
+            verdicts = []
+            for content in (too_big, b"Subject: small\r\n\r\nok\r\n"):
+                assert c.command(b"MAIL FROM:<a@example.com>")[:3] == b"250"
+                assert c.command(b"RCPT TO:<b@example.com>")[:3] == b"250"
+                assert c.command(b"DATA")[:3] == b"354"
+                c.send(content + b".\r\n")
+                verdicts.append(c.reply()[:3])
+            assert verdicts == [b"552", b"250"]
+            c.command(b"QUIT")
+        (summary,) = get(str(server.http_url), "/api/v1/messages?wait=10")["messages"]
+        status, raw, _ = call(str(server.http_url), f"/api/v1/message/{summary['ID']}/raw")
+        assert (status, raw) == (200, b"Subject: small\r\n\r\nok\r\n")
