@@ -55,13 +55,14 @@ class Deliveries:
         self._failed: Reply | None = None  # why the open delivery failed
         self._head = b""  # the start of the content, for Message.headers
         self.inbox = inbox
+        self.session_id = slog.session_id
         # The content, for an inbox without storage: collected from each
         # Write (no Begin comes without a store), joined at the commit.
         self._chunks: list[bytes] | None = [] if inbox is not None and inbox.in_memory else None
 
     def message(self, env: Envelope) -> Message:
         return Message(
-            session_id=self.slog.session_id,
+            session_id=self.session_id,
             sender=env.sender,
             recipients=env.recipients,
             size=env.size,
@@ -134,10 +135,11 @@ class Deliveries:
         body = None
         if chunks is not None:
             body, self._chunks = b"".join(chunks), []
-        entry = inbox.entry(env, self.slog.session_id, self.client_ip, body)
-        for path, offset in getattr(delivery, "stored", ()):
-            entry.path, entry.offset = path, offset
-            break
+        entry = inbox.entry(env, self.session_id, self.client_ip, body)
+        if delivery is not None:
+            for path, offset in getattr(delivery, "stored", ()):
+                entry.path, entry.offset = path, offset
+                break
         inbox.add(entry)
 
     def abort(self) -> None:

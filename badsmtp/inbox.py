@@ -99,7 +99,14 @@ class Inbox:
         with self._lock:
             entries = self._entries
             if len(entries) >= self.keep:
-                self._forget(entries.popleft())
+                old = entries.popleft()  # _forget(), inlined: this runs for every message
+                if old.body is not None:
+                    self._in_memory -= len(old.body)
+                    old.body = None
+                if old._id:
+                    del self._by_id[old._id]
+                else:
+                    old._id = ""
             entries.append(entry)
             body = entry.body
             if body is not None:

@@ -281,11 +281,14 @@ class Recorder:
 
     # -- called by the shell --------------------------------------------------------------
     def received(self, data: bytes) -> None:
-        """One ``recv`` returned ``data`` (``b""``: the client closed)."""
+        """One ``recv`` returned ``data`` (``b""``: the client closed).  The
+        shell may count a receive itself (``batch += 1``) and call this only
+        for the close and every 64th batch."""
         self.batch += 1
         if not data and self.transcript.closed_by is None:
             self.transcript.closed_by = "client"
-        # Checked once per receive, not per record: a batch may pass the limit by its size.
+        # Checked here, not per record; the shell calls this for every 64th
+        # receive only (and the close): the limit may be passed by 64 batches.
         if len(self._raw) >= self._limit:
             self._append, self._full = self._drop, True
 
