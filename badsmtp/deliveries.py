@@ -18,6 +18,7 @@ from .storage import HEADER_LIMIT, Delivery, Message, MessageStore, error_reply,
 
 if TYPE_CHECKING:
     from .actions import Envelope
+    from .inbox import Inbox
     from .replies import Reply
     from .sessionlog import SessionLog
 
@@ -30,10 +31,19 @@ class Deliveries:
     """The store's deliveries for one connection, one open at a time.
 
     ``keep`` asks for the accepted :class:`Message` to be kept in
-    :attr:`accepted` (for observers) even when storage is off."""
+    :attr:`accepted` (for observers) even when storage is off.  With an
+    ``inbox`` (the inspection API), each accepted message gets an entry
+    there: its maildir file, or with storage off its content, collected
+    here as it streams past."""
 
     def __init__(
-        self, store: MessageStore | None, slog: SessionLog, client_ip: str, identity: str, keep: bool
+        self,
+        store: MessageStore | None,
+        slog: SessionLog,
+        client_ip: str,
+        identity: str,
+        keep: bool,
+        inbox: Inbox | None = None,
     ) -> None:
         self.store = store
         self.slog = slog
@@ -44,9 +54,15 @@ class Deliveries:
         self._delivery: Delivery | None = None
         self._failed: Reply | None = None  # why the open delivery failed
         self._head = b""  # the start of the content, for Message.headers
+        self.inbox = inbox
+        self.session_id = slog.session_id
+        # The content, for an inbox without storage: collected from each
+        # Write (no Begin comes without a store), joined at the commit.
+        self._chunks: list[bytes] | None = [] if inbox is not None and inbox.in_memory else None
 
     def message(self, env: Envelope) -> Message:
         return Message(
+            session_id=self.session_id,
             sender=env.sender,
             recipients=env.recipients,
             size=env.size,
@@ -69,6 +85,8 @@ class Deliveries:
             self._store_failed(exc)
 
     def write(self, data: bytes) -> None:
+        if self._chunks is not None:
+            self._chunks.append(data)
         delivery = self._delivery
         if delivery is None:
             return
@@ -96,6 +114,7 @@ class Deliveries:
             if self.keep:
                 self.accepted = self.message(env)
             self.slog.message_stored(env, None, None)
+            self._to_inbox(env, None)
             return None
         message = self.accepted = self.message(env)
         try:
@@ -104,12 +123,31 @@ class Deliveries:
             self.slog.message_failed(self.store, exc, env)
             return error_reply(exc)
         self.slog.message_stored(env, self.store, delivery)
+        self._to_inbox(env, delivery)
         return None
+
+    def _to_inbox(self, env: Envelope, delivery: Delivery | None) -> None:
+        """The accepted message's inbox entry: its content, or the maildir
+        file it was stored in and where the content starts there."""
+        inbox, chunks = self.inbox, self._chunks
+        if inbox is None:
+            return
+        body = None
+        if chunks is not None:
+            body, self._chunks = b"".join(chunks), []
+        entry = inbox.entry(env, self.session_id, self.client_ip, body)
+        if delivery is not None:
+            for path, offset in getattr(delivery, "stored", ()):
+                entry.path, entry.offset = path, offset
+                break
+        inbox.add(entry)
 
     def abort(self) -> None:
         delivery, self._delivery = self._delivery, None
         self._failed = None
         self._head = b""
+        if self._chunks:
+            self._chunks = []
         if delivery is not None:
             try:
                 delivery.abort()

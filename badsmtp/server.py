@@ -53,8 +53,9 @@ class Handler(socketserver.BaseRequestHandler):
         self.recorder: Recorder | None = None
         self.slog = SessionLog(self.client_ip, self.rt.ctx.identity)
         self.deliveries = Deliveries(
-            self.rt.store, self.slog, self.client_ip, self.rt.ctx.identity, keep=False
-        )
+            self.rt.store, self.slog, self.client_ip, self.rt.ctx.identity, keep=False,
+            inbox=self.rt.inbox,
+        )  # fmt: skip
         self._held = bytearray()  # what the client sent during a server-side wait
 
     def handle(self) -> None:
@@ -135,7 +136,8 @@ class Handler(socketserver.BaseRequestHandler):
             drop_after=listener.drop_after,
             handshake_first=listener.tls,
             tls_fault=listener.tls_fault,
-            stream=self.rt.store is not None,
+            stream=self.rt.store is not None or self.rt.inbox is not None,
+            begin=self.rt.store is not None,
             challenge=self.rt.challenge(),
             notify=hooks is not None and hooks.ext.notifies,
             recorder=trace,
@@ -186,8 +188,12 @@ class Handler(socketserver.BaseRequestHandler):
         return data
 
     def _received(self, data: bytes) -> list[Action]:
-        if self.recorder is not None:
-            self.recorder.received(data)
+        recorder = self.recorder
+        if recorder is not None:
+            if data and recorder.batch & 63:  # the common case, without a call
+                recorder.batch += 1
+            else:  # the close, and every 64th receive (the event limit)
+                recorder.received(data)
         assert self.session is not None
         return self.session.receive_data(data)
 
@@ -283,7 +289,10 @@ class Handler(socketserver.BaseRequestHandler):
 
     def _commit(self, action: actions.Commit) -> list[Action]:
         assert self.session is not None
-        return self.session.commit_done(self.deliveries.commit(action.envelope))
+        failed = self.deliveries.commit(action.envelope)
+        if failed is None and self.recorder is not None:
+            self.recorder.transcript.accepted += 1
+        return self.session.commit_done(failed)
 
     def _abort(self, action: actions.Abort) -> None:
         self.deliveries.abort()

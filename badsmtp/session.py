@@ -68,6 +68,7 @@ class Session(Framing):
         handshake_first: bool = False,
         tls_fault: str | None = None,
         stream: bool = True,
+        begin: bool = True,
         challenge: str = "<0.0@badsmtp.test>",
         notify: bool = False,
         recorder: Recorder | None = None,
@@ -81,6 +82,9 @@ class Session(Framing):
         self._handshake_first = handshake_first  # implicit TLS (RFC 8314 §3)
         self._tls_fault = tls_fault  # the listener's (badsmtp(1), TLS FAULTS)
         self._stream = stream  # pass content to the store, or only count it
+        # Announce each delivery with Begin: a store needs it; the inspection
+        # API's inbox, collecting content alone, does not (one action less per message).
+        self._announce = stream and begin
         self._challenge = challenge  # the connection's CRAM challenge (RFC 2195 §2), as data
         self._exchanges = 0  # SASL exchanges so far: each gets a challenge of its own
         self._after: tuple[Sequence[protocol.Output], bool] | None = None  # held by a Wait
@@ -470,7 +474,7 @@ class Session(Framing):
         """Open the transaction's delivery; whether it is a new one."""
         if not self._message.open and self.state.phase is Phase.RCPT:
             self._message = Transaction(open=True)
-            if self._stream:
+            if self._announce:
                 self._batch.act(Begin(content.envelope(self.state, self._message)))
             return True
         return False

@@ -17,8 +17,10 @@ of raw tuples, so they live together in this module.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -81,6 +83,12 @@ class Transcript:
         self.closed_by: str | None = None  # "client" or "server"; None while open
         self.duration: float | None = None
         self.discarded_octets = 0
+        self.started_at = time.time()  # the wall clock at the connect
+        # Records past this many are counted, not kept (findings are always
+        # kept): the inspection API's bounded memory under a load test.
+        self.event_limit: int | None = None
+        self.events_dropped = 0
+        self.accepted = 0  # messages accepted in it
         # Raw tuples of atoms, turned into records only when read: cheap to
         # append and, holding no containers, untracked by the cyclic GC, so a
         # long session does not slow every collection.
@@ -243,7 +251,8 @@ class Recorder:
     """The shell's side of a transcript: implements the session's recorder
     hook and adds the clock and the receive batches."""
 
-    __slots__ = ("_clock", "_content_at", "_last_verb", "batch", "started", "transcript")
+    __slots__ = ("_append", "_clock", "_content_at", "_full", "_last_verb", "_limit", "_raw",
+                 "batch", "started", "transcript")  # fmt: skip
 
     def __init__(
         self, transcript: Transcript, started: float, clock: Callable[[], float] = time.monotonic
@@ -254,19 +263,34 @@ class Recorder:
         self._clock = clock
         self._content_at: tuple[int, float] | None = None
         self._last_verb = ""
+        # Bound once: the calls below run for every command and reply (the
+        # CLI records them for the inspection API, on its load-test path).
+        self._raw = transcript._raw
+        self._append = transcript._raw.append
+        self._full = False  # past the transcript's event limit: records are counted
+        self._limit = transcript.event_limit or sys.maxsize
 
     def _now(self) -> float:
         return self._clock() - self.started
 
     def _add(self, raw: tuple[Any, ...]) -> None:
-        self.transcript._raw.append(raw)
+        self._append(raw)
+
+    def _drop(self, raw: tuple[Any, ...]) -> None:
+        self.transcript.events_dropped += 1
 
     # -- called by the shell --------------------------------------------------------------
     def received(self, data: bytes) -> None:
-        """One ``recv`` returned ``data`` (``b""``: the client closed)."""
+        """One ``recv`` returned ``data`` (``b""``: the client closed).  The
+        shell may count a receive itself (``batch += 1``) and call this only
+        for the close and every 64th batch."""
         self.batch += 1
         if not data and self.transcript.closed_by is None:
             self.transcript.closed_by = "client"
+        # Checked here, not per record; the shell calls this for every 64th
+        # receive only (and the close): the limit may be passed by 64 batches.
+        if len(self._raw) >= self._limit:
+            self._append, self._full = self._drop, True
 
     def sent(self, reply: Reply) -> None:
         """The shell sent ``reply`` itself (an internal error's 421)."""
@@ -281,7 +305,7 @@ class Recorder:
         self._last_verb = verb
         if verb == "AUTH":  # never keep the initial response, not even here
             words = [words[0], *redact_auth_args(words[1:])]
-        self._add((_COMMAND, tuple(words), self.batch, self._now(), False))
+        self._append((_COMMAND, tuple(words), self.batch, self._clock() - self.started, False))
 
     def too_long(self, length: int) -> None:
         self._last_verb = ""
@@ -289,20 +313,21 @@ class Recorder:
 
     def reply(self, reply: Reply, enhanced: bool) -> None:
         esc = reply.enhanced if enhanced else None
-        self._add((_REPLY, reply.code, reply.lines, esc, self.batch, self._now()))
+        self._append((_REPLY, reply.code, reply.lines, esc, self.batch, self._clock() - self.started))
 
     def framed(self, faults: str, writes: tuple[bytes, ...]) -> None:
         """The reply just recorded left under reply-framing ``faults``, in
         these ``writes`` (README, Breaking the replies)."""
-        self.transcript._raw[-1] += (faults, writes)
+        if not self._full:  # else that reply was not kept
+            self.transcript._raw[-1] += (faults, writes)
 
     def fault(self, what: str, fields: dict[str, object]) -> None:
         """A fault the client asked for fired (a :class:`FaultRecord`)."""
         self._add((_FAULT, what, tuple(fields.items()), self.batch, self._now()))
 
     def finding(self, finding: Finding) -> None:
-        """The session noted a compliance finding."""
-        self._add((_FINDING, finding, self.batch, self._now()))
+        """The session noted a compliance finding (kept past the event limit too)."""
+        self.transcript._raw.append((_FINDING, finding, self.batch, self._now()))
 
     def content_read(self) -> None:
         if self._content_at is None:
@@ -364,19 +389,55 @@ def _record(raw: tuple[Any, ...]) -> Record:
 
 
 class TranscriptLog:
-    """Every transcript of one server, in connection order; thread-safe."""
+    """Every transcript of one server, in connection order; thread-safe.
+    With a ``limit``, only the newest ``limit`` are kept, and with an
+    ``event_limit`` only so many records of each (the inspection API's
+    bounded memory, badsmtp(1), --http-keep)."""
 
-    def __init__(self) -> None:
-        self._items: list[Transcript] = []
+    def __init__(self, limit: int | None = None, event_limit: int | None = None) -> None:
+        self._items: deque[Transcript] = deque(maxlen=limit)
         self._cond = threading.Condition()
+        self.event_limit = event_limit  # records kept per transcript (None: all)
 
     def new(
         self, client_ip: str, client_port: int, port: int, role: str, tls: bool, session_id: str = ""
     ) -> Transcript:
         transcript = Transcript(client_ip, client_port, port, role, tls, self._notify, session_id)
+        transcript.event_limit = self.event_limit
         with self._cond:
             self._items.append(transcript)
         return transcript
+
+    def get(self, session_id: str) -> Transcript | None:
+        """The kept transcript with this id."""
+        with self._cond:
+            for transcript in reversed(self._items):
+                if transcript.id == session_id:
+                    return transcript
+        return None
+
+    def clear(self) -> int:
+        """Forget every transcript; how many there were."""
+        with self._cond:
+            count = len(self._items)
+            self._items.clear()
+            self._cond.notify_all()
+            return count
+
+    def wait_ended(self, count: int, timeout: float, stopping: Callable[[], bool]) -> bool:
+        """Block until ``count`` kept sessions have ended (True), ``timeout``
+        passes or ``stopping()`` is true (False)."""
+
+        def ended() -> int:
+            return sum(1 for t in self._items if t.closed)
+
+        with self._cond:
+            self._cond.wait_for(lambda: ended() >= count or stopping(), timeout)
+            return ended() >= count and not stopping()
+
+    def wake(self) -> None:
+        """Wake every waiter (the server stops)."""
+        self._notify()
 
     def _notify(self) -> None:
         with self._cond:

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from buildonce import build_once
 from helpers import ROOT, Client
+from httpjson import call, get, send_mail
 from test_cli import running
 from test_cli_config import ephemeral_argv
 from test_server import GREETING, SHUTTING_DOWN
@@ -107,3 +108,17 @@ def test_the_binary_answers_sigterm_with_421_and_exit_status_0(
         assert c.read_to_eof() == SHUTTING_DOWN
         assert proc.wait(timeout=10) == 0
     assert b"Traceback" not in (tmp_path / "stderr").read_bytes()
+
+
+def test_the_binary_serves_the_inspection_api_and_its_page(binary: Path, tmp_path: Path) -> None:
+    argv = [*ephemeral_argv(), "--http-port", "0"]
+    with running(tmp_path, *argv, command=[str(binary)], env=bare_env()) as (proc, port):
+        http_port = json.loads((tmp_path / "ports.json").read_text())["http_port"]
+        base = f"http://127.0.0.1:{http_port}"
+        send_mail(port, b"Subject: bundled\r\n\r\nhi\r\n")
+        assert get(base, "/api/v1/messages?wait=10")["messages"][0]["Subject"] == "bundled"
+        for path in ("/", "/static/app.js", "/static/app.css"):
+            status, _, _ = call(base, path)
+            assert status == 200, path
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -112,6 +112,7 @@ def test_the_wheel_holds_py_typed_the_man_page_and_the_licence(dists: tuple[Path
     assert f"badsmtp-{VERSION}.data/data/share/man/man1/badsmtp.1" in names
     assert f"badsmtp-{VERSION}.dist-info/licenses/LICENSE" in names
     assert "badsmtp/pytest_plugin.py" in names
+    assert {"badsmtp/web/index.html", "badsmtp/web/app.js", "badsmtp/web/app.css"} <= names
     assert not [n for n in names if n.startswith(("tests/", "scripts/"))]
     assert f"\nVersion: {VERSION}\n" in metadata
     assert "\nDescription-Content-Type: text/markdown\n" in metadata

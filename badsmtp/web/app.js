@@ -1,0 +1,1 @@
+/* badsmtp web page: placeholder, replaced by the page itself */
