@@ -21,6 +21,8 @@ from .storage import MaildirStore, MemoryStore, Message, MessageStore, TeeStore
 
 if TYPE_CHECKING:
     from .findings import Finding
+    from .httpapi import InspectionServer
+    from .inbox import Inbox
     from .transcript import Transcript, TranscriptLog
 
 __all__ = ["BadSMTP"]
@@ -69,7 +71,12 @@ class BadSMTP:
         if not self._requested:
             raise ConfigError("no listener requested")
         self._capture = MemoryStore() if capture else None
-        self._transcripts: TranscriptLog | None = _transcript_log() if record else None
+        http = self.config.http_port is not None  # the inspection API records, bounded
+        self._transcripts: TranscriptLog | None = (
+            _transcript_log(self.config.http_keep if http else None) if record or http else None
+        )
+        self._inbox: Inbox | None = _inbox(self.config) if http else None
+        self._http: InspectionServer | None = None
         self._store = _one_store(message_store, self._capture, self.config.mailbox_dir)
         self._extensions = Extensions(
             authenticator, as_observers(observer, observers), rate_limiter, authorizer
@@ -99,6 +106,8 @@ class BadSMTP:
             self._bound = False  # the acceptor's stop() closes them
             self._acceptor = Acceptor(self._servers)
             self._acceptor.start()
+            if self._http is not None:
+                self._http.start()
             self._stopped.clear()
         return self
 
@@ -111,8 +120,16 @@ class BadSMTP:
             self._extensions.authenticate,
             extensions=self._extensions,
             transcripts=self._transcripts,
+            inbox=self._inbox,
         )  # fmt: skip
         self._servers = self._bind_all(self._runtime)
+        if self._inbox is not None:
+            try:
+                self._http = self._bind_http(self._inbox)
+            except BaseException:
+                for server in self._servers:
+                    server.server_close()
+                raise
         self.listeners = [s.bound for s in self._servers]
         self._runtime.ctx = self._context()  # HELP shows the ports actually bound
         self._bound = True
@@ -152,6 +169,20 @@ class BadSMTP:
             )  # fmt: skip
             return None
 
+    def _bind_http(self, inbox: Inbox) -> InspectionServer:
+        """The inspection API's server, bound (badsmtp(1), INSPECTION API)."""
+        from .httpapi import InspectionServer
+
+        address, port = self.config.listen_address, self.config.http_port or 0
+        assert self._transcripts is not None and self._runtime is not None
+        try:
+            return InspectionServer(address, port, inbox, self._transcripts, self.reset_triggers,
+                                    self._runtime.record_error)  # fmt: skip
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"cannot listen on {address} port {port} (HTTP): {exc.strerror}"
+            ) from exc
+
     def serve_forever(self) -> None:
         """Serve until :meth:`stop` is called (from another thread or a signal)."""
         self.serve_in_thread()
@@ -166,6 +197,9 @@ class BadSMTP:
             if acceptor is None or runtime is None:
                 return
             runtime.stopping.set()
+            if self._http is not None:
+                self._http.stop()  # waiting requests end at once
+                self._http = None
             acceptor.stop()
             sessions = runtime.interrupt_all()
             if sessions:
@@ -214,6 +248,21 @@ class BadSMTP:
             if listener.role is role:
                 return listener.port
         raise LookupError(f"no {role.value} listener")
+
+    @property
+    def http_port(self) -> int | None:
+        """The inspection API's port (badsmtp(1), INSPECTION API); None when it is off."""
+        return self._http.port if self._http is not None else None
+
+    @property
+    def http_url(self) -> str | None:
+        """``http://127.0.0.1:PORT``: the inspection API and web page; None when off."""
+        port = self.http_port
+        if port is None:
+            return None
+        host = self.config.listen_address
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{port}"
 
     @property
     def host(self) -> str:
@@ -333,10 +382,16 @@ def _requested(
     return requested, set(range(len(requested)))
 
 
-def _transcript_log() -> TranscriptLog:
-    from .transcript import TranscriptLog  # lazy: the CLI never records
+def _transcript_log(limit: int | None) -> TranscriptLog:
+    from .transcript import TranscriptLog  # lazy: the CLI records only for the inspection API
 
-    return TranscriptLog()
+    return TranscriptLog(limit)
+
+
+def _inbox(config: Config) -> Inbox:
+    from .inbox import Inbox
+
+    return Inbox(config.http_keep, config.http_memory * 1024 * 1024, config.mailbox_dir)
 
 
 def _one_store(

@@ -37,8 +37,12 @@ _log = logging.getLogger("badsmtp.server")
 
 
 def port_fields(server: BadSMTP) -> dict[str, Any]:
-    """The port fields of the start-up record and the port file."""
-    return portplan.port_fields(server.config, server.listeners)
+    """The port fields of the start-up record and the port file; with the
+    inspection API on, its port as ``http_port`` (badsmtp(1), --port-file)."""
+    fields = portplan.port_fields(server.config, server.listeners)
+    if server.http_port is not None:
+        fields["http_port"] = server.http_port
+    return fields
 
 
 def write_atomically(path: str, text: str) -> None:

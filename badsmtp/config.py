@@ -162,6 +162,10 @@ class Config:
     max_recipients: int = 1000
     shutdown_timeout: float = 10.0
     time_scale: float = 1.0  # multiplies every delay badsmtp makes (README, Time scaling)
+    # The inspection API and web page (badsmtp(1), INSPECTION API): off unless a port is given.
+    http_port: int | None = None
+    http_keep: int = 1000  # sessions and messages kept, newest first
+    http_memory: int = 64  # MiB of message bodies kept in memory when storage is off
     extra: dict[str, object] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -171,6 +175,12 @@ class Config:
             raise ConfigError(f"idle_timeout must not be negative, not {self.idle_timeout}")
         if not self.time_scale > 0:  # NaN too
             raise ConfigError(f"time_scale must be greater than 0, not {self.time_scale:g}")
+        if self.http_port is not None and not 0 <= self.http_port <= 65535:
+            raise ConfigError(f"http_port {self.http_port} is out of range (0-65535)")
+        if self.http_keep < 1:
+            raise ConfigError(f"http_keep must be at least 1, not {self.http_keep}")
+        if self.http_memory < 0:
+            raise ConfigError(f"http_memory must not be negative, not {self.http_memory}")
 
     @classmethod
     def keys(cls) -> list[str]:

@@ -18,6 +18,7 @@ from .storage import HEADER_LIMIT, Delivery, Message, MessageStore, error_reply,
 
 if TYPE_CHECKING:
     from .actions import Envelope
+    from .inbox import Inbox
     from .replies import Reply
     from .sessionlog import SessionLog
 
@@ -30,10 +31,19 @@ class Deliveries:
     """The store's deliveries for one connection, one open at a time.
 
     ``keep`` asks for the accepted :class:`Message` to be kept in
-    :attr:`accepted` (for observers) even when storage is off."""
+    :attr:`accepted` (for observers) even when storage is off.  With an
+    ``inbox`` (the inspection API), each accepted message gets an entry
+    there (its id in :attr:`accepted_id`): its maildir file, or with storage
+    off its content, collected here as it streams past."""
 
     def __init__(
-        self, store: MessageStore | None, slog: SessionLog, client_ip: str, identity: str, keep: bool
+        self,
+        store: MessageStore | None,
+        slog: SessionLog,
+        client_ip: str,
+        identity: str,
+        keep: bool,
+        inbox: Inbox | None = None,
     ) -> None:
         self.store = store
         self.slog = slog
@@ -44,9 +54,13 @@ class Deliveries:
         self._delivery: Delivery | None = None
         self._failed: Reply | None = None  # why the open delivery failed
         self._head = b""  # the start of the content, for Message.headers
+        self.inbox = inbox
+        self.accepted_id = ""  # the inbox entry of the last message accepted
+        self._chunks: list[bytes] | None = None  # the content, for an inbox without storage
 
     def message(self, env: Envelope) -> Message:
         return Message(
+            session_id=self.slog.session_id,
             sender=env.sender,
             recipients=env.recipients,
             size=env.size,
@@ -60,15 +74,20 @@ class Deliveries:
         )
 
     def begin(self, env: Envelope) -> None:
-        assert self.store is not None
         self.abort()  # the session ends each delivery before the next: never two open
         self.slog.message_started(env)
+        if self.inbox is not None and self.inbox.in_memory:
+            self._chunks = []
+        if self.store is None:  # only the inbox
+            return
         try:
             self._delivery = self.store.begin(self.message(env))
         except Exception as exc:  # noqa: BLE001 - a store's failure is the message's
             self._store_failed(exc)
 
     def write(self, data: bytes) -> None:
+        if self._chunks is not None:
+            self._chunks.append(data)
         delivery = self._delivery
         if delivery is None:
             return
@@ -96,6 +115,7 @@ class Deliveries:
             if self.keep:
                 self.accepted = self.message(env)
             self.slog.message_stored(env, None, None)
+            self._to_inbox(env, None)
             return None
         message = self.accepted = self.message(env)
         try:
@@ -104,12 +124,32 @@ class Deliveries:
             self.slog.message_failed(self.store, exc, env)
             return error_reply(exc)
         self.slog.message_stored(env, self.store, delivery)
+        self._to_inbox(env, delivery)
         return None
+
+    def _to_inbox(self, env: Envelope, delivery: Delivery | None) -> None:
+        """The accepted message's inbox entry: its content, or the maildir
+        file it was stored in and where the content starts there."""
+        inbox, chunks, self._chunks = self.inbox, self._chunks, None
+        if inbox is None:
+            return
+        from .inbox import Entry
+
+        entry = Entry(env, self.slog.session_id, self.client_ip)
+        if chunks is not None:
+            entry.body = b"".join(chunks)
+        else:
+            for path, offset in getattr(delivery, "stored", ()):
+                entry.path, entry.offset = path, offset
+                break
+        inbox.add(entry)
+        self.accepted_id = entry.id
 
     def abort(self) -> None:
         delivery, self._delivery = self._delivery, None
         self._failed = None
         self._head = b""
+        self._chunks = None
         if delivery is not None:
             try:
                 delivery.abort()

@@ -191,6 +191,8 @@ def _config_path(argv: list[str]) -> str | None:
 def _convert(key: Key, raw: str, where: str) -> Any:
     """A raw string as the key's type; ``where`` names the option, variable
     or file key it came from (the message: ``invalid integer for {SOURCE}``)."""
+    if key.name == "http_port" and not raw.strip():
+        return None  # empty means unset: the inspection API is off
     if key.kind is int:
         try:
             return int(raw.strip())
@@ -319,6 +321,11 @@ def check(settings: Settings) -> Config:
         settings.workers
     except ValueError as exc:
         raise CLIError(f"configuration error: {exc}") from None
+    if config.http_port is not None and settings.workers > 1:
+        raise CLIError(
+            "configuration error: --http-port needs one process: the inspection API "
+            "cannot see other workers' sessions (leave --workers at 1)"
+        )
     if settings.cpu_affinity not in AFFINITIES:
         raise CLIError(
             f"configuration error: cpu_affinity must be none or pin, not {settings.cpu_affinity!r}"

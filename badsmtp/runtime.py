@@ -19,6 +19,7 @@ from .workers import WorkerPool
 
 if TYPE_CHECKING:
     from .hooks import Extensions
+    from .inbox import Inbox
     from .server import Handler
     from .tls import TLSProvider
     from .transcript import TranscriptLog
@@ -65,6 +66,7 @@ class Runtime:
         authenticate: Callable[[auth.Credentials], Any],
         extensions: Extensions | None = None,
         transcripts: TranscriptLog | None = None,
+        inbox: Inbox | None = None,
     ) -> None:
         self.ctx = ctx
         # None unless an observer, rate limiter or authorizer is installed:
@@ -80,6 +82,7 @@ class Runtime:
         self.connections: dict[Handler, socket.socket] = {}
         self.pool = WorkerPool()
         self.transcripts = transcripts  # None: nothing recorded, nothing paid
+        self.inbox = inbox  # the inspection API's messages; None: it is off
         self.stamp()
 
     def stamp(self) -> None:

@@ -53,8 +53,9 @@ class Handler(socketserver.BaseRequestHandler):
         self.recorder: Recorder | None = None
         self.slog = SessionLog(self.client_ip, self.rt.ctx.identity)
         self.deliveries = Deliveries(
-            self.rt.store, self.slog, self.client_ip, self.rt.ctx.identity, keep=False
-        )
+            self.rt.store, self.slog, self.client_ip, self.rt.ctx.identity, keep=False,
+            inbox=self.rt.inbox,
+        )  # fmt: skip
         self._held = bytearray()  # what the client sent during a server-side wait
 
     def handle(self) -> None:
@@ -135,7 +136,7 @@ class Handler(socketserver.BaseRequestHandler):
             drop_after=listener.drop_after,
             handshake_first=listener.tls,
             tls_fault=listener.tls_fault,
-            stream=self.rt.store is not None,
+            stream=self.rt.store is not None or self.rt.inbox is not None,
             challenge=self.rt.challenge(),
             notify=hooks is not None and hooks.ext.notifies,
             recorder=trace,
@@ -283,7 +284,10 @@ class Handler(socketserver.BaseRequestHandler):
 
     def _commit(self, action: actions.Commit) -> list[Action]:
         assert self.session is not None
-        return self.session.commit_done(self.deliveries.commit(action.envelope))
+        failed = self.deliveries.commit(action.envelope)
+        if failed is None and self.recorder is not None and self.deliveries.accepted_id:
+            self.recorder.transcript.message_ids.append(self.deliveries.accepted_id)
+        return self.session.commit_done(failed)
 
     def _abort(self, action: actions.Abort) -> None:
         self.deliveries.abort()

@@ -85,6 +85,7 @@ class Message:
     timestamp: str = ""
     content: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    session_id: str = ""  # the session that sent it (its transcript's id)
 
     @property
     def email(self) -> EmailMessage:
@@ -252,6 +253,7 @@ def _alive(pid: int) -> bool:
 
 class _MaildirDelivery:
     paths: tuple[str, ...] = ()  # where the message was stored, once committed
+    offset = 0  # where the content starts in the file, after the prefix lines
 
     def __init__(self, store: MaildirStore, message: Message) -> None:
         self._store = store
@@ -270,7 +272,7 @@ class _MaildirDelivery:
         from email.utils import formatdate
 
         prefix.append(f"Received: by {message.hostname}; {formatdate(now, localtime=True)}\r\n\r\n")
-        self._file.write("".join(prefix).encode("utf-8"))
+        self.offset = self._file.write("".join(prefix).encode("utf-8"))
 
     def write(self, data: bytes) -> None:
         self._file.write(data)
@@ -288,6 +290,11 @@ class _MaildirDelivery:
         except BaseException:
             self.abort()
             raise
+
+    @property
+    def stored(self) -> tuple[tuple[str, int], ...]:
+        """Each file the message was stored in, with its content's offset."""
+        return tuple((path, self.offset) for path in self.paths)
 
     def abort(self) -> None:
         try:
@@ -361,6 +368,10 @@ class _TeeDelivery:
     @property
     def paths(self) -> tuple[str, ...]:
         return tuple(p for d in self._deliveries for p in getattr(d, "paths", ()))
+
+    @property
+    def stored(self) -> tuple[tuple[str, int], ...]:
+        return tuple(s for d in self._deliveries for s in getattr(d, "stored", ()))
 
     def write(self, data: bytes) -> None:
         for d in self._deliveries:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -81,6 +82,8 @@ class Transcript:
         self.closed_by: str | None = None  # "client" or "server"; None while open
         self.duration: float | None = None
         self.discarded_octets = 0
+        self.started_at = time.time()  # the wall clock at the connect
+        self.message_ids: list[str] = []  # the inspection API's ids of its accepted messages
         # Raw tuples of atoms, turned into records only when read: cheap to
         # append and, holding no containers, untracked by the cyclic GC, so a
         # long session does not slow every collection.
@@ -364,10 +367,12 @@ def _record(raw: tuple[Any, ...]) -> Record:
 
 
 class TranscriptLog:
-    """Every transcript of one server, in connection order; thread-safe."""
+    """Every transcript of one server, in connection order; thread-safe.
+    With a ``limit``, only the newest ``limit`` are kept (the inspection
+    API's bounded memory, badsmtp(1), --http-keep)."""
 
-    def __init__(self) -> None:
-        self._items: list[Transcript] = []
+    def __init__(self, limit: int | None = None) -> None:
+        self._items: deque[Transcript] = deque(maxlen=limit)
         self._cond = threading.Condition()
 
     def new(
@@ -377,6 +382,37 @@ class TranscriptLog:
         with self._cond:
             self._items.append(transcript)
         return transcript
+
+    def get(self, session_id: str) -> Transcript | None:
+        """The kept transcript with this id."""
+        with self._cond:
+            for transcript in reversed(self._items):
+                if transcript.id == session_id:
+                    return transcript
+        return None
+
+    def clear(self) -> int:
+        """Forget every transcript; how many there were."""
+        with self._cond:
+            count = len(self._items)
+            self._items.clear()
+            self._cond.notify_all()
+            return count
+
+    def wait_ended(self, count: int, timeout: float, stopping: Callable[[], bool]) -> bool:
+        """Block until ``count`` kept sessions have ended (True), ``timeout``
+        passes or ``stopping()`` is true (False)."""
+
+        def ended() -> int:
+            return sum(1 for t in self._items if t.closed)
+
+        with self._cond:
+            self._cond.wait_for(lambda: ended() >= count or stopping(), timeout)
+            return ended() >= count and not stopping()
+
+    def wake(self) -> None:
+        """Wake every waiter (the server stops)."""
+        self._notify()
 
     def _notify(self) -> None:
         with self._cond:

@@ -1,0 +1,201 @@
+"""The messages the inspection API shows (badsmtp(1), INSPECTION API): the
+newest N accepted messages with their envelope, and where each body is.
+
+Bounded memory: at most ``keep`` entries; a body is the maildir file the
+message was stored in (read only when asked, and only inside the mailbox),
+or, with storage off, the content in memory, up to ``memory`` octets in all,
+the oldest bodies dropped first (their ``/raw`` is then gone).
+
+The accept path pays one ``time.time()``, one ``os.urandom`` and a dict
+insert; headers, the subject and the time's text are made when asked.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .actions import Envelope
+
+__all__ = ["Entry", "Inbox", "new_message_id"]
+
+HEADER_LIMIT = 64 * 1024  # headers are parsed from at most this much of a body
+
+
+def new_message_id() -> str:
+    """``msg_`` and 24 hex digits, random: unguessable, never reused."""
+    return "msg_" + os.urandom(12).hex()
+
+
+class Entry:
+    """One accepted message as the inspection API knows it."""
+
+    __slots__ = (
+        "_headers", "body", "client_ip", "created", "helo", "id", "offset", "path",
+        "recipients", "sender", "session_id", "size", "tls", "user",
+    )  # fmt: skip
+
+    def __init__(self, env: Envelope, session_id: str, client_ip: str) -> None:
+        self.id = new_message_id()
+        self.session_id = session_id
+        self.sender = env.sender
+        self.recipients = env.recipients
+        self.size = env.size
+        self.helo = env.helo
+        self.tls = env.tls
+        self.user = env.user
+        self.client_ip = client_ip
+        self.created = time.time()
+        self.body: bytes | None = None  # in memory (storage off)
+        self.path: str | None = None  # the maildir file (storage on)
+        self.offset = 0  # where the content starts in it, after badsmtp's prefix lines
+        self._headers: dict[str, list[str]] | None = None
+
+    @property
+    def stored(self) -> str:
+        """``maildir``, ``memory`` or ``none`` (the body is no longer kept)."""
+        return "maildir" if self.path else "memory" if self.body is not None else "none"
+
+
+class Inbox:
+    """The newest ``keep`` messages, thread-safe; waiters wake on each new one."""
+
+    def __init__(self, keep: int, memory: int, mailbox_dir: str | None) -> None:
+        self.keep = keep
+        self.memory = memory  # octets of bodies kept in memory, at most
+        self.mailbox = os.path.realpath(mailbox_dir) if mailbox_dir else None
+        self._entries: OrderedDict[str, Entry] = OrderedDict()  # oldest first
+        self._in_memory = 0
+        self._cond = threading.Condition()
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether bodies are kept in memory (storage is off)."""
+        return self.mailbox is None
+
+    def add(self, entry: Entry) -> None:
+        with self._cond:
+            self._entries[entry.id] = entry
+            if entry.body is not None:
+                self._in_memory += len(entry.body)
+            while len(self._entries) > self.keep:
+                _, old = self._entries.popitem(last=False)
+                self._forget_body(old)
+            if self._in_memory > self.memory:
+                self._trim_bodies()
+            self._cond.notify_all()
+
+    def _forget_body(self, entry: Entry) -> None:
+        if entry.body is not None:
+            self._in_memory -= len(entry.body)
+            entry.body = None
+
+    def _trim_bodies(self) -> None:
+        """Drop the oldest bodies until the rest fit in ``memory``."""
+        for entry in self._entries.values():
+            if self._in_memory <= self.memory:
+                return
+            self._forget_body(entry)
+
+    def get(self, message_id: str) -> Entry | None:
+        with self._cond:
+            return self._entries.get(message_id)
+
+    def newest(self, limit: int | None = None) -> tuple[int, list[Entry]]:
+        """How many are kept, and the newest ``limit`` of them, newest first."""
+        with self._cond:
+            entries = list(reversed(self._entries.values()))
+        return len(entries), entries[:limit] if limit is not None else entries
+
+    def clear(self) -> int:
+        with self._cond:
+            count = len(self._entries)
+            self._entries.clear()
+            self._in_memory = 0
+            self._cond.notify_all()
+            return count
+
+    def wait(self, count: int, timeout: float, stopping: Callable[[], bool]) -> bool:
+        """Block until ``count`` messages are kept (True), ``timeout`` passes
+        or ``stopping()`` is true (False)."""
+        with self._cond:
+            self._cond.wait_for(lambda: len(self._entries) >= count or stopping(), timeout)
+            return len(self._entries) >= count and not stopping()
+
+    def wake(self) -> None:
+        """Wake every waiter (the server stops)."""
+        with self._cond:
+            self._cond.notify_all()
+
+    # -- what the API asks, lazily -----------------------------------------------------
+    def raw(self, entry: Entry) -> bytes | None:
+        """The content as received; None when it is no longer kept."""
+        body = entry.body
+        if body is not None:
+            return body
+        path = self._inside(entry.path)
+        if path is None:
+            return None
+        try:
+            with open(path, "rb") as file:
+                file.seek(entry.offset)
+                return file.read()
+        except OSError:  # moved or removed since (a reader took it from new/)
+            return None
+
+    def _inside(self, path: str | None) -> str | None:
+        """``path`` if it resolves inside the mailbox; never any other file."""
+        if path is None or self.mailbox is None:
+            return None
+        real = os.path.realpath(path)
+        return real if real.startswith(self.mailbox + os.sep) else None
+
+    def headers(self, entry: Entry) -> dict[str, list[str]]:
+        """Header name -> its values, parsed from the body's start once."""
+        if entry._headers is None:
+            head = self._head(entry)
+            entry._headers = _parse(head) if head else {}
+        return entry._headers
+
+    def _head(self, entry: Entry) -> bytes:
+        if entry.body is not None:
+            return entry.body[:HEADER_LIMIT]
+        path = self._inside(entry.path)
+        if path is None:
+            return b""
+        try:
+            with open(path, "rb") as file:
+                file.seek(entry.offset)
+                return file.read(HEADER_LIMIT)
+        except OSError:
+            return b""
+
+    def subject(self, entry: Entry) -> str:
+        values = self.headers(entry).get("Subject")
+        return _decoded(values[0]) if values else ""
+
+
+def _parse(head: bytes) -> dict[str, list[str]]:
+    from email import policy
+    from email.parser import BytesHeaderParser
+
+    parsed = BytesHeaderParser(policy=policy.compat32).parsebytes(head)
+    out: dict[str, list[str]] = {}
+    for name, value in parsed.items():  # unfolded (RFC 5322 §2.2.3)
+        out.setdefault(name, []).append(str(value).replace("\r\n", "").replace("\n", ""))
+    return out
+
+
+def _decoded(value: str) -> str:
+    """An RFC 2047 encoded subject as text; as it is when it cannot be."""
+    from email.header import decode_header, make_header
+
+    try:
+        return str(make_header(decode_header(value)))
+    except (ValueError, LookupError, UnicodeError):
+        return value
