@@ -149,6 +149,11 @@ def test_a_session_appears_without_a_reload_and_its_transcript_renders(
         row = f'#session-list [data-session-id="{transcript.id}"][data-open="false"]'
         _wait(browser, "the session in the list", lambda d: _css(d, row))
         assert browser.execute_script("return window.notReloaded") is True
+        (listed,) = _css(browser, row)
+        assert _texts(browser, row + " .session-client")[0].startswith("127.0.0.1:")
+        assert _texts(browser, row + " .session-listener") == [f"port {server.ports[0]}"]
+        assert _texts(browser, row + " .session-role") == ["main"]
+        assert listed.get_attribute("data-tls") == "none"
         if CHECKED:
             assert _css(browser, row + ' .findings-badge[data-count="1"]')
 

@@ -51,6 +51,13 @@
       `.${pad(when.getMilliseconds(), 3)}`;
   }
 
+  // Control characters in what a client sent, as the Unicode pictures of them
+  // (a bare CR as ␍): a fault the page shows, not one it hides.
+  function visible(text) {
+    return String(text).replace(/[\x00-\x08\x0a-\x1f\x7f]/g, (c) =>
+      String.fromCharCode(c === "\x7f" ? 0x2421 : 0x2400 + c.charCodeAt(0)));
+  }
+
   function plural(count, word) {
     return `${count} ${word}${count === 1 ? "" : "s"}`;
   }
@@ -190,7 +197,7 @@
   function eventBody(ev, li, findingIndex) {
     switch (ev.Type) {
       case "command":
-        li.append(el("span", "dir", "C:"), el("code", "line", ev.Line, { "data-verb": ev.Verb }));
+        li.append(el("span", "dir", "C:"), el("code", "line", visible(ev.Line), { "data-verb": ev.Verb }));
         if (ev.Discarded) li.append(el("span", "tag discarded", "discarded"));
         return;
       case "reply":
