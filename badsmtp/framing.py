@@ -45,8 +45,9 @@ class Framing:
         return not self._paused and isinstance(reader, LineReader) and reader.mid_line(self._buf, 0)
 
     # -- the hooks -----------------------------------------------------------------
-    def _line(self, line: bytes) -> bool:
-        """A command line; False keeps it buffered (a delay before it)."""
+    def _line(self, line: bytes, following: int) -> bool:
+        """A command line, ``following`` octets after it in the buffer (sent
+        before its reply); False keeps it buffered (a delay before it)."""
         raise NotImplementedError
 
     def _auth_line(self, line: bytes) -> None:
@@ -59,7 +60,7 @@ class Framing:
         """``piece`` of content; ``size`` octets to count (0: counted before)."""
         raise NotImplementedError
 
-    def _end_of_data(self) -> None:
+    def _end_of_data(self, following: int) -> None:
         raise NotImplementedError
 
     def _chunk_complete(self, last: bool) -> None:
@@ -102,7 +103,7 @@ class Framing:
             self._too_long(line.length)
         elif reader is not self._lines:
             self._auth_line(line.rstrip())  # type: ignore[union-attr]
-        elif not self._line(line):  # type: ignore[arg-type]
+        elif not self._line(line, len(buf) - after):  # type: ignore[arg-type]
             return pos  # the line stays buffered until the session resumes
         return after
 
@@ -115,7 +116,7 @@ class Framing:
             if self._closed:  # a dropafter<N> closed mid-message
                 return after
         if ended:
-            self._end_of_data()
+            self._end_of_data(len(buf) - after)
         elif after == pos:
             return None  # only a possible start of the terminator is left
         return after

@@ -36,6 +36,7 @@ from .actions import (
     Write,
 )
 from .batch import Batch, Recorder, Transaction
+from .findings import LOG_MESSAGE, Checker, Finding
 from .framing import MAX_AUTH_LINE, MAX_LINE, Framing
 from .protocol import Context, Phase, State
 from .readers import AuthReader, ChunkReader, DataReader
@@ -97,6 +98,7 @@ class Session(Framing):
         # state.caps.faults, copied where caps change (HELO/EHLO, STARTTLS):
         # one test per reply while no reply-framing fault is in force.
         self._faults: ReplyFaults | None = None
+        self._check = Checker(self._found)  # README, What your client did wrong
 
     # -- what the shell calls ------------------------------------------------------
     def greeting(self) -> list[Action]:
@@ -127,6 +129,8 @@ class Session(Framing):
         if self._closed:
             return []
         if not data:  # the client closed its side: nothing more will come
+            if not self._paused:  # not a failed handshake, nor a close during a wait
+                self._check.client_closed()
             self._abort_delivery()
             self._close()
             return self._batch.take()
@@ -169,8 +173,10 @@ class Session(Framing):
         and before the handshake were discarded (command injection)."""
         if self._handshake_first:  # implicit TLS: never plain, nothing to forget
             self._handshake_first = False
-        elif self._recorder is not None:
-            self._recorder.tls_started(self._buf)
+        else:
+            self._check.tls_started()
+            if self._recorder is not None:
+                self._recorder.tls_started(self._buf)
         self.state = State(tls=True, messages=self.state.messages)
         self._faults = None
         self._buf = b""
@@ -244,10 +250,10 @@ class Session(Framing):
             self._process()
         return self._batch.take()
 
-    def _line(self, line: bytes) -> bool:
+    def _line(self, line: bytes, following: int) -> bool:
         if self._delay_before(line):
             return False
-        self._command(line)
+        self._command(line, following)
         return True
 
     def _auth_line(self, line: bytes) -> None:
@@ -273,6 +279,8 @@ class Session(Framing):
         if self._recorder is not None:
             self._recorder.too_long(length)
         in_auth = self._reader is not self._lines
+        if not in_auth:
+            self._check.too_long(length)
         fields = {"command_length": length, "max_length": self._reader.limit}  # type: ignore[union-attr]
         self._batch.log(Log("WARN", "Command length limit exceeded", fields))
         if in_auth:
@@ -289,6 +297,8 @@ class Session(Framing):
             self._message, over = self._message.grown(size, self.state.caps.size_limit)
             if over:
                 self._abort_delivery()
+        if piece:
+            self._check.content(piece)
         if piece and self._message.open and self._stream and self._refusal is None:
             self._batch.act(Write(piece))
         if piece and self._content_left is not None:
@@ -316,10 +326,11 @@ class Session(Framing):
             return
         self._outputs([fault_fired(fault, octets=self._message.size), Abort(), Close()], False)
 
-    def _end_of_data(self) -> None:
+    def _end_of_data(self, following: int) -> None:
         self._content_left = None
         if self._recorder is not None:
             self._recorder.content_end(self._message.size)
+        self._check.message_end(self._message.size, self.state.caps, following)
         self._reader = self._lines
         self._apply(content.end_of_message(self.state, self._message, self.ctx))
 
@@ -332,11 +343,13 @@ class Session(Framing):
             refusal, self._refusal = self._refusal, None
             self._outputs(refusal, self.state.caps.enhanced)
         else:
+            if last:
+                self._check.message_end(self._message.size, self.state.caps, 0)
             self._apply(content.chunk_read(self.state, self._message, last, self.ctx))
 
     # -- commands --------------------------------------------------------------------
-    def _command(self, raw: bytes) -> None:
-        raw = raw.strip()
+    def _command(self, line: bytes, following: int) -> None:
+        raw = line.strip()
         if not raw:
             return  # empty lines are ignored (RFC 5321 §4.1.1 asks for none)
         if len(raw) > MAX_LINE:  # 4,097 octets ended by a bare LF
@@ -351,7 +364,15 @@ class Session(Framing):
         if self._recorder is not None:
             self._recorder.command(words)
         self._verb = verb
-        self._apply(protocol.dispatch(self.state, verb, args, self.ctx), verb in ("HELO", "EHLO"))
+        result = protocol.dispatch(self.state, verb, args, self.ctx)
+        self._check.command(line, verb, args, following, self.state, result[1])
+        self._apply(result, verb in ("HELO", "EHLO"))
+
+    def _found(self, finding: Finding) -> None:
+        """A compliance finding: to the transcript, and one WARN record."""
+        if self._recorder is not None:
+            self._recorder.finding(finding)
+        self._batch.log(Log("WARN", LOG_MESSAGE, finding.fields()))
 
     def _apply(self, result: Result, plain: bool = False) -> None:
         """A command's (or a verdict's) new state and outputs.  Replies to

@@ -35,6 +35,7 @@ from badsmtp.actions import (
     Wait,
     Write,
 )
+from badsmtp.findings import LOG_MESSAGE
 from badsmtp.protocol import Context, Phase
 from badsmtp.replies import Reply
 from badsmtp.session import Session
@@ -55,6 +56,12 @@ NO_RCPTS = b"503 5.5.1 Bad sequence of commands\r\n"
 ENVELOPE = b"MAIL FROM:<sender@example.com>\r\nRCPT TO:<rcpt@example.com>\r\n"
 HOW = ("whole", "bytewise", "trailing")
 TRAILER = b"NOOP\r\n"
+
+
+def without_findings(actions: list[Action]) -> list[Action]:
+    """``actions`` but the WARN records of compliance findings (the tests
+    that pipeline on purpose look at the rest; tests/test_findings.py at those)."""
+    return [a for a in actions if not (isinstance(a, Log) and a.message == LOG_MESSAGE)]
 
 
 def ehlo_list(*lines: str, identity: str = "badsmtp.test") -> bytes:
@@ -89,10 +96,12 @@ class Wire:
     fail_delivery: int | None = None  # the n-th delivery's writes fail (from 1)
     handshake_ok: bool = True
     inactive: bool = False
+    recorder: Any = None  # the session's recorder hook (badsmtp.batch.Recorder)
 
     def __post_init__(self) -> None:
         self.session = Session(self.ctx, tls=self.tls, command_delay=self.command_delay,
-                               stream=self.stream, challenge="<1.2@badsmtp.test>")
+                               stream=self.stream, challenge="<1.2@badsmtp.test>",
+                               recorder=self.recorder)
         self.sent = b""
         self.actions: list[Action] = []
         self.batches: list[list[Action]] = []

@@ -11,7 +11,10 @@ import pytest
 
 import badsmtp
 
-CORE = ("actions", "readers", "state", "verbs", "protocol", "session", "commands", "replies", "triggers", "auth")
+CORE = (
+    "actions", "readers", "state", "verbs", "protocol", "session", "commands", "replies", "triggers", "auth",
+    "findings",
+)
 FORBIDDEN = frozenset(
     {
         "socket",

@@ -159,3 +159,109 @@ def test_parallel_workers_use_ephemeral_ports(pytester: pytest.Pytester) -> None
     pytester.makepyfile(test_example_2=EXAMPLE.read_text(encoding="utf-8"))
     result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=8)
+
+
+# -- the findings opt-in (README, What your client did wrong) ------------------------------
+# A client that ends a command with a bare LF (an error) and sends AUTH PLAIN
+# in clear text while STARTTLS was offered (a warning); and a clean one.
+CLIENTS = """
+import socket
+import pytest
+
+def sloppy(port, warning=True):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        f = sock.makefile("rb")
+        assert f.readline().startswith(b"220 ")
+        sock.sendall(b"EHLO client.example\\r\\n")
+        while not f.readline().startswith(b"250 "):
+            pass
+        sock.sendall(b"NOOP\\n" if not warning else b"AUTH PLAIN AGdvb2RhdXRoQGV4YW1wbGUuY29tAHBhc3N3b3Jk\\r\\n")
+        assert f.readline()[:1] in b"25"
+        sock.sendall(b"QUIT\\r\\n")
+        assert f.readline().startswith(b"221 ")
+
+def error(port):
+    sloppy(port, warning=False)
+
+def clean(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        f = sock.makefile("rb")
+        assert f.readline().startswith(b"220 ")
+        sock.sendall(b"QUIT\\r\\n")
+        assert f.readline().startswith(b"221 ")
+"""
+
+
+def test_findings_are_ignored_by_default(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(CLIENTS + """
+def test_error(badsmtp_server):
+    error(badsmtp_server.port)
+""")
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize("mode, errors", [("error", 1), ("all", 2), ("ignore", 0)])
+def test_the_ini_option_fails_tests_whose_client_broke_the_protocol(
+    pytester: pytest.Pytester, mode: str, errors: int
+) -> None:
+    pytester.makeini(f"[pytest]\nbadsmtp_findings = {mode}\n")
+    pytester.makepyfile(CLIENTS + """
+def test_error(badsmtp_server):
+    error(badsmtp_server.port)
+
+def test_warning(badsmtp_factory):
+    sloppy(badsmtp_factory().port)
+
+def test_clean(badsmtp_session_server):
+    clean(badsmtp_session_server.port)
+""")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3, errors=errors)
+    if errors:
+        result.stdout.fnmatch_lines([
+            "*ERROR at teardown of test_error*",
+            "*the SMTP client broke the protocol: 1 badsmtp finding(s)",
+            "session 127.0.0.1:* -> port *:",
+            "  error bare-lf [[]NOOP[]]: NOOP ended with a bare LF, not CRLF (RFC 5321 §2.3.8)",
+        ], consecutive=False)  # fmt: skip
+    if errors == 2:
+        result.stdout.fnmatch_lines(["*ERROR at teardown of test_warning*",
+                                     "  warning auth-cleartext-without-tls [[]AUTH[]]: *"], consecutive=False)
+
+
+def test_the_marker_wins_over_the_ini_option(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nbadsmtp_findings = all\n")
+    pytester.makepyfile(CLIENTS + """
+@pytest.mark.badsmtp_findings("ignore")
+def test_ignored(badsmtp_server):
+    error(badsmtp_server.port)
+
+@pytest.mark.badsmtp_findings("error")
+def test_warning_only(badsmtp_session_server):
+    sloppy(badsmtp_session_server.port)
+
+@pytest.mark.badsmtp_findings("error")
+def test_error(badsmtp_session_server):
+    clean(badsmtp_session_server.port)
+    error(badsmtp_session_server.port)
+""")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--strict-markers")
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_error*", "*1 badsmtp finding(s)*"],
+                                consecutive=False)
+
+
+def test_an_unknown_mode_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(CLIENTS + """
+@pytest.mark.badsmtp_findings("strict")
+def test_it(badsmtp_server):
+    clean(badsmtp_server.port)
+""")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(["*'strict' is not one of ignore, error, all*"])
+    assert result.ret != 0
+
+
+def test_the_marker_is_registered(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--markers", "-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(["@pytest.mark.badsmtp_findings(mode):*"])

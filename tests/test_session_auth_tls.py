@@ -9,7 +9,17 @@ from __future__ import annotations
 import base64
 
 import pytest
-from fakeshell import HOW, SYNTAX, Wire, ehlo_list, greeted, in_rcpt, phase, without
+from fakeshell import (
+    HOW,
+    SYNTAX,
+    Wire,
+    ehlo_list,
+    greeted,
+    in_rcpt,
+    phase,
+    without,
+    without_findings,
+)
 from helpers import b64
 from wire import MAIL_OK, OK
 
@@ -22,7 +32,7 @@ from badsmtp.protocol import Phase
 @pytest.mark.parametrize("injected", [b"MAIL FROM:<evil@example.com>\r\n", b"QUIT\r\n", b"NOOP\r\nNOOP\r\n", b"x"])
 def test_starttls_discards_pipelined_plain_text(injected: bytes) -> None:
     wire = greeted()
-    actions = wire.session.receive_data(b"STARTTLS\r\n" + injected)
+    actions = without_findings(wire.session.receive_data(b"STARTTLS\r\n" + injected))
     assert actions == [Send(b"220 2.0.0 Ready to start TLS\r\n"), StartTLS()]
     assert wire.session.receive_data(b"RSET\r\n") == []  # paused until the handshake
     assert wire.session.tls_started() == []
@@ -182,8 +192,8 @@ def test_auth_trigger() -> None:
 
 def test_authentication_pauses_until_the_verdict() -> None:
     wire = greeted()
-    actions = wire.session.receive_data(f"AUTH PLAIN {PLAIN_GOOD}\r\nNOOP\r\n".encode())
+    actions = without_findings(wire.session.receive_data(f"AUTH PLAIN {PLAIN_GOOD}\r\nNOOP\r\n".encode()))
     assert len(actions) == 1 and isinstance(actions[0], Verify)
     assert wire.session.receive_data(b"NOOP\r\n") == []
     user = auth.pattern_authenticate("goodauth@example.com", None)
-    assert wire.session.auth_done(user) == [Send(b"235 2.7.0 Authentication successful\r\n" + OK + OK)]
+    assert without_findings(wire.session.auth_done(user)) == [Send(b"235 2.7.0 Authentication successful\r\n" + OK + OK)]

@@ -16,6 +16,7 @@ from fakeshell import (
     phase,
     size_exceeded,
     without,
+    without_findings,
 )
 from helpers import b64
 from wire import ACCEPTED, EHLO_REPLY, GO_AHEAD, GREETING, MAIL_OK, OK, RCPT_OK
@@ -133,7 +134,7 @@ def test_dlay_waits_before_the_ehlo_reply_and_every_later_command(name: str, sec
     [reply] = wire.session.waited()
     assert isinstance(reply, Send) and reply.data.startswith(b"250-badsmtp.test\r\n")
     assert wire.session.receive_data(b"NOOP\r\n\r\nNOOP\r\n") == [Wait(seconds)]
-    assert wire.session.waited() == [Send(OK), Wait(seconds)]
+    assert without_findings(wire.session.waited()) == [Send(OK), Wait(seconds)]
     assert wire.session.waited() == [Send(OK)]
 
 
