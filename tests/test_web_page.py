@@ -24,12 +24,6 @@ from typing import Any
 import pytest
 from helpers import Client, serving
 
-from badsmtp.findings import CATALOGUE
-
-# Transitional, until the checks that note findings are merged (issue 15):
-# the lead removes this with the findings branch in.
-CHECKED = "bare-lf" in CATALOGUE
-
 INSTALL = "apt-get install -y chromium chromium-driver; pip install -e '.[test]' (selenium)"
 # Debian's chromium first; google-chrome is what GitHub's Ubuntu runners carry,
 # with a chromedriver of the same version on PATH.
@@ -154,8 +148,7 @@ def test_a_session_appears_without_a_reload_and_its_transcript_renders(
         assert _texts(browser, row + " .session-listener") == [f"port {server.ports[0]}"]
         assert _texts(browser, row + " .session-role") == ["main"]
         assert listed.get_attribute("data-tls") == "none"
-        if CHECKED:
-            assert _css(browser, row + ' .findings-badge[data-count="1"]')
+        assert _css(browser, row + ' .findings-badge[data-count="1"]')
 
         _css(browser, row + " a")[0].click()
         detail = f'#detail [data-session-id="{transcript.id}"]'
@@ -187,8 +180,7 @@ def _assert_transcript(driver: Any) -> None:
 
 
 def _assert_finding_and_message(driver: Any, base: str) -> None:
-    if CHECKED:
-        _assert_finding(driver)
+    _assert_finding(driver)
     (message,) = _css(driver, "#messages .message[data-message-id]")
     # Shown as text, never parsed as HTML: the client chose it.
     assert message.find_element("css selector", ".message-subject").text == f"“{SUBJECT}”"
