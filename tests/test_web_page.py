@@ -156,6 +156,15 @@ def test_a_session_appears_without_a_reload_and_its_transcript_renders(
         _assert_transcript(browser)
         _assert_finding_and_message(browser, base)
         _screenshot(browser, tmp_path)
+        _assert_self_contained(browser, base)
+
+
+def _assert_self_contained(driver: Any, base: str) -> None:
+    """Nothing loaded from elsewhere (no CDN, no font), and no script error."""
+    script = "return performance.getEntriesByType('resource').map(entry => entry.name)"
+    loaded = driver.execute_script(script)
+    assert loaded and all(url.startswith(base) for url in loaded), loaded
+    assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
 
 
 def _assert_transcript(driver: Any) -> None:
