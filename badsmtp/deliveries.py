@@ -14,6 +14,7 @@ import logging
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
+from .inbox import Entry
 from .storage import HEADER_LIMIT, Delivery, Message, MessageStore, error_reply, parse_headers
 
 if TYPE_CHECKING:
@@ -74,12 +75,13 @@ class Deliveries:
         )
 
     def begin(self, env: Envelope) -> None:
+        if self.store is None:  # only the inbox, content in memory: logged as storage off is
+            self._chunks = []
+            return
         self.abort()  # the session ends each delivery before the next: never two open
         self.slog.message_started(env)
         if self.inbox is not None and self.inbox.in_memory:
             self._chunks = []
-        if self.store is None:  # only the inbox
-            return
         try:
             self._delivery = self.store.begin(self.message(env))
         except Exception as exc:  # noqa: BLE001 - a store's failure is the message's
@@ -133,8 +135,6 @@ class Deliveries:
         inbox, chunks, self._chunks = self.inbox, self._chunks, None
         if inbox is None:
             return
-        from .inbox import Entry
-
         entry = Entry(env, self.slog.session_id, self.client_ip)
         if chunks is not None:
             entry.body = b"".join(chunks)

@@ -33,6 +33,7 @@ __all__ = ["InspectionServer"]
 
 log = logging.getLogger("badsmtp.http")
 READ_TIMEOUT = 10.0  # for a client to send its whole request
+STOP_GRACE = 1.0  # seconds a stop leaves the woken requests to answer
 MAX_BODY = 64 * 1024  # a request body (none is needed) is read and ignored up to this
 
 
@@ -57,7 +58,7 @@ class InspectionServer(ThreadingHTTPServer):
         self.reset_triggers, self.record_error = reset_triggers, record_error
         self.stopping = threading.Event()
         self._live: set[socket.socket] = set()
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()  # notified as each request ends
         self._wake_r, self._wake_w = socket.socketpair()
         self._thread: threading.Thread | None = None
         try:
@@ -92,7 +93,8 @@ class InspectionServer(ThreadingHTTPServer):
             self._thread.join()
         self.inbox.wake()
         self.transcripts.wake()
-        with self._lock:
+        with self._lock:  # woken requests answer; one still reading its request is cut off
+            self._lock.wait_for(lambda: not self._live, STOP_GRACE)
             live = list(self._live)
         for sock in live:
             try:
@@ -109,9 +111,10 @@ class InspectionServer(ThreadingHTTPServer):
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
+        super().shutdown_request(request)
         with self._lock:
             self._live.discard(request)
-        super().shutdown_request(request)
+            self._lock.notify_all()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.debug("HTTP connection from %s failed", client_address, exc_info=True)
@@ -131,6 +134,8 @@ class _Handler(BaseHTTPRequestHandler):
         """http.server's own errors (a garbage request line, headers too
         long, an unknown method) as JSON too."""
         text = message or HTTPStatus(code).phrase
+        if self.request_version == "HTTP/0.9":  # a request line it could not parse:
+            self.request_version = "HTTP/1.0"  # still a status line and headers
         self._answer(HTTPError(code, text))
 
     # Every method comes here; the route says which it allows.

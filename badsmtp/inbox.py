@@ -27,28 +27,33 @@ __all__ = ["Entry", "Inbox", "new_message_id"]
 HEADER_LIMIT = 64 * 1024  # headers are parsed from at most this much of a body
 
 
+_ID_OCTETS = 12
+_POOL = 4096 // _ID_OCTETS * _ID_OCTETS  # random octets drawn at once: one system call per 341 ids
+_random = threading.local()
+
+
 def new_message_id() -> str:
-    """``msg_`` and 24 hex digits, random: unguessable, never reused."""
-    return "msg_" + os.urandom(12).hex()
+    """``msg_`` and 24 hex digits from ``os.urandom``: unguessable, never
+    reused.  Drawn in blocks (a per-thread pool): one system call per
+    message would be a cost on the accept path."""
+    pool: bytes = getattr(_random, "pool", b"")
+    if not pool:
+        pool = os.urandom(_POOL)
+    _random.pool = pool[_ID_OCTETS:]
+    return "msg_" + pool[:_ID_OCTETS].hex()
 
 
 class Entry:
-    """One accepted message as the inspection API knows it."""
+    """One accepted message as the inspection API knows it: its envelope,
+    and its body or where the body is."""
 
-    __slots__ = (
-        "_headers", "body", "client_ip", "created", "helo", "id", "offset", "path",
-        "recipients", "sender", "session_id", "size", "tls", "user",
-    )  # fmt: skip
+    __slots__ = ("_headers", "body", "client_ip", "created", "env", "id", "offset", "path",
+                 "session_id")  # fmt: skip
 
     def __init__(self, env: Envelope, session_id: str, client_ip: str) -> None:
         self.id = new_message_id()
+        self.env = env
         self.session_id = session_id
-        self.sender = env.sender
-        self.recipients = env.recipients
-        self.size = env.size
-        self.helo = env.helo
-        self.tls = env.tls
-        self.user = env.user
         self.client_ip = client_ip
         self.created = time.time()
         self.body: bytes | None = None  # in memory (storage off)
@@ -71,7 +76,9 @@ class Inbox:
         self.mailbox = os.path.realpath(mailbox_dir) if mailbox_dir else None
         self._entries: OrderedDict[str, Entry] = OrderedDict()  # oldest first
         self._in_memory = 0
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()  # a C-level `with` on the accept path
+        self._cond = threading.Condition(self._lock)
+        self._waiting = 0  # requests waiting (?wait=): only then is there anyone to notify
 
     @property
     def in_memory(self) -> bool:
@@ -79,16 +86,17 @@ class Inbox:
         return self.mailbox is None
 
     def add(self, entry: Entry) -> None:
-        with self._cond:
-            self._entries[entry.id] = entry
+        with self._lock:
+            entries = self._entries
+            entries[entry.id] = entry
             if entry.body is not None:
                 self._in_memory += len(entry.body)
-            while len(self._entries) > self.keep:
-                _, old = self._entries.popitem(last=False)
-                self._forget_body(old)
+            if len(entries) > self.keep:
+                self._forget_body(entries.popitem(last=False)[1])
             if self._in_memory > self.memory:
                 self._trim_bodies()
-            self._cond.notify_all()
+            if self._waiting:
+                self._cond.notify_all()
 
     def _forget_body(self, entry: Entry) -> None:
         if entry.body is not None:
@@ -124,7 +132,11 @@ class Inbox:
         """Block until ``count`` messages are kept (True), ``timeout`` passes
         or ``stopping()`` is true (False)."""
         with self._cond:
-            self._cond.wait_for(lambda: len(self._entries) >= count or stopping(), timeout)
+            self._waiting += 1
+            try:
+                self._cond.wait_for(lambda: len(self._entries) >= count or stopping(), timeout)
+            finally:
+                self._waiting -= 1
             return len(self._entries) >= count and not stopping()
 
     def wake(self) -> None:

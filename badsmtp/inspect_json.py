@@ -34,12 +34,13 @@ def rfc3339(seconds: float) -> str:
 
 # -- messages -------------------------------------------------------------------------
 def message_summary(inbox: Inbox, entry: Entry) -> dict[str, Any]:
+    env = entry.env
     return {
         "ID": entry.id,
         "SessionID": entry.session_id,
-        "From": entry.sender,
-        "To": list(entry.recipients),
-        "Size": entry.size,
+        "From": env.sender,
+        "To": list(env.recipients),
+        "Size": env.size,
         "Created": rfc3339(entry.created),
         "Subject": inbox.subject(entry),
     }
@@ -49,9 +50,9 @@ def message_detail(inbox: Inbox, entry: Entry) -> dict[str, Any]:
     return {
         **message_summary(inbox, entry),
         "ClientIP": entry.client_ip,
-        "Helo": entry.helo,
-        "TLS": entry.tls,
-        "User": entry.user,
+        "Helo": entry.env.helo,
+        "TLS": entry.env.tls,
+        "User": entry.env.user,
         "Headers": inbox.headers(entry),
         "Stored": entry.stored,
     }

@@ -246,7 +246,7 @@ class Recorder:
     """The shell's side of a transcript: implements the session's recorder
     hook and adds the clock and the receive batches."""
 
-    __slots__ = ("_clock", "_content_at", "_last_verb", "batch", "started", "transcript")
+    __slots__ = ("_append", "_clock", "_content_at", "_last_verb", "batch", "started", "transcript")
 
     def __init__(
         self, transcript: Transcript, started: float, clock: Callable[[], float] = time.monotonic
@@ -257,6 +257,9 @@ class Recorder:
         self._clock = clock
         self._content_at: tuple[int, float] | None = None
         self._last_verb = ""
+        # Bound once: the calls below run for every command and reply (the
+        # CLI records them for the inspection API, on its load-test path).
+        self._append = transcript._raw.append
 
     def _now(self) -> float:
         return self._clock() - self.started
@@ -284,7 +287,7 @@ class Recorder:
         self._last_verb = verb
         if verb == "AUTH":  # never keep the initial response, not even here
             words = [words[0], *redact_auth_args(words[1:])]
-        self._add((_COMMAND, tuple(words), self.batch, self._now(), False))
+        self._append((_COMMAND, tuple(words), self.batch, self._clock() - self.started, False))
 
     def too_long(self, length: int) -> None:
         self._last_verb = ""
@@ -292,7 +295,7 @@ class Recorder:
 
     def reply(self, reply: Reply, enhanced: bool) -> None:
         esc = reply.enhanced if enhanced else None
-        self._add((_REPLY, reply.code, reply.lines, esc, self.batch, self._now()))
+        self._append((_REPLY, reply.code, reply.lines, esc, self.batch, self._clock() - self.started))
 
     def framed(self, faults: str, writes: tuple[bytes, ...]) -> None:
         """The reply just recorded left under reply-framing ``faults``, in
