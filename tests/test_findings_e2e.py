@@ -1,17 +1,22 @@
 """Compliance findings over real sockets (README, What your client did
-wrong): ``server.findings`` and ``transcript.findings`` after real clients.
-Well-behaved clients (smtplib, with and without STARTTLS; swaks with
---pipeline) must have none: a false finding is worse than a missed one."""
+wrong): ``server.findings`` and ``transcript.findings`` after real clients,
+and the CLI's WARN record.  Well-behaved clients (smtplib, with and without
+STARTTLS; swaks with --pipeline) must have none: a false finding is worse
+than a missed one."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import signal
 import smtplib
 import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from helpers import Client, needs_tool, serving
+from helpers import Client, first_stderr_line, free_ranges, needs_tool, posix_signals, reap, serving
 
 from badsmtp import BadSMTP, Finding
 
@@ -94,3 +99,42 @@ def test_findings_list_every_session_in_connection_order(server: BadSMTP) -> Non
     first, second = server.wait_for_sessions(2)
     assert [f.code for f in server.findings] == ["after-quit", "after-quit"]
     assert server.findings == first.findings + second.findings
+
+
+# -- the CLI: one WARN record per finding (badsmtp(1), LOGGING) ----------------------------
+@posix_signals
+def test_the_cli_logs_one_warn_record_per_finding(tmp_path: Path) -> None:
+    greeting, command, drop = free_ranges(3)
+    port_file, log = tmp_path / "ports.json", tmp_path / "log.jsonl"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "badsmtp", "--port", "0", "--port-file", str(port_file),
+             "--tls-port", "0", "--starttls-port", "0", "--immediate-drop-port", "0",
+             "--tls-fault-port-start", "0", "--greeting-delay-port-start", str(greeting),
+             "--command-delay-port-start", str(command), "--drop-delay-port-start", str(drop)],
+            stdout=out, stderr=subprocess.PIPE,
+        )  # fmt: skip
+    try:
+        assert first_stderr_line(proc, timeout=30).startswith(b"badsmtp ")
+        port = json.loads(port_file.read_text(encoding="utf-8"))["normal_port"]
+        with Client(port) as client:
+            assert client.reply().startswith(b"220 ")
+            assert client.command(b"EHLO client.example").endswith(b"250 OK\r\n")
+            client.send(b"NOOP\n")
+            assert client.reply() == b"250 2.0.0 OK\r\n"
+            assert client.command(b"QUIT") == b"221 2.0.0 Bye\r\n"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            assert proc.wait(timeout=30) == 0
+        finally:
+            reap(proc)
+    records = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    found = [r for r in records if r["message"] == "SMTP client protocol finding"]
+    assert len(found) == 1 and found[0]["level"] == "WARN"
+    fields = found[0]["fields"]
+    assert fields["session_id"].startswith("sess_")
+    assert {k: fields[k] for k in ("code", "rfc", "command", "explanation", "severity")} == {
+        "code": "bare-lf", "rfc": "RFC 5321 §2.3.8", "command": "NOOP",
+        "explanation": "NOOP ended with a bare LF, not CRLF", "severity": "error",
+    }  # fmt: skip
