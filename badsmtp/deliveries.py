@@ -14,7 +14,6 @@ import logging
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from .inbox import Entry
 from .storage import HEADER_LIMIT, Delivery, Message, MessageStore, error_reply, parse_headers
 
 if TYPE_CHECKING:
@@ -135,7 +134,7 @@ class Deliveries:
         inbox, chunks, self._chunks = self.inbox, self._chunks, None
         if inbox is None:
             return
-        entry = Entry(env, self.slog.session_id, self.client_ip)
+        entry = inbox.entry(env, self.slog.session_id, self.client_ip)
         if chunks is not None:
             entry.body = b"".join(chunks)
         else:

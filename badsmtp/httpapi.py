@@ -190,7 +190,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.rfile.read(size)
 
     def _answer(self, exc: HTTPError) -> None:
-        body = json.dumps({"error": exc.error, "status": exc.status, **exc.extra}).encode()
+        body = json.dumps({"error": exc.error, "status": exc.status, **exc.extra}).encode() + b"\n"
         try:
             self._send(exc.status, body, JSON, exc.headers)
         except OSError:

@@ -56,7 +56,8 @@ class HTTPError(Exception):
 
 
 def _json(value: Any, status: int = 200) -> Answer:
-    return status, json.dumps(value).encode(), JSON
+    """A JSON body, ending in a newline: ``curl -s`` output then ends a line."""
+    return status, json.dumps(value).encode() + b"\n", JSON
 
 
 def query(text: str, allowed: tuple[str, ...]) -> dict[str, float]:

@@ -85,6 +85,9 @@ class Inbox:
         """Whether bodies are kept in memory (storage is off)."""
         return self.mailbox is None
 
+    # The entry's class, for the accept path (the server imports nothing of this module).
+    entry = Entry
+
     def add(self, entry: Entry) -> None:
         with self._lock:
             entries = self._entries
