@@ -31,6 +31,7 @@ class Framing:
         self._paused = False
         self._closed = False
         self._recorder = recorder
+        self._findings = recorder  # still told of findings once recording stops
 
     @property
     def closed(self) -> bool:

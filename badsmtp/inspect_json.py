@@ -94,7 +94,7 @@ def session_detail(transcript: Transcript, inbox: Inbox) -> dict[str, Any]:
         ],
         "MessageIDs": inbox.session_ids(transcript.id),  # those still kept
         "DiscardedOctets": transcript.discarded_octets,
-        "EventsDropped": transcript.events_dropped,
+        "Truncated": transcript.truncated,
     }
 
 

@@ -194,6 +194,8 @@ class Handler(socketserver.BaseRequestHandler):
                 recorder.batch += 1
             else:  # the close, and every 64th receive (the event limit)
                 recorder.received(data)
+                if recorder.full and self.session is not None:
+                    self.session.stop_recording(recorder)  # findings alone from here on
         assert self.session is not None
         return self.session.receive_data(data)
 

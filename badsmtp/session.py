@@ -189,6 +189,13 @@ class Session(Framing):
         self._reader = self._lines
         return self._resume()
 
+    def stop_recording(self, recorder: Recorder) -> None:
+        """``recorder``'s transcript is full (the inspection API keeps a
+        session's first records): report nothing more to it but findings.
+        A DEBUG tracer in front of it goes on (it logs every command)."""
+        if self._recorder is recorder:
+            self._recorder = None
+
     def timeout(self) -> list[Action]:
         return self._end_with(replies.IDLE_TIMEOUT)
 
@@ -379,8 +386,8 @@ class Session(Framing):
         """The checker's findings: to the transcript, and one WARN record each."""
         found, self._check.found = self._check.found, []
         for finding in found:
-            if self._recorder is not None:
-                self._recorder.finding(finding)
+            if self._findings is not None:
+                self._findings.finding(finding)
             self._batch.log(Log("WARN", LOG_MESSAGE, finding.fields()))
 
     def _apply(self, result: Result, plain: bool = False) -> None:

@@ -84,10 +84,10 @@ class Transcript:
         self.duration: float | None = None
         self.discarded_octets = 0
         self.started_at = time.time()  # the wall clock at the connect
-        # Records past this many are counted, not kept (findings are always
-        # kept): the inspection API's bounded memory under a load test.
+        # Records past this many are not kept (findings are always kept):
+        # the inspection API's bounded memory under a load test.
         self.event_limit: int | None = None
-        self.events_dropped = 0
+        self.truncated = False  # it reached the limit: later records were not kept
         self.accepted = 0  # messages accepted in it
         # Raw tuples of atoms, turned into records only when read: cheap to
         # append and, holding no containers, untracked by the cyclic GC, so a
@@ -277,7 +277,13 @@ class Recorder:
         self._append(raw)
 
     def _drop(self, raw: tuple[Any, ...]) -> None:
-        self.transcript.events_dropped += 1
+        return None
+
+    @property
+    def full(self) -> bool:
+        """The transcript reached its event limit: nothing but findings is
+        kept, and the shell stops the session reporting the rest."""
+        return self._full
 
     # -- called by the shell --------------------------------------------------------------
     def received(self, data: bytes) -> None:
@@ -291,6 +297,7 @@ class Recorder:
         # receive only (and the close): the limit may be passed by 64 batches.
         if len(self._raw) >= self._limit:
             self._append, self._full = self._drop, True
+            self.transcript.truncated = True
 
     def sent(self, reply: Reply) -> None:
         """The shell sent ``reply`` itself (an internal error's 421)."""

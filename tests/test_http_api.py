@@ -362,7 +362,7 @@ def test_a_client_that_never_sends_its_request_does_not_hold_up_a_stop() -> None
         assert idle.recv(100) == b""
 
 
-def test_a_long_session_keeps_its_first_records_and_counts_the_rest(
+def test_a_long_session_keeps_its_first_records_and_every_finding(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from badsmtp import api
@@ -373,12 +373,15 @@ def test_a_long_session_keeps_its_first_records_and_counts_the_rest(
             c.reply()
             for _ in range(99):  # the limit is checked every 64th receive
                 assert c.command(b"NOOP")[:3] == b"250"
+            c.send(b"NOOP\n")  # a bare LF: a finding, kept past the limit
+            assert c.reply()[:3] == b"250"
             c.command(b"QUIT")
         (transcript,) = server.wait_for_sessions(1)
         assert 0 < len(transcript.events) <= 4 + 64 * 2
-        assert len(transcript.events) + transcript.events_dropped == 1 + 100 * 2
+        assert transcript.truncated and transcript.closed_by == "server"
+        assert [f.code for f in transcript.findings] == ["bare-lf"]
         detail = get(str(server.http_url), f"/api/v1/session/{transcript.id}")
-        assert detail["EventsDropped"] == transcript.events_dropped
+        assert detail["Truncated"] is True
         assert len(detail["Events"]) == len(transcript.events)
 
 
