@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from .findings import Finding
     from .httpapi import InspectionServer
     from .inbox import Inbox
-    from .transcript import Transcript, TranscriptLog
+    from .transcript import Transcript
+    from .transcriptlog import TranscriptLog
 
 __all__ = ["BadSMTP"]
 
@@ -389,7 +390,7 @@ EVENTS_KEPT = 1000
 
 
 def _transcript_log(limit: int | None) -> TranscriptLog:
-    from .transcript import TranscriptLog  # lazy: the CLI records only for the inspection API
+    from .transcriptlog import TranscriptLog  # lazy: the CLI records only for the inspection API
 
     return TranscriptLog(limit, EVENTS_KEPT if limit is not None else None)
 

@@ -27,7 +27,7 @@ from .httproutes import JSON, HTTPError, route
 
 if TYPE_CHECKING:
     from .inbox import Inbox
-    from .transcript import TranscriptLog
+    from .transcriptlog import TranscriptLog
 
 __all__ = ["InspectionServer"]
 
@@ -35,6 +35,8 @@ log = logging.getLogger("badsmtp.http")
 READ_TIMEOUT = 10.0  # for a client to send its whole request
 STOP_GRACE = 1.0  # seconds a stop leaves the woken requests to answer
 MAX_BODY = 64 * 1024  # a request body (none is needed) is read and ignored up to this
+# The page's own scripts, styles and requests, its data: favicon, nothing else.
+CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
 
 
 class InspectionServer(ThreadingHTTPServer):
@@ -203,6 +205,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")  # /raw is never rendered as a page
+        if content_type.startswith("text/html"):  # the page loads nothing from elsewhere
+            self.send_header("Content-Security-Policy", CSP)
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()

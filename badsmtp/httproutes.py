@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from .inbox import Inbox
 from .inspect_json import message_detail, message_summary, session_detail, session_summary
-from .transcript import TranscriptLog
+from .transcriptlog import TranscriptLog
 
 __all__ = ["JSON", "MAX_WAIT", "HTTPError", "query", "route"]
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .inbox import Inbox
     from .server import Handler
     from .tls import TLSProvider
-    from .transcript import TranscriptLog
+    from .transcriptlog import TranscriptLog
 
 __all__ = ["Runtime", "TriggerUses"]
 

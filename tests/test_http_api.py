@@ -221,10 +221,12 @@ def test_the_page_and_its_assets() -> None:
         base = str(server.http_url)
         status, page, headers = call(base, "/")
         assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
+        assert headers["Content-Security-Policy"].startswith("default-src 'self';")
         assert b"<html" in page
         for name, kind in (("app.js", "text/javascript"), ("app.css", "text/css")):
             status, _, headers = call(base, f"/static/{name}")
             assert status == 200 and headers["Content-Type"].startswith(kind)
+            assert headers["X-Content-Type-Options"] == "nosniff"
         status, body, _ = call(base, "/static/nothing.js")
         assert (status, body["status"]) == (404, 404)
 
