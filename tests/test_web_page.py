@@ -39,13 +39,18 @@ def _missing(what: str) -> None:
     pytest.skip(message)
 
 
-def _major(program: str) -> str:
-    """The major version a Chromium or chromedriver binary reports."""
-    out = subprocess.run(
+def _version(program: str) -> tuple[str, str]:
+    """The major version a Chromium or chromedriver binary reports ("" if
+    none), and what it said on stderr."""
+    done = subprocess.run(
         [program, "--version"], capture_output=True, text=True, timeout=30, check=False
-    ).stdout
-    found = re.search(r"(\d+)\.\d+\.\d+", out)
-    return found.group(1) if found else ""
+    )
+    found = re.search(r"(\d+)\.\d+\.\d+", done.stdout)
+    return (found.group(1) if found else ""), " ".join(done.stderr.split())
+
+
+def _major(program: str) -> str:
+    return _version(program)[0]
 
 
 def _chromium() -> tuple[str, str]:
@@ -54,7 +59,9 @@ def _chromium() -> tuple[str, str]:
     if driver is None:
         _missing("chromedriver")
     assert driver is not None
-    wanted = _major(driver)
+    wanted, said = _version(driver)
+    if not wanted:  # Ubuntu's apt packages are wrappers of the chromium snap
+        _missing(f"a working chromedriver ({driver} --version: {said or 'no version'})")
     for name in BROWSERS:
         browser = shutil.which(name)
         if browser is not None and _major(browser) == wanted:
