@@ -84,16 +84,27 @@ def query(text: str, allowed: tuple[str, ...]) -> dict[str, float]:
     return values
 
 
+def _wait(
+    server: Served,
+    params: dict[str, float],
+    wait: Callable[[int, float, Callable[[], bool]], bool],
+    total: Callable[[], int],
+    what: str,
+) -> None:
+    """``?wait=SECONDS&count=N``: block until ``wait`` says N are there, or
+    answer 408 after SECONDS (at most MAX_WAIT) or when the server stops."""
+    if "wait" not in params:
+        return
+    count = int(params.get("count", 1))
+    seconds = min(params["wait"], MAX_WAIT)
+    if not wait(count, seconds, server.stopping.is_set):
+        raise HTTPError(408, f"fewer than {count} {what} after {seconds:g} s", {"total": total()})
+
+
 # -- messages ---------------------------------------------------------------------------
 def list_messages(server: Served, params: dict[str, float]) -> Answer:
     inbox = server.inbox
-    if "wait" in params:
-        count = int(params.get("count", 1))
-        seconds = min(params["wait"], MAX_WAIT)
-        if not inbox.wait(count, seconds, server.stopping.is_set):
-            total, _ = inbox.newest(0)
-            raise HTTPError(408, f"fewer than {count} message(s) after {seconds:g} s",
-                            {"total": total})  # fmt: skip
+    _wait(server, params, inbox.wait, lambda: inbox.newest(0)[0], "message(s)")
     limit = int(params["limit"]) if "limit" in params else None
     total, entries = inbox.newest(limit)
     summaries = [message_summary(inbox, e) for e in entries]
@@ -125,13 +136,8 @@ def get_raw(server: Served, params: dict[str, float], message_id: str) -> Answer
 # -- sessions ---------------------------------------------------------------------------
 def list_sessions(server: Served, params: dict[str, float]) -> Answer:
     transcripts = server.transcripts
-    if "wait" in params:
-        count = int(params.get("count", 1))
-        seconds = min(params["wait"], MAX_WAIT)
-        if not transcripts.wait_ended(count, seconds, server.stopping.is_set):
-            total = len(transcripts.snapshot())
-            raise HTTPError(408, f"fewer than {count} session(s) ended after {seconds:g} s",
-                            {"total": total})  # fmt: skip
+    _wait(server, params, transcripts.wait_ended, lambda: len(transcripts.snapshot()),
+          "session(s) ended")  # fmt: skip
     kept = transcripts.snapshot()[::-1]
     shown = kept[: int(params["limit"])] if "limit" in params else kept
     summaries = [session_summary(t) for t in shown]

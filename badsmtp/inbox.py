@@ -6,8 +6,9 @@ message was stored in (read only when asked, and only inside the mailbox),
 or, with storage off, the content in memory, up to ``memory`` octets in all,
 the oldest bodies dropped first (their ``/raw`` is then gone).
 
-The accept path pays one ``time.time()``, one ``os.urandom`` and a dict
-insert; headers, the subject and the time's text are made when asked.
+The accept path pays one ``time.time()``, one small object and one lock;
+ids (``os.urandom``), headers, the subject and the time's text are made
+when the API asks.
 """
 
 from __future__ import annotations

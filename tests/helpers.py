@@ -11,6 +11,7 @@ import logging
 import random
 import selectors
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -256,6 +257,16 @@ def first_stderr_line(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
         if not sel.select(timeout):
             raise TimeoutError(f"badsmtp printed nothing within {timeout} s")
     return proc.stderr.readline()
+
+
+def terminate(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """SIGTERM a ``badsmtp`` process, which must exit 0 within ``timeout``
+    (badsmtp(1), SIGNALS); reaped whatever happens."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        assert proc.wait(timeout=timeout) == 0
+    finally:
+        reap(proc)
 
 
 def reap(proc: subprocess.Popen[bytes]) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import smtplib
 import subprocess
 import sys
@@ -16,7 +15,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import Client, first_stderr_line, free_ranges, needs_tool, posix_signals, reap, serving
+from helpers import (
+    Client,
+    first_stderr_line,
+    free_ranges,
+    needs_tool,
+    posix_signals,
+    serving,
+    terminate,
+)
 
 from badsmtp import BadSMTP, Finding
 
@@ -125,11 +132,7 @@ def test_the_cli_logs_one_warn_record_per_finding(tmp_path: Path) -> None:
             assert client.reply() == b"250 2.0.0 OK\r\n"
             assert client.command(b"QUIT") == b"221 2.0.0 Bye\r\n"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            assert proc.wait(timeout=30) == 0
-        finally:
-            reap(proc)
+        terminate(proc)
     records = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
     found = [r for r in records if r["message"] == "SMTP client protocol finding"]
     assert len(found) == 1 and found[0]["level"] == "WARN"

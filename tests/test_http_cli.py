@@ -8,14 +8,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from helpers import ROOT, first_stderr_line, free_ranges, needs_tool, posix_signals, reap
+from helpers import ROOT, first_stderr_line, free_ranges, needs_tool, posix_signals, terminate
 from httpjson import call, get, send_mail
 from test_auth_e2e import _curl_has_smtp
 
@@ -45,11 +44,7 @@ def cli(tmp_path: Path, *extra: str) -> Iterator[dict[str, int]]:
         assert first_stderr_line(proc, timeout=30).startswith(b"badsmtp ")
         yield json.loads(port_file.read_text(encoding="utf-8"))
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            assert proc.wait(timeout=30) == 0
-        finally:
-            reap(proc)
+        terminate(proc)
 
 
 @posix_signals

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
-from helpers import Client, first_stderr_line, free_ranges, posix_signals, reap
+from helpers import Client, first_stderr_line, free_ranges, posix_signals, terminate
 
 
 @posix_signals
@@ -56,8 +55,4 @@ def test_ports_come_from_the_port_file(tmp_path: Path) -> None:
         with socket.create_connection(("127.0.0.1", ports["tls_port"]), timeout=5):
             pass  # implicit TLS: accepted (the handshake is tested elsewhere)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            assert proc.wait(timeout=30) == 0
-        finally:
-            reap(proc)
+        terminate(proc)
