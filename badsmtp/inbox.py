@@ -20,12 +20,13 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .storage import HEADER_LIMIT  # headers are parsed from at most this much of a body
+
 if TYPE_CHECKING:
     from .actions import Envelope
 
 __all__ = ["Entry", "Inbox", "new_message_id"]
 
-HEADER_LIMIT = 64 * 1024  # headers are parsed from at most this much of a body
 
 
 _ID_OCTETS = 12
@@ -190,16 +191,18 @@ class Inbox:
     # -- what the API asks, lazily -----------------------------------------------------
     def raw(self, entry: Entry) -> bytes | None:
         """The content as received; None when it is no longer kept."""
-        body = entry.body
-        if body is not None:
-            return body
+        return entry.body if entry.body is not None else self._read(entry, -1)
+
+    def _read(self, entry: Entry, size: int) -> bytes | None:
+        """Up to ``size`` octets (-1: all) of the content in its maildir
+        file; None without a file inside the mailbox."""
         path = self._inside(entry.path)
         if path is None:
             return None
         try:
             with open(path, "rb") as file:
                 file.seek(entry.offset)
-                return file.read()
+                return file.read(size)
         except OSError:  # moved or removed since (a reader took it from new/)
             return None
 
@@ -220,15 +223,7 @@ class Inbox:
     def _head(self, entry: Entry) -> bytes:
         if entry.body is not None:
             return entry.body[:HEADER_LIMIT]
-        path = self._inside(entry.path)
-        if path is None:
-            return b""
-        try:
-            with open(path, "rb") as file:
-                file.seek(entry.offset)
-                return file.read(HEADER_LIMIT)
-        except OSError:
-            return b""
+        return self._read(entry, HEADER_LIMIT) or b""
 
     def subject(self, entry: Entry) -> str:
         values = self.headers(entry).get("Subject")
